@@ -1,0 +1,89 @@
+"""Settings: one `Settings` object, read from `WARDEN_`-prefixed environment variables (or `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_JWT_SECRET = "dev-only-change-me-this-is-not-a-secret-000"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WARDEN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["development", "production", "test"] = "production"
+    debug: bool = False
+
+    # Databases. The runtime URL's user is the app role (owns nothing, NOBYPASSRLS);
+    # the admin URL's user owns the schema and runs migrations.
+    database_url: str | None = None
+    admin_database_url: str | None = None
+    read_database_url: str | None = None
+    definer_role: str = Field(
+        default="warden_definer",
+        description="NOLOGIN BYPASSRLS role that owns the narrow SECURITY DEFINER lookups",
+    )
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_statement_cache_size: int = Field(
+        default=100, description="asyncpg prepared statement cache; set 0 behind PgBouncer"
+    )
+
+    redis_url: str | None = None
+
+    # Tokens
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_private_key: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_key_id: str = "warden-1"
+    jwt_issuer: str = "warden"
+    jwt_audience: str = "warden-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=300)
+
+    # Authentication policy
+    signup_enabled: bool = False
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+
+    # HTTP
+    cors_origins: list[str] = []
+    trusted_proxies: list[str] = []
+    require_tls: bool = False
+    max_page_size: int = 200
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Settings:
+        if self.jwt_algorithm == "HS256":
+            if len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("WARDEN_JWT_SECRET must be at least 32 characters")
+        elif self.jwt_private_key is None and self.jwt_public_key is None:
+            raise ValueError(
+                f"{self.jwt_algorithm} needs WARDEN_JWT_PRIVATE_KEY (to sign) "
+                "or WARDEN_JWT_PUBLIC_KEY (to verify only)"
+            )
+        return self
+
+    @property
+    def runtime_role(self) -> str:
+        """The app role's name, taken from the runtime URL (the one place it is configured)."""
+        if not self.database_url:
+            raise RuntimeError("WARDEN_DATABASE_URL is not set")
+        name = make_url(self.database_url).username
+        if not name:
+            raise RuntimeError("WARDEN_DATABASE_URL must name the runtime role as its user")
+        return name
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

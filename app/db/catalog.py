@@ -1,0 +1,229 @@
+"""The RLS conformance check (`warden check --rls`, and the catalog meta-test).
+
+Reads the catalog of one database and lists every violation of SPEC section 2. An empty list
+means: every table is either on the short global list or scoped with RLS enabled + forced and
+exactly the one expected permissive policy; no restrictive policy exists; keys between scoped
+tables carry `workspace_id`; the runtime role cannot bypass anything; views run as the invoker;
+SECURITY DEFINER functions pin `search_path`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.rls import POLICY_NAME, Scope, normalize_predicate
+
+# Tables without tenant scope, each for a reason.
+GLOBAL_TABLES = {
+    "alembic_version": "migration bookkeeping; the runtime role has no privilege on it",
+    "app_user": "identity is global; password_hash is not readable by the runtime role",
+}
+
+FORBIDDEN_PRIVILEGES = ("TRUNCATE", "REFERENCES", "TRIGGER")
+
+
+def expected_scopes(columns: set[str], table: str) -> set[Scope]:
+    """The policy forms a table may carry, from its columns (workspace first)."""
+    if table == "workspace":
+        return {Scope.WORKSPACE_ROW}
+    if "workspace_id" in columns:
+        return {Scope.WORKSPACE, Scope.WORKSPACE_USER} if "user_id" in columns else {Scope.WORKSPACE}
+    if "user_id" in columns:
+        return {Scope.USER}
+    return set()
+
+
+async def _rows(conn: AsyncConnection, sql: str, **params: object) -> list:
+    return list((await conn.execute(text(sql), params)).mappings().all())
+
+
+async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
+    problems: list[str] = []
+    tables = await _rows(
+        conn,
+        """
+        SELECT c.oid, c.relname, c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
+               array_agg(a.attname::text) AS columns
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+        GROUP BY c.oid
+        """,
+    )
+    policies = await _rows(
+        conn,
+        """
+        SELECT c.relname, p.polname, p.polpermissive, p.polcmd::text AS polcmd,
+               p.polroles = '{0}'::oid[] AS to_public,
+               pg_get_expr(p.polqual, p.polrelid) AS qual,
+               pg_get_expr(p.polwithcheck, p.polrelid) AS check
+        FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+        """,
+    )
+    by_table: dict[str, list] = {}
+    for pol in policies:
+        by_table.setdefault(pol["relname"], []).append(pol)
+        if not pol["polpermissive"]:
+            problems.append(f"{pol['relname']}: restrictive policy {pol['polname']} exists")
+
+    scoped: set[str] = set()
+    for t in tables:
+        name, columns = t["relname"], set(t["columns"])
+        allowed = expected_scopes(columns, name)
+        if not allowed:
+            if name not in GLOBAL_TABLES:
+                problems.append(f"{name}: neither workspace_id nor user_id, and not a global table")
+            continue
+        scoped.add(name)
+        if not t["relrowsecurity"]:
+            problems.append(f"{name}: row level security is not enabled")
+        if not t["relforcerowsecurity"]:
+            problems.append(f"{name}: row level security is not forced")
+        pols = by_table.get(name, [])
+        if len(pols) != 1:
+            problems.append(f"{name}: expected exactly one policy, found {len(pols)}")
+            continue
+        pol = pols[0]
+        wanted = {normalize_predicate(s.value) for s in allowed}
+        if pol["polname"] != POLICY_NAME:
+            problems.append(f"{name}: policy is named {pol['polname']}, expected {POLICY_NAME}")
+        if pol["polcmd"] != "*" or not pol["to_public"]:
+            problems.append(f"{name}: policy must be FOR ALL TO PUBLIC")
+        for part in ("qual", "check"):
+            if pol[part] is None or normalize_predicate(pol[part]) not in wanted:
+                problems.append(f"{name}: policy {part} is {pol[part]!r}, not the tenant predicate")
+
+    problems += await _key_problems(conn, scoped)
+    problems += await _role_problems(conn, runtime_role)
+    problems += await _object_problems(conn)
+    return problems
+
+
+async def _key_problems(conn: AsyncConnection, scoped: set[str]) -> list[str]:
+    problems = []
+    uniques = await _rows(
+        conn,
+        """
+        SELECT c.relname AS tbl, i.relname AS idx,
+               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                       AND a.attname = 'workspace_id' AND a.attnum = ANY (x.indkey)) AS has_ws,
+               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                       AND a.attname = 'workspace_id') AS table_has_ws
+        FROM pg_index x
+        JOIN pg_class c ON c.oid = x.indrelid
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND x.indisunique
+        """,
+    )
+    for u in uniques:
+        if u["tbl"] in scoped and u["table_has_ws"] and not u["has_ws"]:
+            problems.append(f"{u['tbl']}: unique index {u['idx']} does not include workspace_id")
+    fks = await _rows(
+        conn,
+        """
+        SELECT con.conname, src.relname AS src, dst.relname AS dst,
+               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = con.conrelid
+                       AND a.attname = 'workspace_id' AND a.attnum = ANY (con.conkey)) AS has_ws,
+               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = con.confrelid
+                       AND a.attname = 'workspace_id') AS dst_has_ws
+        FROM pg_constraint con
+        JOIN pg_class src ON src.oid = con.conrelid
+        JOIN pg_class dst ON dst.oid = con.confrelid
+        JOIN pg_namespace n ON n.oid = src.relnamespace
+        WHERE n.nspname = 'public' AND con.contype = 'f'
+        """,
+    )
+    for fk in fks:
+        if fk["src"] in scoped and fk["dst_has_ws"] and not fk["has_ws"]:
+            problems.append(
+                f"{fk['src']}: foreign key {fk['conname']} to {fk['dst']} lacks workspace_id"
+            )
+    return problems
+
+
+async def _role_problems(conn: AsyncConnection, role: str) -> list[str]:
+    problems = []
+    rows = await _rows(
+        conn, "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = :r", r=role
+    )
+    if not rows:
+        return [f"runtime role {role} does not exist"]
+    if rows[0]["rolsuper"]:
+        problems.append(f"runtime role {role} is a superuser")
+    if rows[0]["rolbypassrls"]:
+        problems.append(f"runtime role {role} has BYPASSRLS")
+    owned = await _rows(
+        conn,
+        """
+        SELECT c.relname AS name FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+        WHERE r.rolname = :r
+        UNION ALL
+        SELECT p.proname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner WHERE r.rolname = :r
+        UNION ALL
+        SELECT n.nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+        WHERE r.rolname = :r
+        """,
+        r=role,
+    )
+    problems += [f"runtime role {role} owns {o['name']}" for o in owned]
+    for privilege in FORBIDDEN_PRIVILEGES:
+        held = await _rows(
+            conn,
+            """
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+              AND has_table_privilege(:r, c.oid, :p)
+            """,
+            r=role,
+            p=privilege,
+        )
+        problems += [f"runtime role {role} has {privilege} on {h['relname']}" for h in held]
+    return problems
+
+
+async def _object_problems(conn: AsyncConnection) -> list[str]:
+    problems = []
+    views = await _rows(
+        conn,
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'v'
+          AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)
+        """,
+    )
+    problems += [f"view {v['relname']} is not security_invoker" for v in views]
+    definers = await _rows(
+        conn,
+        """
+        SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosecdef
+          AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) cfg
+                          WHERE cfg LIKE 'search_path=%')
+        """,
+    )
+    problems += [f"SECURITY DEFINER function {d['proname']} does not pin search_path" for d in definers]
+    return problems
+
+
+async def runtime_role_refusal(conn: AsyncConnection) -> str | None:
+    """Why the connected role must not serve requests (None when it is fit to)."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT r.rolname, r.rolsuper, r.rolbypassrls, "
+                "EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid "
+                "        AND c.relnamespace = 'public'::regnamespace) AS owns "
+                "FROM pg_roles r WHERE r.rolname = current_user"
+            )
+        )
+    ).mappings().one()
+    if row["rolsuper"]:
+        return f"database role {row['rolname']} is a superuser"
+    if row["rolbypassrls"]:
+        return f"database role {row['rolname']} has BYPASSRLS"
+    if row["owns"]:
+        return f"database role {row['rolname']} owns tables (owners can bypass RLS)"
+    return None

@@ -1,0 +1,64 @@
+"""`warden migrate`: roles, then Alembic (as the owner), then privileges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db.roles import apply_privileges, ensure_roles
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    return cfg
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def migrate(
+    admin_url: str, runtime_url: str, definer_role: str, revision: str = "head"
+) -> None:
+    """Bring schema, roles and grants of the admin URL's database up to `revision`."""
+    runtime = make_url(runtime_url)
+    if not runtime.username:
+        raise RuntimeError("the runtime database URL must name its role")
+    engine = create_async_engine(admin_url)
+    try:
+        async with engine.begin() as conn:
+            await ensure_roles(conn, runtime.username, runtime.password, definer_role)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, revision)
+        async with engine.begin() as conn:
+            await apply_privileges(conn, runtime.username, definer_role)
+    finally:
+        await engine.dispose()
+
+
+async def ensure_database(admin_url: str) -> None:
+    """Create the admin URL's database if it does not exist (connecting via `postgres`)."""
+    url = make_url(admin_url)
+    name = url.database
+    engine = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            exists = await raw.driver_connection.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", name
+            )
+            if not exists:
+                await raw.driver_connection.execute(
+                    'CREATE DATABASE "' + str(name).replace('"', '""') + '"'
+                )
+    finally:
+        await engine.dispose()

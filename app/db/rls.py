@@ -1,0 +1,65 @@
+"""The tenant policy, in one place: the predicates, and the migration helper that applies them.
+
+Every scoped table gets RLS ENABLEd and FORCEd and exactly one permissive `FOR ALL` policy whose
+USING and WITH CHECK are the same bare predicate (SPEC section 2): no subquery, no restrictive
+policy, `nullif(..., '')` so an unset or empty setting fails closed. Migrations call
+`scope_table()`; no migration writes a policy by hand. `app.db.catalog` checks the result.
+"""
+
+from __future__ import annotations
+
+import enum
+
+POLICY_NAME = "tenant_isolation"
+WORKSPACE_SETTING = "app.current_workspace_id"
+USER_SETTING = "app.current_user_id"
+
+
+def _setting_uuid(setting: str) -> str:
+    return f"nullif(current_setting('{setting}', true), '')::uuid"
+
+
+WORKSPACE_PREDICATE = f"workspace_id = {_setting_uuid(WORKSPACE_SETTING)}"
+USER_PREDICATE = f"user_id = {_setting_uuid(USER_SETTING)}"
+
+
+class Scope(enum.Enum):
+    """How a table is scoped; the value is the policy predicate."""
+
+    WORKSPACE = WORKSPACE_PREDICATE
+    USER = USER_PREDICATE
+    WORKSPACE_USER = f"{WORKSPACE_PREDICATE} AND {USER_PREDICATE}"
+    # The workspace table itself: a workspace sees only its own row.
+    WORKSPACE_ROW = f"id = {_setting_uuid(WORKSPACE_SETTING)}"
+
+
+def scope_statements(table: str, scope: Scope) -> list[str]:
+    """The DDL that puts `table` under its tenant policy (idempotent only via migrations)."""
+    predicate = scope.value
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY {POLICY_NAME} ON {table} AS PERMISSIVE FOR ALL TO PUBLIC "
+        f"USING ({predicate}) WITH CHECK ({predicate})",
+    ]
+
+
+def scope_table(table: str, scope: Scope = Scope.WORKSPACE) -> None:
+    """Migration helper: ENABLE + FORCE ROW LEVEL SECURITY and CREATE POLICY for `table`."""
+    from alembic import op
+
+    for statement in scope_statements(table, scope):
+        op.execute(statement)
+
+
+def normalize_predicate(expr: str) -> str:
+    """Reduce a policy expression to a comparable token string.
+
+    `pg_get_expr()` adds parentheses and `::text` casts and upper-cases NULLIF; stripping those
+    leaves the token sequence, which still pins columns, settings, operators and the cast, and
+    any subquery (`select`) or extra clause shows up as a difference.
+    """
+    out = expr.lower().replace("::text", "")
+    for ch in "() \n\t":
+        out = out.replace(ch, "")
+    return out

@@ -1,0 +1,122 @@
+"""Database roles and privileges, reconciled by `warden migrate` after Alembic has run.
+
+Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
+the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
+log in; it owns the narrow SECURITY DEFINER lookups and may read (or, for workspace creation,
+insert into) exactly the tables those functions touch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+# Tables whose runtime privileges differ from full DML. Everything else in the schema gets DML
+# (and, without its RLS policy, fails the catalog check).
+RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "alembic_version": (),
+    "app_user": ("INSERT", "UPDATE"),  # SELECT granted per column below: never password_hash
+    "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
+}
+RUNTIME_COLUMN_SELECT: dict[str, tuple[str, ...]] = {
+    "app_user": ("id", "email", "name", "attributes", "is_active", "created_at", "updated_at"),
+}
+
+
+@dataclass(frozen=True)
+class DefinerFunction:
+    signature: str
+    reads: tuple[str, ...]
+    inserts: tuple[str, ...] = ()
+
+
+DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
+    DefinerFunction("warden_login_lookup(text)", reads=("app_user",)),
+    DefinerFunction(
+        "warden_request_context(uuid, uuid, text)",
+        reads=("app_user", "auth_session", "workspace", "membership"),
+    ),
+    DefinerFunction("warden_user_workspaces()", reads=("membership", "workspace")),
+    DefinerFunction(
+        "warden_create_workspace(uuid, text, text)",
+        reads=(),
+        inserts=("workspace", "membership"),
+    ),
+)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+async def _role_exists(conn: AsyncConnection, role: str) -> bool:
+    result = await conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+    return result.scalar() is not None
+
+
+async def ensure_roles(
+    conn: AsyncConnection, runtime_role: str, runtime_password: str | None, definer_role: str
+) -> None:
+    """Create or correct the runtime and definer roles (needs CREATEROLE; BYPASSRLS for the
+    definer needs a superuser on PostgreSQL 15 and older)."""
+    rt = quote_ident(runtime_role)
+    attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
+    verb = "ALTER" if await _role_exists(conn, runtime_role) else "CREATE"
+    password = f" PASSWORD {quote_literal(runtime_password)}" if runtime_password else ""
+    await conn.execute(text(f"{verb} ROLE {rt} WITH {attrs}{password}"))
+
+    df = quote_ident(definer_role)
+    verb = "ALTER" if await _role_exists(conn, definer_role) else "CREATE"
+    await conn.execute(
+        text(f"{verb} ROLE {df} WITH NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE")
+    )
+    citus = await conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'"))
+    if citus.scalar() is not None:
+        # Citus forwards only literal SET LOCAL to workers, and only with this setting.
+        await conn.execute(text(f"ALTER ROLE {rt} SET citus.propagate_set_commands = 'local'"))
+
+
+async def apply_privileges(conn: AsyncConnection, runtime_role: str, definer_role: str) -> None:
+    """Reset and grant every privilege of both roles on the current database's public schema."""
+    rt, df = quote_ident(runtime_role), quote_ident(definer_role)
+    database = (await conn.execute(text("SELECT current_database()"))).scalar_one()
+    await conn.execute(text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}"))
+    await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {rt}, {df}"))
+    await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+
+    tables = (
+        await conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') "
+                "ORDER BY c.relname"
+            )
+        )
+    ).scalars().all()
+    for table in tables:
+        t = quote_ident(table)
+        await conn.execute(text(f"REVOKE ALL ON {t} FROM {rt}, {df}, PUBLIC"))
+        privileges = RUNTIME_TABLE_PRIVILEGES.get(table, DML)
+        if privileges:
+            await conn.execute(text(f"GRANT {', '.join(privileges)} ON {t} TO {rt}"))
+        columns = RUNTIME_COLUMN_SELECT.get(table)
+        if columns:
+            cols = ", ".join(quote_ident(c) for c in columns)
+            await conn.execute(text(f"GRANT SELECT ({cols}) ON {t} TO {rt}"))
+
+    for fn in DEFINER_FUNCTIONS:
+        await conn.execute(text(f"ALTER FUNCTION {fn.signature} OWNER TO {df}"))
+        await conn.execute(text(f"REVOKE ALL ON FUNCTION {fn.signature} FROM PUBLIC"))
+        await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
+        for table in fn.reads:
+            await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {df}"))
+        for table in fn.inserts:
+            await conn.execute(text(f"GRANT INSERT ON {quote_ident(table)} TO {df}"))

@@ -1,0 +1,99 @@
+"""Engines, session factories, and the central workspace filter on every ORM statement.
+
+Invariant: every ORM SELECT/UPDATE/DELETE touching a `WorkspaceScoped` entity is limited to the
+session's workspace (`session.info["workspace_id"]`, put there only by
+`app.db.tenant.apply_context`); with no workspace in the session the criterion is `false`, so the
+app layer fails closed exactly like RLS does. New scoped rows take their `workspace_id` from the
+context; a row claiming another workspace is refused before it reaches the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import event, false
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from app.config import Settings
+from app.db.base import WorkspaceScoped
+
+
+def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={
+            "statement_cache_size": settings.db_statement_cache_size,
+            "server_settings": {"application_name": "warden"},
+        },
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+@dataclass
+class Database:
+    """The runtime engines: primary (writes) and optional replica (reads), same role, same RLS."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine | None = None
+    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Database:
+        if not settings.database_url:
+            raise RuntimeError("WARDEN_DATABASE_URL is not set")
+        engine = make_engine(settings.database_url, settings, pool_size=pool_size)
+        db = cls(engine=engine, sessionmaker=make_sessionmaker(engine))
+        if settings.read_database_url:
+            db.read_engine = make_engine(settings.read_database_url, settings, pool_size=pool_size)
+            db.read_sessionmaker = make_sessionmaker(db.read_engine)
+        return db
+
+    def for_read(self) -> async_sessionmaker[AsyncSession]:
+        return self.read_sessionmaker or self.sessionmaker
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_to_workspace(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return  # the parent load was already scoped
+    workspace_id = state.session.info.get("workspace_id")
+    if workspace_id is None:
+        criterion = with_loader_criteria(
+            WorkspaceScoped, lambda cls: false(), include_aliases=True
+        )
+    else:
+        criterion = with_loader_criteria(
+            WorkspaceScoped, lambda cls: cls.workspace_id == workspace_id, include_aliases=True
+        )
+    state.statement = state.statement.options(criterion)
+
+
+class CrossWorkspaceWrite(Exception):
+    """A scoped row was about to be written with a workspace other than the context's."""
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_workspace(session: Session, flush_context: object, instances: object) -> None:
+    workspace_id = session.info.get("workspace_id")
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, WorkspaceScoped):
+            continue
+        if obj.workspace_id is None and obj in session.new:
+            obj.workspace_id = workspace_id
+        if workspace_id is None or obj.workspace_id != workspace_id:
+            raise CrossWorkspaceWrite(type(obj).__name__)

@@ -1,0 +1,51 @@
+"""The tenant context: the one function that issues the `SET LOCAL`s.
+
+Invariant: the settings are set only with literal `SET LOCAL` (never `set_config`, never
+session-level `SET`), from strictly parsed UUIDs, in one statement string that holds nothing
+but the `SET LOCAL`s, inside an already-open transaction. They vanish at commit/rollback, so a
+pooled connection never carries one request's context into the next.
+
+Callers: `app.security.deps` (HTTP) and `workers.context` (jobs). Nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.rls import USER_SETTING, WORKSPACE_SETTING
+
+
+def context_statement(workspace_id: uuid.UUID | None, user_id: uuid.UUID) -> str:
+    """Build the `SET LOCAL` string. UUIDs are re-parsed so only canonical literals get in."""
+    parts = []
+    if workspace_id is not None:
+        parts.append(f"SET LOCAL {WORKSPACE_SETTING} = '{uuid.UUID(str(workspace_id))}'")
+    parts.append(f"SET LOCAL {USER_SETTING} = '{uuid.UUID(str(user_id))}'")
+    return "; ".join(parts)
+
+
+async def apply_context(
+    session: AsyncSession, workspace_id: uuid.UUID | None, user_id: uuid.UUID
+) -> None:
+    """Set the tenant context on the session's current transaction.
+
+    Runs through the driver's simple-query protocol (the only one that takes several statements
+    in one string). The driver opens its transaction lazily, on the first statement; if none ran
+    yet, one is run so that `SET LOCAL` lands inside the transaction instead of being a no-op.
+    """
+    if not session.in_transaction():
+        raise RuntimeError("tenant context must be set inside session.begin()")
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        await conn.execute(text("SELECT 1"))
+    if not driver.is_in_transaction():
+        raise RuntimeError("tenant context must be set inside an open transaction")
+    await driver.execute(context_statement(workspace_id, user_id))
+    session.info["workspace_id"] = workspace_id
+    session.info["user_id"] = user_id

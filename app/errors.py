@@ -1,0 +1,179 @@
+"""Errors as RFC 9457 problem details: one exception family, one set of handlers.
+
+Invariant: no response carries a stack trace, SQL or a secret. Unknown exceptions become a bare
+500 problem (logged with the request id); database integrity errors become 409 without the
+driver's message; validation errors list field paths and messages only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.db.session import CrossWorkspaceWrite
+
+log = logging.getLogger("warden.errors")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://warden.dev/problems/"
+
+
+class AppError(Exception):
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(AppError):
+    pass
+
+
+class Unauthorized(AppError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str = "Missing or invalid credentials", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(AppError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(AppError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(AppError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class TooManyRequests(AppError):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+
+class ServiceUnavailable(AppError):
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    request: Request | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (slug or str(status)),
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+    body.update(extra)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+_HTTP_TITLES = {
+    400: ("Bad request", "bad-request"),
+    401: ("Unauthorized", "unauthorized"),
+    403: ("Forbidden", "forbidden"),
+    404: ("Not found", "not-found"),
+    405: ("Method not allowed", "method-not-allowed"),
+    413: ("Payload too large", "payload-too-large"),
+    415: ("Unsupported media type", "unsupported-media-type"),
+}
+
+
+def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return problem(
+            exc.status, exc.title, exc.detail, slug=exc.slug, headers=exc.headers,
+            request=request, **exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return problem(
+            422, "Validation failed", "The request did not match the expected shape",
+            slug="validation", request=request, errors=_clean_errors(exc),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        title, slug = _HTTP_TITLES.get(exc.status_code, ("Error", str(exc.status_code)))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem(
+            exc.status_code, title, detail, slug=slug, headers=getattr(exc, "headers", None),
+            request=request,
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> Response:
+        log.info("integrity error", extra={"sqlstate": getattr(exc.orig, "sqlstate", None)})
+        return problem(
+            409, "Conflict", "The change conflicts with existing data", slug="conflict",
+            request=request,
+        )
+
+    @app.exception_handler(CrossWorkspaceWrite)
+    async def _cross(request: Request, exc: CrossWorkspaceWrite) -> Response:
+        log.error("cross-workspace write refused", extra={"entity": str(exc)})
+        return problem(404, "Not found", "Not found", slug="not-found", request=request)
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(request: Request, exc: DBAPIError) -> Response:
+        log.exception("database error")
+        return problem(
+            503, "Service unavailable", "The database could not complete the request",
+            slug="service-unavailable", request=request, headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(
+            500, "Internal server error", "An unexpected error occurred",
+            slug="internal", request=request,
+        )

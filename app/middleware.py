@@ -1,0 +1,70 @@
+"""Pure-ASGI request middleware: request id, access log line, metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logging import request_id_var, user_var, workspace_var
+
+log = logging.getLogger("warden.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+REQUESTS = Counter("warden_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("warden_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the client's `X-Request-ID` when well-formed), echoes it in the
+    response, and logs one line per request with status, duration, workspace and user."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        tokens = (request_id_var.set(request_id), workspace_var.set(None), user_var.set(None))
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(scope["method"], route).observe(elapsed)
+            principal = scope.get("state", {}).get("principal")
+            if principal is not None:
+                user_var.set(str(principal.user_id))
+                workspace_var.set(getattr(principal, "slug", None))
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            for var, token in zip((request_id_var, workspace_var, user_var), tokens, strict=True):
+                var.reset(token)

@@ -1,0 +1,94 @@
+"""`/api/v1/auth/...` and `/api/v1/me`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
+
+from app.db.models import User
+from app.errors import Forbidden
+from app.schemas.auth import (
+    LoginIn,
+    PasswordChangeIn,
+    RefreshIn,
+    RegisterIn,
+    TokenOut,
+    UserOut,
+)
+from app.security.deps import UserSession
+from app.services import auth
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+
+def _client(request: Request) -> auth.Client:
+    return auth.Client(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+async def register_user(body: RegisterIn, request: Request) -> User:
+    settings = request.app.state.settings
+    if not settings.signup_enabled:
+        raise Forbidden("Sign-up is disabled on this installation")
+    async with request.app.state.db.sessionmaker() as session, session.begin():
+        user = await auth.register(session, settings, body.email, body.password, body.name)
+    return user
+
+
+async def _login(request: Request, email: str, password: str) -> TokenOut:
+    state = request.app.state
+    tokens = await auth.login(
+        state.db.sessionmaker, state.redis, state.settings, email, password, _client(request)
+    )
+    return TokenOut(**tokens.__dict__)
+
+
+@router.post("/auth/login", response_model=TokenOut)
+async def login(body: LoginIn, request: Request) -> TokenOut:
+    return await _login(request, body.email, body.password)
+
+
+@router.post("/auth/token", response_model=TokenOut, include_in_schema=True)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request
+) -> TokenOut:
+    """OAuth2 password flow (the Swagger UI *Authorize* button); `username` is the email."""
+    return await _login(request, form.username, form.password)
+
+
+@router.post("/auth/refresh", response_model=TokenOut)
+async def refresh(body: RefreshIn, request: Request) -> TokenOut:
+    state = request.app.state
+    tokens = await auth.refresh(
+        state.db.sessionmaker, state.settings, body.refresh_token, _client(request)
+    )
+    return TokenOut(**tokens.__dict__)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(ctx: UserSession) -> Response:
+    """Revoke this login (its refresh tokens and, from the next request on, its access tokens)."""
+    await auth.logout(ctx.session, ctx.principal.user_id, ctx.principal.family_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Request) -> Response:
+    """Change the password; every session of the user (this one too) is revoked."""
+    await auth.change_password(
+        ctx.session, request.app.state.settings, ctx.principal.user_id,
+        body.current_password, body.new_password,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me", response_model=UserOut, tags=["me"])
+async def me(ctx: UserSession) -> User:
+    user = await ctx.session.execute(select(User).where(User.id == ctx.principal.user_id))
+    return user.scalar_one()

@@ -1,0 +1,39 @@
+"""Cursor pagination over UUIDv7 ids: ids are time-ordered and unique, so `id > cursor` is a
+stable keyset page with no tie-breaker needed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+
+from app.errors import BadRequest
+
+
+class PageParams:
+    def __init__(
+        self,
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> None:
+        cap = request.app.state.settings.max_page_size
+        if limit > cap:
+            raise BadRequest(f"limit must be at most {cap}")
+        self.limit = limit
+        self.after: uuid.UUID | None = None
+        if cursor is not None:
+            try:
+                self.after = uuid.UUID(cursor)
+            except ValueError:
+                raise BadRequest("cursor is not a cursor returned by this list") from None
+
+    def page(self, rows: list[Any], key: str = "id") -> dict[str, Any]:
+        last = rows[-1] if len(rows) == self.limit else None
+        cursor = None
+        if last is not None:
+            cursor = str(last[key] if isinstance(last, dict) else getattr(last, key))
+        return {"data": rows, "next_cursor": cursor}

@@ -1,0 +1,141 @@
+"""Request dependencies: authentication, the scoped session, permission checks.
+
+Invariant: `get_workspace_session` is the only HTTP code path that sets the tenant context. It
+re-reads the session family and the membership on every request (nothing is trusted from the
+token but identity), and its transaction commits before the response is sent (the dependency is
+function-scoped), so a failed commit can never be reported as success.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db.tenant import apply_context
+from app.errors import Forbidden, NotFound, Unauthorized
+from app.security.permissions import PERMISSIONS, role_permissions
+from app.security.principal import (
+    UserContext,
+    UserPrincipal,
+    WorkspaceContext,
+    WorkspacePrincipal,
+)
+from app.security.tokens import AccessClaims, decode_access_token
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+_CONTEXT_SQL = text(
+    "SELECT authenticated, workspace_id, role, custom_role_id "
+    "FROM warden_request_context(:user_id, :family_id, :slug)"
+)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_claims(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> AccessClaims:
+    if not token:
+        raise Unauthorized()
+    return decode_access_token(request.app.state.settings, token)
+
+
+async def _resolve(
+    session: AsyncSession, claims: AccessClaims, slug: str | None
+) -> tuple[bool, Any]:
+    row = (
+        await session.execute(
+            _CONTEXT_SQL,
+            {"user_id": claims.user_id, "family_id": claims.family_id, "slug": slug},
+        )
+    ).one()
+    return bool(row.authenticated), row
+
+
+async def get_user_session(
+    request: Request, claims: Annotated[AccessClaims, Depends(get_claims)]
+) -> AsyncIterator[UserContext]:
+    """A transaction with only the user in context (for `/api/v1/...` self-service routes)."""
+    async with request.app.state.db.sessionmaker() as session, session.begin():
+        ok, _ = await _resolve(session, claims, None)
+        if not ok:
+            raise Unauthorized()
+        await apply_context(session, None, claims.user_id)
+        principal = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
+        request.state.principal = principal
+        yield UserContext(session=session, principal=principal)
+
+
+async def get_workspace_session(
+    request: Request,
+    slug: Annotated[str, Path(max_length=63, description="Workspace slug")],
+    claims: Annotated[AccessClaims, Depends(get_claims)],
+) -> AsyncIterator[WorkspaceContext]:
+    """Resolve `{slug}`, check membership, set the tenant context, yield session + principal.
+
+    Outsiders (not a member, unknown or deleted workspace) get 404, never 403.
+    """
+    if not SLUG_RE.match(slug):
+        raise NotFound()
+    db = request.app.state.db
+    maker = db.for_read() if request.method in READ_METHODS else db.sessionmaker
+    async with maker() as session, session.begin():
+        ok, row = await _resolve(session, claims, slug)
+        if not ok:
+            raise Unauthorized()
+        if row.workspace_id is None:
+            raise NotFound()
+        await apply_context(session, row.workspace_id, claims.user_id)
+        principal = WorkspacePrincipal(
+            user_id=claims.user_id,
+            family_id=claims.family_id,
+            workspace_id=row.workspace_id,
+            slug=slug,
+            role=row.role,
+            custom_role_id=row.custom_role_id,
+            permissions=role_permissions(row.role) if row.role else frozenset(),
+        )
+        request.state.principal = principal
+        yield WorkspaceContext(session=session, principal=principal)
+
+
+UserSession = Annotated[UserContext, Depends(get_user_session, scope="function")]
+WorkspaceSession = Annotated[WorkspaceContext, Depends(get_workspace_session, scope="function")]
+
+
+def require(permission: str) -> Callable[..., Coroutine[Any, Any, WorkspaceContext]]:
+    """Dependency: the scoped session, for a member holding `permission` (else 403)."""
+    if permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    async def dependency(ctx: WorkspaceSession) -> WorkspaceContext:
+        if not ctx.principal.can(permission):
+            raise Forbidden(f"This action needs the '{permission}' permission")
+        return ctx
+
+    dependency.__name__ = f"require_{permission.replace('.', '_')}"
+    dependency.required_permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+def parse_id(value: str) -> uuid.UUID:
+    """Path ids: anything that is not a UUID is simply not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound() from None
+

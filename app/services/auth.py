@@ -1,0 +1,210 @@
+"""Registration, login, refresh rotation, logout, password change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db.base import new_id
+from app.db.models import AuthSession, User
+from app.db.tenant import apply_context
+from app.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
+from app.security import throttle
+from app.security.passwords import hash_password, verify_password
+from app.security.tokens import (
+    RefreshToken,
+    digests_match,
+    issue_access_token,
+    new_refresh_token,
+    parse_refresh_token,
+)
+
+INVALID_LOGIN = "Invalid email or password"
+
+
+@dataclass(frozen=True)
+class Client:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def register(
+    session: AsyncSession, settings: Settings, email: str, password: str, name: str
+) -> User:
+    user = User(
+        id=new_id(),
+        email=email.lower(),
+        name=name,
+        password_hash=hash_password(settings, password),
+        attributes={},
+        is_active=True,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("An account with this email already exists") from None
+    return user
+
+
+async def _start_family(
+    session: AsyncSession, settings: Settings, user_id: uuid.UUID, client: Client
+) -> Tokens:
+    family_id = new_id()
+    return await _issue(session, settings, user_id, family_id, client)
+
+
+async def _issue(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    client: Client,
+) -> Tokens:
+    refresh = new_refresh_token(user_id)
+    now = _now()
+    session.add(
+        AuthSession(
+            user_id=user_id,
+            id=refresh.session_id,
+            family_id=family_id,
+            token_hash=refresh.digest,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.refresh_token_ttl_seconds),
+            user_agent=(client.user_agent or "")[:400] or None,
+            ip=client.ip,
+        )
+    )
+    await session.flush()
+    access, ttl = issue_access_token(settings, user_id, family_id)
+    return Tokens(access_token=access, refresh_token=refresh.encode(), expires_in=ttl)
+
+
+async def login(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis | None,
+    settings: Settings,
+    email: str,
+    password: str,
+    client: Client,
+) -> Tokens:
+    """Same body and (argon2-dominated) time for an unknown email and a wrong password."""
+    wait = await throttle.retry_after(redis, settings, email, client.ip)
+    if wait:
+        raise TooManyRequests(
+            "Too many failed logins; try again later", headers={"Retry-After": str(wait)}
+        )
+    async with sessionmaker() as session, session.begin():
+        row = (
+            await session.execute(
+                text("SELECT user_id, password_hash, is_active FROM warden_login_lookup(:e)"),
+                {"e": email.strip().lower()},
+            )
+        ).one_or_none()
+        ok = verify_password(settings, row.password_hash if row else None, password)
+        if not ok or row is None or not row.is_active:
+            await throttle.record_failure(redis, settings, email, client.ip)
+            raise Unauthorized(INVALID_LOGIN)
+        await apply_context(session, None, row.user_id)
+        tokens = await _start_family(session, settings, row.user_id, client)
+    await throttle.clear_failures(redis, email, client.ip)
+    return tokens
+
+
+async def _revoke_family(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.family_id == family_id,
+            AuthSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=_now())
+    )
+
+
+async def _find(session: AsyncSession, token: RefreshToken) -> AuthSession:
+    row = (
+        await session.execute(
+            select(AuthSession).where(
+                AuthSession.user_id == token.user_id, AuthSession.id == token.session_id
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None or not digests_match(row.token_hash, token.digest):
+        raise Unauthorized("Invalid refresh token")
+    return row
+
+
+async def refresh(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, raw: str, client: Client
+) -> Tokens:
+    """Rotate: the presented token is spent. Presenting a spent token revokes its family."""
+    token = parse_refresh_token(raw)
+    reused = False
+    async with sessionmaker() as session, session.begin():
+        await apply_context(session, None, token.user_id)
+        row = await _find(session, token)
+        active = (
+            await session.execute(
+                text("SELECT authenticated FROM warden_request_context(:u, :f, NULL)"),
+                {"u": token.user_id, "f": row.family_id},
+            )
+        ).scalar_one()
+        if row.rotated_at is not None:
+            await _revoke_family(session, token.user_id, row.family_id)
+            reused = True
+        elif active and row.revoked_at is None and row.expires_at > _now():
+            row.rotated_at = _now()
+            return await _issue(session, settings, token.user_id, row.family_id, client)
+    if reused:
+        raise Unauthorized("Refresh token reuse detected; the session was revoked")
+    raise Unauthorized("Invalid refresh token")
+
+
+async def logout(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+    await _revoke_family(session, user_id, family_id)
+
+
+async def change_password(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    current: str,
+    new: str,
+) -> None:
+    """Check the current password, store the new hash, and revoke every session of the user."""
+    user = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
+    row = (
+        await session.execute(
+            text("SELECT password_hash FROM warden_login_lookup(:e)"), {"e": user}
+        )
+    ).one_or_none()
+    if not verify_password(settings, row.password_hash if row else None, current):
+        raise BadRequest("The current password is wrong")
+    await session.execute(
+        update(User).where(User.id == user_id).values(password_hash=hash_password(settings, new))
+    )
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=_now())
+    )

@@ -1,0 +1,191 @@
+"""Providers and provider groups. Scoping is not done here: the session already carries it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Provider, ProviderGroup, ProviderGroupMember
+from app.errors import BadRequest, Conflict, NotFound
+from app.schemas.provider import (
+    ProviderCreate,
+    ProviderGroupCreate,
+    ProviderGroupUpdate,
+    ProviderUpdate,
+)
+
+
+def _active() -> Any:
+    return select(Provider).where(Provider.deleted_at.is_(None))
+
+
+async def list_providers(
+    session: AsyncSession, limit: int, after: uuid.UUID | None
+) -> list[Provider]:
+    stmt = _active().order_by(Provider.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Provider.id > after)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_provider(session: AsyncSession, provider_id: uuid.UUID) -> Provider:
+    provider = (
+        await session.execute(_active().where(Provider.id == provider_id))
+    ).scalar_one_or_none()
+    if provider is None:
+        raise NotFound("Provider not found")
+    return provider
+
+
+async def create_provider(session: AsyncSession, data: ProviderCreate) -> Provider:
+    provider = Provider(**data.model_dump())
+    session.add(provider)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"A {data.provider_type.value} provider with uid '{data.uid}' already exists"
+        ) from None
+    return provider
+
+
+async def update_provider(
+    session: AsyncSession, provider_id: uuid.UUID, data: ProviderUpdate
+) -> Provider:
+    provider = await get_provider(session, provider_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        setattr(provider, field, value)
+    await session.flush()
+    await session.refresh(provider)
+    return provider
+
+
+async def delete_provider(session: AsyncSession, provider_id: uuid.UUID) -> None:
+    """Soft delete: the row stays (findings keep their provider), the uid becomes reusable."""
+    provider = await get_provider(session, provider_id)
+    provider.deleted_at = datetime.now(UTC)
+    await session.execute(
+        delete(ProviderGroupMember).where(ProviderGroupMember.provider_id == provider_id)
+    )
+    await session.flush()
+
+
+# Provider groups
+
+
+async def _provider_ids(session: AsyncSession, group_ids: list[uuid.UUID]) -> dict[uuid.UUID, list]:
+    rows = await session.execute(
+        select(ProviderGroupMember.provider_group_id, ProviderGroupMember.provider_id)
+        .where(ProviderGroupMember.provider_group_id.in_(group_ids))
+        .order_by(ProviderGroupMember.provider_id)
+    )
+    out: dict[uuid.UUID, list] = {gid: [] for gid in group_ids}
+    for group_id, provider_id in rows:
+        out[group_id].append(provider_id)
+    return out
+
+
+def _group_out(group: ProviderGroup, provider_ids: list[uuid.UUID]) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "name": group.name,
+        "provider_ids": provider_ids,
+        "created_at": group.created_at,
+        "updated_at": group.updated_at,
+    }
+
+
+async def list_groups(
+    session: AsyncSession, limit: int, after: uuid.UUID | None
+) -> list[dict[str, Any]]:
+    stmt = select(ProviderGroup).order_by(ProviderGroup.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(ProviderGroup.id > after)
+    groups = list((await session.execute(stmt)).scalars())
+    members = await _provider_ids(session, [g.id for g in groups])
+    return [_group_out(g, members[g.id]) for g in groups]
+
+
+async def _get_group(session: AsyncSession, group_id: uuid.UUID) -> ProviderGroup:
+    group = (
+        await session.execute(select(ProviderGroup).where(ProviderGroup.id == group_id))
+    ).scalar_one_or_none()
+    if group is None:
+        raise NotFound("Provider group not found")
+    return group
+
+
+async def get_group(session: AsyncSession, group_id: uuid.UUID) -> dict[str, Any]:
+    group = await _get_group(session, group_id)
+    return _group_out(group, (await _provider_ids(session, [group.id]))[group.id])
+
+
+async def _set_members(
+    session: AsyncSession, group_id: uuid.UUID, provider_ids: list[uuid.UUID]
+) -> None:
+    wanted = set(provider_ids)
+    if wanted:
+        found = set(
+            (
+                await session.execute(
+                    select(Provider.id).where(
+                        Provider.id.in_(wanted), Provider.deleted_at.is_(None)
+                    )
+                )
+            ).scalars()
+        )
+        missing = wanted - found
+        if missing:
+            raise BadRequest(
+                "Unknown provider ids: " + ", ".join(sorted(str(m) for m in missing))
+            )
+    await session.execute(
+        delete(ProviderGroupMember).where(ProviderGroupMember.provider_group_id == group_id)
+    )
+    session.add_all(
+        ProviderGroupMember(provider_group_id=group_id, provider_id=pid) for pid in sorted(wanted)
+    )
+    await session.flush()
+
+
+async def create_group(session: AsyncSession, data: ProviderGroupCreate) -> dict[str, Any]:
+    group = ProviderGroup(name=data.name)
+    session.add(group)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(f"A provider group named '{data.name}' already exists") from None
+    await _set_members(session, group.id, data.provider_ids)
+    await session.refresh(group)
+    return await get_group(session, group.id)
+
+
+async def update_group(
+    session: AsyncSession, group_id: uuid.UUID, data: ProviderGroupUpdate
+) -> dict[str, Any]:
+    group = await _get_group(session, group_id)
+    if data.name is not None:
+        group.name = data.name
+        group.updated_at = func.now()
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError:
+            raise Conflict(f"A provider group named '{data.name}' already exists") from None
+    if data.provider_ids is not None:
+        await _set_members(session, group_id, data.provider_ids)
+    await session.refresh(group)
+    return await get_group(session, group_id)
+
+
+async def delete_group(session: AsyncSession, group_id: uuid.UUID) -> None:
+    group = await _get_group(session, group_id)
+    await session.delete(group)
+    await session.flush()
