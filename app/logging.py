@@ -14,7 +14,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 workspace_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("workspace", default=None)
 user_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

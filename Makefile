@@ -1,0 +1,39 @@
+# The README's quick start: `make dev` runs the service, `make test` runs the tests.
+# Each target bootstraps .venv from requirements.lock on a fresh machine (only Python needed).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: dev test lint typecheck bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+dev: $(STAMP)
+	$(BIN)/warden dev --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check app workers tests benchmarks
+	$(BIN)/ruff format --check app workers tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy app workers
+
+bench: $(STAMP)
+	$(BIN)/warden bench
+
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,50 @@
+"""`warden check`: refuse to call an installation production-ready when it is not."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.config import DEFAULT_JWT_SECRET, Settings
+from app.db.catalog import rls_problems, runtime_role_refusal
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    problems = []
+    if settings.debug:
+        problems.append("WARDEN_DEBUG is on")
+    if settings.environment != "production":
+        problems.append(f"WARDEN_ENVIRONMENT is {settings.environment}, not production")
+    if settings.jwt_algorithm == "HS256" and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+        problems.append("WARDEN_JWT_SECRET is the built-in development secret")
+    if not settings.require_tls:
+        problems.append("WARDEN_REQUIRE_TLS is off (set it once TLS terminates in front of Warden)")
+    if settings.signup_enabled:
+        problems.append("WARDEN_SIGNUP_ENABLED is on: anyone can register")
+    if not settings.database_url:
+        problems.append("WARDEN_DATABASE_URL is not set")
+    if not settings.redis_url:
+        problems.append("WARDEN_REDIS_URL is not set")
+    return problems
+
+
+async def run_checks(settings: Settings, *, rls: bool, database_urls: list[str]) -> list[str]:
+    problems = settings_problems(settings)
+    if settings.database_url:
+        engine = create_async_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                reason = await runtime_role_refusal(conn)
+                if reason:
+                    problems.append(reason)
+        finally:
+            await engine.dispose()
+    if rls:
+        urls = database_urls or [u for u in (settings.admin_database_url, settings.database_url) if u][:1]
+        for url in urls:
+            engine = create_async_engine(url)
+            try:
+                async with engine.connect() as conn:
+                    problems += [f"{url.split('@')[-1]}: {p}" for p in await rls_problems(conn, settings.runtime_role)]
+            finally:
+                await engine.dispose()
+    return problems

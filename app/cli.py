@@ -1,0 +1,187 @@
+"""The `warden` command: dev, serve, worker, migrate, seed, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.config import Settings, get_settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.logging import configure_logging
+    from app.main import create_app
+
+    configure_logging("DEBUG" if settings.debug else "INFO")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _serve(_settings(), args.host, args.port)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.db.migrate import migrate
+
+    settings = _settings()
+    if not settings.admin_database_url or not settings.database_url:
+        print("warden migrate needs WARDEN_ADMIN_DATABASE_URL and WARDEN_DATABASE_URL", file=sys.stderr)
+        return 2
+    asyncio.run(migrate(settings.admin_database_url, settings.database_url, settings.definer_role))
+    print(f"migrated; runtime role {settings.runtime_role}, definer role {settings.definer_role}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from app.seed import seed_demo
+
+    logins = asyncio.run(seed_demo(_settings()))
+    _print_logins(logins)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from app.checks import run_checks
+
+    problems = asyncio.run(run_checks(_settings(), rls=args.rls, database_urls=args.database_url))
+    for problem in problems:
+        print(f"FAIL {problem}")
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _print_logins(logins: dict[str, object]) -> None:
+    print("\nDemo logins (password: {}):".format(logins["password"]))
+    for email, where in logins["users"].items():  # type: ignore[union-attr]
+        print(f"  {email:28} {where}")
+
+
+def _dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Random secrets kept in the data folder, so a second `warden dev` reuses tokens and roles."""
+    path = data_dir / "secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    values = {
+        "jwt_secret": secrets.token_urlsafe(48),
+        "runtime_password": secrets.token_urlsafe(18),
+    }
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Embedded PostgreSQL + Redis when no URLs are configured; migrate, seed, serve."""
+    from sqlalchemy.engine import make_url
+
+    from app.db.migrate import ensure_database, migrate
+    from app.embedded import EmbeddedPostgres, EmbeddedRedis
+    from app.seed import seed_demo
+
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stored = _dev_secrets(data_dir)
+    env = os.environ
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    try:
+        if not env.get("WARDEN_DATABASE_URL"):
+            pg = EmbeddedPostgres(data_dir)
+            started.append(pg)
+            admin = make_url(pg.start()).set(database="warden")
+            env["WARDEN_ADMIN_DATABASE_URL"] = admin.render_as_string(hide_password=False)
+            env["WARDEN_DATABASE_URL"] = admin.set(
+                username="warden_app", password=stored["runtime_password"]
+            ).render_as_string(hide_password=False)
+        if not env.get("WARDEN_REDIS_URL"):
+            rd = EmbeddedRedis(data_dir)
+            started.append(rd)
+            env["WARDEN_REDIS_URL"] = rd.start()
+        env.setdefault("WARDEN_ENVIRONMENT", "development")
+        env.setdefault("WARDEN_SIGNUP_ENABLED", "true")
+        env.setdefault("WARDEN_JWT_SECRET", stored["jwt_secret"])
+        settings = _settings()
+        if settings.admin_database_url:
+            asyncio.run(ensure_database(settings.admin_database_url))
+            asyncio.run(
+                migrate(settings.admin_database_url, str(settings.database_url), settings.definer_role)
+            )
+        logins = asyncio.run(seed_demo(settings))
+        _print_logins(logins)
+        runtime = make_url(str(settings.database_url))
+        print(
+            "\nWatch RLS at work as the runtime role:\n"
+            f"  psql 'postgresql://{runtime.username}:{runtime.password}@{runtime.host}:"
+            f"{runtime.port}/{runtime.database}'\n"
+            "  => SELECT count(*) FROM provider;                      -- 0: no context\n"
+            "  => BEGIN; SET LOCAL app.current_workspace_id = '{}';\n"
+            "  => SELECT uid, alias FROM provider;  COMMIT;           -- that workspace only\n"
+            .format(logins["workspaces"]["acme-prod"])  # type: ignore[index]
+        )
+        print(f"Swagger UI: http://{args.host}:{args.port}/docs   (Ctrl-C stops everything)\n")
+        _serve(settings, args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in reversed(started):
+            server.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warden", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, func, helptext in (
+        ("dev", cmd_dev, "run everything locally (embedded PostgreSQL/Redis when no URLs are set)"),
+        ("serve", cmd_serve, "serve the API (production)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--host", default=DEFAULT_HOST)
+        p.add_argument("--port", type=int, default=DEFAULT_PORT)
+        if name == "dev":
+            p.add_argument("--data-dir", default=".warden", help="where embedded servers keep data")
+        p.set_defaults(func=func)
+
+    sub.add_parser("migrate", help="create/update roles, schema and privileges").set_defaults(
+        func=cmd_migrate
+    )
+    sub.add_parser("seed", help="load the demo workspaces and users").set_defaults(func=cmd_seed)
+    check = sub.add_parser("check", help="production readiness checks")
+    check.add_argument("--rls", action="store_true", help="also run the RLS catalog conformance check")
+    check.add_argument(
+        "--database-url", action="append", default=[],
+        help="a node to check (repeatable; default: the admin or runtime URL)",
+    )
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
