@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 PASSWORD = "correct horse battery staple"
 
@@ -69,3 +73,95 @@ class Api:
         r = await self.client.post(f"/ws/{slug}/api/v1/providers", json=body, headers=user.headers)
         assert r.status_code == 201, r.text
         return r.json()
+
+    async def me(self, user: User) -> dict[str, Any]:
+        r = await self.client.get("/api/v1/me", headers=user.headers)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def workspace_id(self, user: User, slug: str) -> str:
+        r = await self.client.get("/api/v1/workspaces", headers=user.headers)
+        assert r.status_code == 200, r.text
+        return str(next(w["id"] for w in r.json()["data"] if w["slug"] == slug))
+
+    async def group(self, user: User, slug: str, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"group-{secrets.token_hex(4)}", **fields}
+        r = await self.client.post(
+            f"/ws/{slug}/api/v1/provider-groups", json=body, headers=user.headers
+        )
+        assert r.status_code == 201, r.text
+        created: dict[str, Any] = r.json()
+        return created
+
+    async def all(self, user: User, slug: str, resource: str) -> list[dict[str, Any]]:
+        """Every row of a workspace list (follows the cursor)."""
+        rows: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 200}
+        while True:
+            r = await self.client.get(
+                f"/ws/{slug}/api/v1/{resource}", params=params, headers=user.headers
+            )
+            assert r.status_code == 200, r.text
+            page = r.json()
+            rows += page["data"]
+            if not page["next_cursor"]:
+                return rows
+            params["cursor"] = page["next_cursor"]
+
+
+# Problem details and leak checks (SPEC section 10).
+
+PROBLEM_JSON = "application/problem+json"
+LEAK_MARKERS = ("Traceback", "sqlalchemy", "asyncpg", "SELECT", "INSERT", "psycopg", 'File "')
+
+
+def assert_problem(r: httpx.Response, status: int | None = None) -> dict[str, Any]:
+    """`r` is an RFC 9457 problem (of `status`, when given) that leaks no internals."""
+    if status is not None:
+        assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith(PROBLEM_JSON), (r.status_code, r.headers, r.text)
+    body = r.json()
+    assert isinstance(body, dict), body
+    for key in ("type", "title", "status", "detail"):
+        assert key in body, (key, body)
+    assert body["status"] == r.status_code, body
+    assert isinstance(body["title"], str) and body["title"], body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    for marker in LEAK_MARKERS:
+        assert marker not in r.text, (marker, r.text)
+    return body
+
+
+def without_volatile(body: dict[str, Any]) -> dict[str, Any]:
+    """A problem body minus the per-request fields, for comparing two responses."""
+    return {k: v for k, v in body.items() if k not in ("request_id", "instance")}
+
+
+def client_for(app: Any, ip: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A client for `app` whose requests come from `ip` (the throttle keys on the address)."""
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://warden.test")
+
+
+@asynccontextmanager
+async def serve(
+    settings: Any, ip: str = "127.0.0.1"
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """A second app with its own settings (lifespan run), and a client for it."""
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        async with client_for(application, ip) as c:
+            yield application, c
+
+
+
+def api_routes(app: FastAPI) -> list[Any]:
+    """Every API route with its effective path and dependant, routers included."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI without router contexts: routes are flat already
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [r for r in iter_route_contexts(app.routes) if getattr(r, "dependant", None)]
