@@ -12,7 +12,7 @@ from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
 from app.errors import install_error_handlers
-from app.middleware import RequestContextMiddleware
+from app.middleware import RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import auth, health, members, provider_groups, providers, workspaces
 from app.routers.docs import install_docs
 
@@ -64,5 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, auth, workspaces, members, providers, provider_groups):
         app.include_router(module.router)
     install_docs(app)
+    if settings.require_tls:
+        app.add_middleware(RequireTLSMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -68,3 +68,35 @@ class RequestContextMiddleware:
             )
             for var, token in zip((request_id_var, workspace_var, user_var), tokens, strict=True):
                 var.reset(token)
+
+
+class RequireTLSMiddleware:
+    """With `WARDEN_REQUIRE_TLS`, plain-HTTP requests are refused (probes excepted) and HTTPS
+    responses carry HSTS. Behind a proxy, set `WARDEN_TRUSTED_PROXIES` so the scheme is known."""
+
+    PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.PROBES:
+            await self.app(scope, receive, send)
+            return
+        if scope.get("scheme") != "https":
+            from app.errors import problem
+
+            response = problem(403, "HTTPS required", "This API is served over HTTPS only",
+                               slug="https-required")
+            await response(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

@@ -15,9 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic_config() -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    return cfg
+    """The source tree's alembic.ini, or the working directory's (an installed package)."""
+    for base in (ROOT, Path.cwd()):
+        if (base / "alembic.ini").exists() and (base / "alembic").is_dir():
+            cfg = Config(str(base / "alembic.ini"))
+            cfg.set_main_option("script_location", str(base / "alembic"))
+            return cfg
+    raise RuntimeError("alembic.ini and alembic/ not found (run from the project directory)")
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

@@ -1,0 +1,1 @@
+"""Background jobs (arq). Imports `app`; `app` never imports `workers`."""
