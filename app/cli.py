@@ -51,8 +51,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not settings.admin_database_url or not settings.database_url:
         print("warden migrate needs WARDEN_ADMIN_DATABASE_URL and WARDEN_DATABASE_URL", file=sys.stderr)
         return 2
-    asyncio.run(migrate(settings.admin_database_url, settings.database_url, settings.definer_role))
-    print(f"migrated; runtime role {settings.runtime_role}, definer role {settings.definer_role}")
+    asyncio.run(
+        migrate(
+            settings.admin_database_url, settings.database_url,
+            settings.definer_role, settings.platform_role,
+        )
+    )
+    print(
+        f"migrated; runtime role {settings.runtime_role}, function owners "
+        f"{settings.definer_role} and {settings.platform_role}"
+    )
     return 0
 
 
@@ -128,7 +136,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if settings.admin_database_url:
             asyncio.run(ensure_database(settings.admin_database_url))
             asyncio.run(
-                migrate(settings.admin_database_url, str(settings.database_url), settings.definer_role)
+                migrate(
+                    settings.admin_database_url, str(settings.database_url),
+                    settings.definer_role, settings.platform_role,
+                )
             )
         logins = asyncio.run(seed_demo(settings))
         _print_logins(logins)

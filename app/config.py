@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         default="warden_definer",
         description="NOLOGIN BYPASSRLS role that owns the narrow SECURITY DEFINER lookups",
     )
+    platform_role: str = Field(
+        default="warden_platform",
+        description="NOLOGIN BYPASSRLS SELECT-only role that owns the platform-admin reads",
+    )
     db_pool_size: int = 10
     db_max_overflow: int = 10
     db_statement_cache_size: int = Field(

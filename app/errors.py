@@ -117,10 +117,15 @@ _HTTP_TITLES = {
 }
 
 
+# A body with thousands of bad (or huge) keys must not earn a response many times its size.
+MAX_ERRORS = 50
+MAX_LOC_PART = 100
+
+
 def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
+    for err in exc.errors()[:MAX_ERRORS]:
+        loc = [str(p)[:MAX_LOC_PART] for p in err.get("loc", ())]
         out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,8 +14,19 @@ from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
 from app.errors import install_error_handlers
 from app.middleware import RequestContextMiddleware, RequireTLSMiddleware
-from app.routers import auth, health, members, provider_groups, providers, workspaces
+from app.routers import (
+    auth,
+    health,
+    me,
+    members,
+    platform,
+    provider_groups,
+    providers,
+    roles,
+    workspaces,
+)
 from app.routers.docs import install_docs
+from app.security.route_index import annotate_openapi
 
 DESCRIPTION = """
 Warden is a multi-tenant operations API. Every workspace-scoped route lives under
@@ -27,6 +39,18 @@ Use **Authorize** with your email and password (OAuth2 password flow) to try the
 
 class UnsafeDatabaseRole(RuntimeError):
     pass
+
+
+def _annotate_openapi(app: FastAPI) -> None:
+    """Every operation's OpenAPI entry names the permission its route requires."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = annotate_openapi(app, build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,8 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, auth, workspaces, members, providers, provider_groups):
+    for module in (
+        health, auth, me, platform, workspaces, members, roles, providers, provider_groups
+    ):
         app.include_router(module.router)
+    _annotate_openapi(app)
     install_docs(app)
     if settings.require_tls:
         app.add_middleware(RequireTLSMiddleware)

@@ -30,6 +30,7 @@ async def database(servers: Servers) -> AsyncIterator[dict[str, str]]:
     """A fresh database with its own runtime and definer roles, migrated to head."""
     name = unique("warden_test")
     runtime, definer = unique("warden_app"), unique("warden_definer")
+    platform = unique("warden_platform")
     password = secrets.token_hex(12)
     server = make_url(servers.postgres_admin_url)
     root = create_async_engine(server, isolation_level="AUTOCOMMIT")
@@ -41,13 +42,13 @@ async def database(servers: Servers) -> AsyncIterator[dict[str, str]]:
         .render_as_string(hide_password=False)
     )
     try:
-        await migrate(admin_url, runtime_url, definer)
+        await migrate(admin_url, runtime_url, definer, platform)
         yield {"admin_url": admin_url, "runtime_url": runtime_url, "runtime_role": runtime,
-               "definer_role": definer, "name": name}
+               "definer_role": definer, "platform_role": platform, "name": name}
     finally:
         async with root.connect() as conn:
             await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            for role in (runtime, definer):
+            for role in (runtime, definer, platform):
                 await conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         await root.dispose()
 
@@ -58,6 +59,7 @@ def make_settings(database: dict[str, str], servers: Servers, **overrides: Any) 
         "database_url": database["runtime_url"],
         "admin_database_url": database["admin_url"],
         "definer_role": database["definer_role"],
+        "platform_role": database["platform_role"],
         "redis_url": servers.redis_url,
         "jwt_secret": secrets.token_urlsafe(40),
         "signup_enabled": True,

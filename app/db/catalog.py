@@ -27,6 +27,10 @@ def expected_scopes(columns: set[str], table: str) -> set[Scope]:
     """The policy forms a table may carry, from its columns (workspace first)."""
     if table == "workspace":
         return {Scope.WORKSPACE_ROW}
+    if table == "provider":
+        return {Scope.PROVIDER_ROW}
+    if "workspace_id" in columns and "provider_id" in columns:
+        return {Scope.WORKSPACE_PROVIDER}
     if "workspace_id" in columns:
         return {Scope.WORKSPACE, Scope.WORKSPACE_USER} if "user_id" in columns else {Scope.WORKSPACE}
     if "user_id" in columns:

@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.roles import apply_privileges, ensure_roles
+from app.db.roles import Roles, apply_privileges, ensure_roles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,20 +31,25 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 
 async def migrate(
-    admin_url: str, runtime_url: str, definer_role: str, revision: str = "head"
+    admin_url: str,
+    runtime_url: str,
+    definer_role: str,
+    platform_role: str,
+    revision: str = "head",
 ) -> None:
     """Bring schema, roles and grants of the admin URL's database up to `revision`."""
     runtime = make_url(runtime_url)
     if not runtime.username:
         raise RuntimeError("the runtime database URL must name its role")
+    roles = Roles(runtime=runtime.username, definer=definer_role, platform=platform_role)
     engine = create_async_engine(admin_url)
     try:
         async with engine.begin() as conn:
-            await ensure_roles(conn, runtime.username, runtime.password, definer_role)
+            await ensure_roles(conn, roles, runtime.password)
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade, revision)
         async with engine.begin() as conn:
-            await apply_privileges(conn, runtime.username, definer_role)
+            await apply_privileges(conn, roles)
     finally:
         await engine.dispose()
 

@@ -13,6 +13,10 @@ import enum
 POLICY_NAME = "tenant_isolation"
 WORKSPACE_SETTING = "app.current_workspace_id"
 USER_SETTING = "app.current_user_id"
+# Provider-group visibility (SPEC section 4): 'on' for roles with `unlimited_visibility`,
+# else the visible provider ids as a uuid[] literal. Set in the same SET LOCAL string.
+UNLIMITED_SETTING = "app.unlimited_visibility"
+VISIBLE_PROVIDERS_SETTING = "app.visible_provider_ids"
 
 
 def _setting_uuid(setting: str) -> str:
@@ -23,6 +27,13 @@ WORKSPACE_PREDICATE = f"workspace_id = {_setting_uuid(WORKSPACE_SETTING)}"
 USER_PREDICATE = f"user_id = {_setting_uuid(USER_SETTING)}"
 
 
+def _visible(column: str) -> str:
+    return (
+        f"(current_setting('{UNLIMITED_SETTING}', true) = 'on' OR {column} = ANY "
+        f"(nullif(current_setting('{VISIBLE_PROVIDERS_SETTING}', true), '')::uuid[]))"
+    )
+
+
 class Scope(enum.Enum):
     """How a table is scoped; the value is the policy predicate."""
 
@@ -31,6 +42,10 @@ class Scope(enum.Enum):
     WORKSPACE_USER = f"{WORKSPACE_PREDICATE} AND {USER_PREDICATE}"
     # The workspace table itself: a workspace sees only its own row.
     WORKSPACE_ROW = f"id = {_setting_uuid(WORKSPACE_SETTING)}"
+    # Tables hanging off a provider (a `provider_id` column), and the provider table itself:
+    # the workspace, and provider-group visibility.
+    WORKSPACE_PROVIDER = f"{WORKSPACE_PREDICATE} AND {_visible('provider_id')}"
+    PROVIDER_ROW = f"{WORKSPACE_PREDICATE} AND {_visible('id')}"
 
 
 def scope_statements(table: str, scope: Scope) -> list[str]:
@@ -50,6 +65,14 @@ def scope_table(table: str, scope: Scope = Scope.WORKSPACE) -> None:
 
     for statement in scope_statements(table, scope):
         op.execute(statement)
+
+
+def rescope_table(table: str, scope: Scope) -> None:
+    """Migration helper: replace `table`'s one policy with `scope`'s (same name, same form)."""
+    from alembic import op
+
+    op.execute(f"DROP POLICY {POLICY_NAME} ON {table}")
+    op.execute(scope_statements(table, scope)[-1])
 
 
 def normalize_predicate(expr: str) -> str:

@@ -19,11 +19,19 @@ DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # (and, without its RLS policy, fails the catalog check).
 RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
-    "app_user": ("INSERT", "UPDATE"),  # SELECT granted per column below: never password_hash
+    "app_user": (),  # INSERT, SELECT and UPDATE per column below
     "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
 }
-RUNTIME_COLUMN_SELECT: dict[str, tuple[str, ...]] = {
-    "app_user": ("id", "email", "name", "attributes", "is_active", "created_at", "updated_at"),
+# Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
+# (granted by the installation with `warden platform-admin`).
+RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "app_user": {
+        "INSERT": ("id", "email", "name", "password_hash", "attributes", "is_active",
+                   "created_at", "updated_at"),
+        "SELECT": ("id", "email", "name", "attributes", "is_active", "is_platform_admin",
+                   "created_at", "updated_at"),
+        "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
+    },
 }
 
 
@@ -32,15 +40,26 @@ class DefinerFunction:
     signature: str
     reads: tuple[str, ...]
     inserts: tuple[str, ...] = ()
+    platform: bool = False  # owned by the SELECT-only platform role instead of the definer
 
 
 DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction("warden_login_lookup(text)", reads=("app_user",)),
     DefinerFunction(
         "warden_request_context(uuid, uuid, text)",
-        reads=("app_user", "auth_session", "workspace", "membership"),
+        reads=(
+            "app_user", "auth_session", "workspace", "membership", "custom_role",
+            "role_provider_group", "provider_group_member",
+        ),
     ),
-    DefinerFunction("warden_user_workspaces()", reads=("membership", "workspace")),
+    DefinerFunction(
+        "warden_platform_workspaces()",
+        reads=("app_user", "workspace", "membership", "provider"),
+        platform=True,
+    ),
+    DefinerFunction(
+        "warden_user_workspaces()", reads=("membership", "workspace", "custom_role")
+    ),
     DefinerFunction(
         "warden_create_workspace(uuid, text, text)",
         reads=(),
@@ -62,34 +81,43 @@ async def _role_exists(conn: AsyncConnection, role: str) -> bool:
     return result.scalar() is not None
 
 
-async def ensure_roles(
-    conn: AsyncConnection, runtime_role: str, runtime_password: str | None, definer_role: str
-) -> None:
-    """Create or correct the runtime and definer roles (needs CREATEROLE; BYPASSRLS for the
-    definer needs a superuser on PostgreSQL 15 and older)."""
+@dataclass(frozen=True)
+class Roles:
+    runtime: str
+    definer: str
+    platform: str
+
+
+async def ensure_roles(conn: AsyncConnection, roles: Roles, runtime_password: str | None) -> None:
+    """Create or correct the runtime, definer and platform roles (needs CREATEROLE; BYPASSRLS
+    for the two function owners needs a superuser on PostgreSQL 15 and older)."""
+    runtime_role = roles.runtime
     rt = quote_ident(runtime_role)
     attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
     verb = "ALTER" if await _role_exists(conn, runtime_role) else "CREATE"
     password = f" PASSWORD {quote_literal(runtime_password)}" if runtime_password else ""
     await conn.execute(text(f"{verb} ROLE {rt} WITH {attrs}{password}"))
 
-    df = quote_ident(definer_role)
-    verb = "ALTER" if await _role_exists(conn, definer_role) else "CREATE"
-    await conn.execute(
-        text(f"{verb} ROLE {df} WITH NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE")
-    )
+    for owner in (roles.definer, roles.platform):
+        verb = "ALTER" if await _role_exists(conn, owner) else "CREATE"
+        await conn.execute(
+            text(
+                f"{verb} ROLE {quote_ident(owner)} "
+                "WITH NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE"
+            )
+        )
     citus = await conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'"))
     if citus.scalar() is not None:
         # Citus forwards only literal SET LOCAL to workers, and only with this setting.
         await conn.execute(text(f"ALTER ROLE {rt} SET citus.propagate_set_commands = 'local'"))
 
 
-async def apply_privileges(conn: AsyncConnection, runtime_role: str, definer_role: str) -> None:
-    """Reset and grant every privilege of both roles on the current database's public schema."""
-    rt, df = quote_ident(runtime_role), quote_ident(definer_role)
+async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
+    """Reset and grant every privilege of the three roles on the database's public schema."""
+    rt, df, pf = quote_ident(roles.runtime), quote_ident(roles.definer), quote_ident(roles.platform)
     database = (await conn.execute(text("SELECT current_database()"))).scalar_one()
     await conn.execute(text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}"))
-    await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {rt}, {df}"))
+    await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {rt}, {df}, {pf}"))
     await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
 
     tables = (
@@ -103,20 +131,20 @@ async def apply_privileges(conn: AsyncConnection, runtime_role: str, definer_rol
     ).scalars().all()
     for table in tables:
         t = quote_ident(table)
-        await conn.execute(text(f"REVOKE ALL ON {t} FROM {rt}, {df}, PUBLIC"))
+        await conn.execute(text(f"REVOKE ALL ON {t} FROM {rt}, {df}, {pf}, PUBLIC"))
         privileges = RUNTIME_TABLE_PRIVILEGES.get(table, DML)
         if privileges:
             await conn.execute(text(f"GRANT {', '.join(privileges)} ON {t} TO {rt}"))
-        columns = RUNTIME_COLUMN_SELECT.get(table)
-        if columns:
+        for privilege, columns in RUNTIME_COLUMN_PRIVILEGES.get(table, {}).items():
             cols = ", ".join(quote_ident(c) for c in columns)
-            await conn.execute(text(f"GRANT SELECT ({cols}) ON {t} TO {rt}"))
+            await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
 
     for fn in DEFINER_FUNCTIONS:
-        await conn.execute(text(f"ALTER FUNCTION {fn.signature} OWNER TO {df}"))
+        owner = pf if fn.platform else df
+        await conn.execute(text(f"ALTER FUNCTION {fn.signature} OWNER TO {owner}"))
         await conn.execute(text(f"REVOKE ALL ON FUNCTION {fn.signature} FROM PUBLIC"))
         await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
         for table in fn.reads:
-            await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {df}"))
+            await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
         for table in fn.inserts:
-            await conn.execute(text(f"GRANT INSERT ON {quote_ident(table)} TO {df}"))
+            await conn.execute(text(f"GRANT INSERT ON {quote_ident(table)} TO {owner}"))

@@ -67,20 +67,39 @@ class Database:
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_to_workspace(state: ORMExecuteState) -> None:
+    """Workspace scope, provider visibility and row grants, added to every ORM statement."""
     if not (state.is_select or state.is_update or state.is_delete):
         return
     if state.is_column_load or state.is_relationship_load:
         return  # the parent load was already scoped
-    workspace_id = state.session.info.get("workspace_id")
+    info = state.session.info
+    workspace_id = info.get("workspace_id")
     if workspace_id is None:
-        criterion = with_loader_criteria(
-            WorkspaceScoped, lambda cls: false(), include_aliases=True
-        )
+        options = [with_loader_criteria(WorkspaceScoped, lambda cls: false(), include_aliases=True)]
     else:
-        criterion = with_loader_criteria(
-            WorkspaceScoped, lambda cls: cls.workspace_id == workspace_id, include_aliases=True
-        )
-    state.statement = state.statement.options(criterion)
+        options = [
+            with_loader_criteria(
+                WorkspaceScoped, lambda cls: cls.workspace_id == workspace_id, include_aliases=True
+            )
+        ]
+    visibility = info.get("visibility")
+    if visibility is not None and not visibility.unlimited:
+        ids = list(visibility.provider_ids)
+        for cls in provider_bound_entities():
+            column = getattr(cls, cls.__visibility_column__)
+            options.append(with_loader_criteria(cls, column.in_(ids), include_aliases=True))
+    for cls, criterion in info.get("row_filters", {}).items():
+        options.append(with_loader_criteria(cls, criterion, include_aliases=True))
+    state.statement = state.statement.options(*options)
+
+
+def provider_bound_entities() -> list[type]:
+    """Mapped classes subject to provider-group visibility (they name their provider column)."""
+    from app.db.base import Base
+
+    return [
+        m.class_ for m in Base.registry.mappers if hasattr(m.class_, "__visibility_column__")
+    ]
 
 
 class CrossWorkspaceWrite(Exception):

@@ -11,24 +11,49 @@ Callers: `app.security.deps` (HTTP) and `workers.context` (jobs). Nothing else.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.rls import USER_SETTING, WORKSPACE_SETTING
+from app.db.rls import (
+    UNLIMITED_SETTING,
+    USER_SETTING,
+    VISIBLE_PROVIDERS_SETTING,
+    WORKSPACE_SETTING,
+)
 
 
-def context_statement(workspace_id: uuid.UUID | None, user_id: uuid.UUID) -> str:
+@dataclass(frozen=True)
+class Visibility:
+    """Provider-group visibility: everything, or only these provider ids."""
+
+    unlimited: bool
+    provider_ids: tuple[uuid.UUID, ...] = ()
+
+
+def context_statement(
+    workspace_id: uuid.UUID | None, user_id: uuid.UUID, visibility: Visibility | None = None
+) -> str:
     """Build the `SET LOCAL` string. UUIDs are re-parsed so only canonical literals get in."""
     parts = []
     if workspace_id is not None:
         parts.append(f"SET LOCAL {WORKSPACE_SETTING} = '{uuid.UUID(str(workspace_id))}'")
     parts.append(f"SET LOCAL {USER_SETTING} = '{uuid.UUID(str(user_id))}'")
+    if visibility is not None:
+        if visibility.unlimited:
+            parts.append(f"SET LOCAL {UNLIMITED_SETTING} = 'on'")
+        else:
+            ids = ",".join(str(uuid.UUID(str(p))) for p in visibility.provider_ids)
+            parts.append(f"SET LOCAL {VISIBLE_PROVIDERS_SETTING} = '{{{ids}}}'")
     return "; ".join(parts)
 
 
 async def apply_context(
-    session: AsyncSession, workspace_id: uuid.UUID | None, user_id: uuid.UUID
+    session: AsyncSession,
+    workspace_id: uuid.UUID | None,
+    user_id: uuid.UUID,
+    visibility: Visibility | None = None,
 ) -> None:
     """Set the tenant context on the session's current transaction.
 
@@ -46,6 +71,7 @@ async def apply_context(
         await conn.execute(text("SELECT 1"))
     if not driver.is_in_transaction():
         raise RuntimeError("tenant context must be set inside an open transaction")
-    await driver.execute(context_statement(workspace_id, user_id))
+    await driver.execute(context_statement(workspace_id, user_id, visibility))
     session.info["workspace_id"] = workspace_id
     session.info["user_id"] = user_id
+    session.info["visibility"] = visibility

@@ -6,8 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import select
-
 from app.db.models import User
 from app.errors import Forbidden
 from app.schemas.auth import (
@@ -86,9 +84,3 @@ async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Req
         body.current_password, body.new_password,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.get("/me", response_model=UserOut, tags=["me"])
-async def me(ctx: UserSession) -> User:
-    user = await ctx.session.execute(select(User).where(User.id == ctx.principal.user_id))
-    return user.scalar_one()

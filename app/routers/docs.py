@@ -30,7 +30,8 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{PREFIX}/swagger-ui-bundle.js",
             swagger_css_url=f"{PREFIX}/swagger-ui.css",
             swagger_favicon_url=f"{PREFIX}/favicon.png",
-            swagger_ui_parameters={"persistAuthorization": True},
+            # No validator badge: it would send the spec's URL to validator.swagger.io.
+            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
         )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)

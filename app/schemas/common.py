@@ -1,22 +1,60 @@
-"""Shared schema pieces: strict input models and the page envelope."""
+"""Shared schema pieces: strict input models, field-rule-aware output models, the page envelope."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from app.security.fields import check_write, excluded
 
 T = TypeVar("T")
 
 
 class Input(BaseModel):
-    """Request bodies: unknown fields are refused (422), strings are stripped."""
+    """Request bodies: unknown fields are refused (422), strings are stripped, strings holding
+    NUL are refused (422: PostgreSQL text cannot store it, so it would fail in the database as
+    a 5xx), and fields the caller's role may not write are refused (403) before anything runs."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    __resource__: ClassVar[str | None] = None
+    __update__: ClassVar[bool] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _field_rules(cls, data: Any) -> Any:
+        if cls.__resource__ and isinstance(data, dict):
+            check_write(cls.__resource__, data.keys(), update=cls.__update__)
+        return data
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class Output(BaseModel):
+    """Responses: fields excluded for the caller's role are dropped, wherever the model nests."""
+
     model_config = ConfigDict(from_attributes=True)
+    __resource__: ClassVar[str | None] = None
+
+    @model_serializer(mode="wrap")
+    def _drop_excluded(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.__resource__ and isinstance(data, dict):
+            for name in excluded(self.__resource__):
+                data.pop(name, None)
+        return data
 
 
 class Page(BaseModel, Generic[T]):

@@ -12,6 +12,7 @@ REGION = Field(default=None, min_length=2, max_length=40, pattern=r"^[a-z0-9-]+$
 
 
 class ProviderCreate(Input):
+    __resource__ = "provider"
     provider_type: ProviderType
     uid: str = Field(min_length=1, max_length=300)
     alias: str | None = Field(default=None, min_length=1, max_length=100)
@@ -34,11 +35,14 @@ class ProviderCreate(Input):
 
 
 class ProviderUpdate(Input):
+    __resource__ = "provider"
+    __update__ = True
     alias: str | None = Field(default=None, min_length=1, max_length=100)
     region: str | None = REGION
 
 
 class ProviderOut(Output):
+    __resource__ = "provider"
     id: uuid.UUID
     provider_type: ProviderType
     uid: str

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import EmailStr, Field
 
@@ -30,14 +31,17 @@ class WorkspaceOut(Output):
 class MemberCreate(Input):
     email: EmailStr = Field(max_length=320)
     role: str = Field(
-        min_length=1, max_length=40, description=f"One of {', '.join(ROLE_NAMES)}"
+        min_length=1, max_length=40,
+        description=f"A built-in role ({', '.join(ROLE_NAMES)}) or a custom role id",
     )
 
 
 class MemberOut(Output):
+    __resource__ = "member"
     user_id: uuid.UUID
     email: str
     name: str
     role: str | None
     custom_role_id: uuid.UUID | None
+    attributes: dict[str, Any]
     created_at: datetime

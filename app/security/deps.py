@@ -19,9 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.tenant import apply_context
+from app.db.tenant import Visibility, apply_context
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.security.permissions import PERMISSIONS, role_permissions
+from app.security.fields import current_rules, rules_for
+from app.security.grants import row_filters
+from app.security.permissions import PERMISSIONS, effective_permissions
 from app.security.principal import (
     UserContext,
     UserPrincipal,
@@ -36,7 +38,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 _CONTEXT_SQL = text(
-    "SELECT authenticated, workspace_id, role, custom_role_id "
+    "SELECT authenticated, workspace_id, role, custom_role_id, custom_role_name, inherits_from, "
+    "grants, revokes, visible_provider_ids, attributes "
     "FROM warden_request_context(:user_id, :family_id, :slug)"
 )
 
@@ -99,7 +102,6 @@ async def get_workspace_session(
             raise Unauthorized()
         if row.workspace_id is None:
             raise NotFound()
-        await apply_context(session, row.workspace_id, claims.user_id)
         principal = WorkspacePrincipal(
             user_id=claims.user_id,
             family_id=claims.family_id,
@@ -107,8 +109,22 @@ async def get_workspace_session(
             slug=slug,
             role=row.role,
             custom_role_id=row.custom_role_id,
-            permissions=role_permissions(row.role) if row.role else frozenset(),
+            custom_role_name=row.custom_role_name,
+            inherits_from=row.inherits_from,
+            grants=tuple(row.grants or ()),
+            revokes=tuple(row.revokes or ()),
+            attributes=dict(row.attributes or {}),
+            permissions=effective_permissions(
+                row.role, row.inherits_from, row.grants or (), row.revokes or ()
+            ),
         )
+        visibility = Visibility(
+            unlimited=principal.can("unlimited_visibility"),
+            provider_ids=tuple(row.visible_provider_ids or ()),
+        )
+        await apply_context(session, row.workspace_id, claims.user_id, visibility)
+        session.info["row_filters"] = row_filters([principal.base_role], principal.attributes)
+        current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
         yield WorkspaceContext(session=session, principal=principal)
 

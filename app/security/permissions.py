@@ -81,5 +81,66 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
 ROLE_NAMES = tuple(BUILTIN_ROLES)
 
 
-def role_permissions(role: str) -> frozenset[str]:
-    return BUILTIN_ROLES.get(role, frozenset())
+class UnknownPermission(ValueError):
+    pass
+
+
+def validate_keys(keys: list[str]) -> list[str]:
+    """Custom-role grants/revokes must be registered keys (400 otherwise)."""
+    unknown = sorted(set(keys) - set(PERMISSIONS))
+    if unknown:
+        raise UnknownPermission(
+            f"unknown permission(s): {', '.join(unknown)}; see GET /api/v1/permissions"
+        )
+    return sorted(set(keys))
+
+
+def effective_permissions(
+    role: str | None,
+    inherits_from: str | None = None,
+    grants: list[str] | tuple[str, ...] = (),
+    revokes: list[str] | tuple[str, ...] = (),
+) -> frozenset[str]:
+    """The one resolver: a built-in role's set, or a custom role's base + grants − revokes
+    (revokes beat grants). Unknown keys stored in the database count for nothing."""
+    if role is not None:
+        return BUILTIN_ROLES.get(role, frozenset())
+    base = BUILTIN_ROLES.get(inherits_from or "", frozenset())
+    return frozenset((base | set(grants)) - set(revokes)) & frozenset(PERMISSIONS)
+
+
+def explain(
+    permission: str,
+    role: str | None,
+    custom_role_name: str | None = None,
+    inherits_from: str | None = None,
+    grants: list[str] | tuple[str, ...] = (),
+    revokes: list[str] | tuple[str, ...] = (),
+) -> tuple[bool, str]:
+    """Whether `permission` is held, and which role, grant or revoke decided it."""
+    if permission not in PERMISSIONS:
+        return False, f"'{permission}' is not a permission"
+    if role is not None:
+        held = permission in BUILTIN_ROLES.get(role, frozenset())
+        return held, f"built-in role '{role}' {'includes' if held else 'does not include'} it"
+    label = f"custom role '{custom_role_name}'"
+    if permission in revokes:
+        return False, f"{label} revokes it (revokes beat grants)"
+    if permission in grants:
+        return True, f"{label} grants it"
+    held = permission in BUILTIN_ROLES.get(inherits_from or "", frozenset())
+    verb = "includes" if held else "does not include"
+    return held, f"{label} inherits from '{inherits_from}', which {verb} it"
+
+
+def matrix_markdown() -> str:
+    """The README's permission matrix, generated from the registry."""
+    roles = list(BUILTIN_ROLES)
+    lines = [
+        "| Permission | " + " | ".join(roles) + " | Meaning |",
+        "| --- | " + " | ".join(":-:" for _ in roles) + " | --- |",
+    ]
+    for key, meaning in PERMISSIONS.items():
+        marks = " | ".join("✓" if key in BUILTIN_ROLES[r] else "" for r in roles)
+        lines.append(f"| `{key}` | {marks} | {meaning} |")
+    return "\n".join(lines)

@@ -112,13 +112,16 @@ async def login(
         raise TooManyRequests(
             "Too many failed logins; try again later", headers={"Retry-After": str(wait)}
         )
+    lookup = email.strip().lower()
     async with sessionmaker() as session, session.begin():
-        row = (
-            await session.execute(
-                text("SELECT user_id, password_hash, is_active FROM warden_login_lookup(:e)"),
-                {"e": email.strip().lower()},
-            )
-        ).one_or_none()
+        row = None
+        if "\x00" not in lookup:  # no stored email holds NUL, and the database refuses it
+            row = (
+                await session.execute(
+                    text("SELECT user_id, password_hash, is_active FROM warden_login_lookup(:e)"),
+                    {"e": lookup},
+                )
+            ).one_or_none()
         ok = verify_password(settings, row.password_hash if row else None, password)
         if not ok or row is None or not row.is_active:
             await throttle.record_failure(redis, settings, email, client.ip)

@@ -22,7 +22,9 @@ class ProviderType(StrEnum):
 
 
 def _regex(pattern: str, flags: int = 0) -> Callable[[str], bool]:
-    compiled = re.compile(pattern, flags)
+    # ASCII: in Unicode mode `\d` takes any script's digits and IGNORECASE folds "ſ", "ı" and
+    # the Kelvin sign into `[a-z]`, so look-alikes would pass as account ids and domains.
+    compiled = re.compile(pattern, flags | re.ASCII)
     return lambda uid: compiled.fullmatch(uid) is not None
 
 
@@ -41,6 +43,7 @@ def _git_url(uid: str) -> bool:
     host = parts.hostname or ""
     return (
         parts.scheme in ("https", "http", "ssh", "git")
+        and parts.password is None  # a credential in the uid would be echoed in every response
         and _DOMAIN(host)
         and len(parts.path.strip("/")) > 0
     )
@@ -66,7 +69,10 @@ RULES: dict[ProviderType, tuple[Callable[[str], bool], str]] = {
         _regex(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}"),
         "a GitHub account is 1-39 letters, digits or single hyphens",
     ),
-    ProviderType.iac: (_git_url, "an IaC provider uid is a git URL (https://… or git@host:path)"),
+    ProviderType.iac: (
+        _git_url,
+        "an IaC provider uid is a git URL (https://… or git@host:path) without credentials",
+    ),
     ProviderType.oraclecloud: (
         _regex(r"ocid1\.[a-z0-9_-]+\.oc[0-9]+\.[a-z0-9_-]*\.[a-z0-9]{1,255}"),
         "an Oracle Cloud uid is an OCID, e.g. ocid1.tenancy.oc1..aaaa…",

@@ -2,13 +2,16 @@
 
 from app.db.models.identity import AuthSession, Membership, User, Workspace
 from app.db.models.provider import Provider, ProviderGroup, ProviderGroupMember
+from app.db.models.role import CustomRole, RoleProviderGroup
 
 __all__ = [
     "AuthSession",
+    "CustomRole",
     "Membership",
     "Provider",
     "ProviderGroup",
     "ProviderGroupMember",
+    "RoleProviderGroup",
     "User",
     "Workspace",
 ]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, LargeBinary, String, Text, false, text
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
@@ -28,6 +28,11 @@ class User(Timestamps, Base):
     password_hash: Mapped[str] = deferred(mapped_column(Text, nullable=False), raiseload=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Installation-level, read-only cross-workspace access (`warden platform-admin`); the
+    # runtime role cannot UPDATE this column.
+    is_platform_admin: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=false()
+    )
 
 
 class Workspace(Timestamps, Base):
@@ -51,6 +56,9 @@ class Membership(WorkspaceScoped, Timestamps, Base):
     )
     role: Mapped[str | None] = mapped_column(String(40))
     custom_role_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
 
 
 class AuthSession(Base):

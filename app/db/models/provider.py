@@ -14,6 +14,7 @@ from app.db.base import Base, ScopedEntity, Timestamps, WorkspaceScoped
 
 class Provider(ScopedEntity, Timestamps, Base):
     __tablename__ = "provider"
+    __visibility_column__ = "id"
 
     provider_type: Mapped[str] = mapped_column(String(20), nullable=False)
     uid: Mapped[str] = mapped_column(String(300), nullable=False)
@@ -33,6 +34,7 @@ class ProviderGroupMember(WorkspaceScoped, Base):
     hold another workspace's provider."""
 
     __tablename__ = "provider_group_member"
+    __visibility_column__ = "provider_id"
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_group_id"],

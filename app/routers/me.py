@@ -1,0 +1,96 @@
+"""`/api/v1/me`, `/api/v1/me/has-permission`, `/api/v1/permissions`: explain access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from app.db.models import User
+from app.errors import BadRequest
+from app.schemas.role import HasPermissionIn, HasPermissionOut
+from app.security.deps import UserSession
+from app.security.permissions import BUILTIN_ROLES, PERMISSIONS, effective_permissions, explain
+from app.security.route_index import permission_for
+from app.services import workspaces
+
+router = APIRouter(prefix="/api/v1", tags=["me"])
+
+
+def _membership(ws: dict[str, Any]) -> dict[str, Any]:
+    permissions = effective_permissions(
+        ws["role"], ws["inherits_from"], ws["grants"] or (), ws["revokes"] or ()
+    )
+    return {
+        "workspace": ws["slug"],
+        "workspace_id": ws["id"],
+        "role": ws["role"],
+        "custom_role": (
+            {"id": ws["custom_role_id"], "name": ws["custom_role_name"],
+             "inherits_from": ws["inherits_from"]}
+            if ws["custom_role_id"] else None
+        ),
+        "permissions": sorted(permissions),
+    }
+
+
+@router.get("/me")
+async def me(ctx: UserSession) -> dict[str, Any]:
+    """The caller, their memberships and effective permissions per workspace."""
+    user = (
+        await ctx.session.execute(select(User).where(User.id == ctx.principal.user_id))
+    ).scalar_one()
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "attributes": user.attributes,
+        "is_platform_admin": user.is_platform_admin,
+        "created_at": user.created_at,
+        "memberships": [_membership(ws) for ws in await workspaces.list_workspaces(ctx.session)],
+    }
+
+
+@router.post("/me/has-permission", response_model=HasPermissionOut)
+async def has_permission(body: HasPermissionIn, ctx: UserSession, request: Request) -> dict[str, Any]:
+    """May I do this? Give `{workspace, permission}` or `{workspace, method, path}`; the answer
+    says which role, grant or revoke decided."""
+    if (body.permission is None) == (body.method is None or body.path is None):
+        raise BadRequest("Give either 'permission', or both 'method' and 'path'")
+    permission = body.permission
+    if permission is None:
+        assert body.method is not None and body.path is not None
+        path = body.path.split("?", 1)[0]
+        if not path.startswith(f"/ws/{body.workspace}/"):
+            raise BadRequest(f"'path' must be a route of workspace '{body.workspace}'")
+        entry = permission_for(request.app, body.method, path)
+        if entry is None:
+            return {"allowed": False, "permission": None, "reason": "no such route"}
+        permission = entry.permission
+        if permission is None:
+            return {"allowed": True, "permission": None, "reason": "the route needs no permission"}
+    ws = next(
+        (w for w in await workspaces.list_workspaces(ctx.session) if w["slug"] == body.workspace),
+        None,
+    )
+    if ws is None:
+        return {"allowed": False, "permission": permission,
+                "reason": "you are not a member of this workspace"}
+    allowed, reason = explain(
+        permission, ws["role"], ws["custom_role_name"], ws["inherits_from"],
+        ws["grants"] or (), ws["revokes"] or (),
+    )
+    return {"allowed": allowed, "permission": permission, "reason": reason}
+
+
+@router.get("/permissions", tags=["permissions"])
+async def list_permissions() -> dict[str, Any]:
+    """Every permission key and the built-in roles that hold it."""
+    return {
+        "permissions": [
+            {"key": key, "description": text,
+             "roles": [r for r, held in BUILTIN_ROLES.items() if key in held]}
+            for key, text in PERMISSIONS.items()
+        ]
+    }

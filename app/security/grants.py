@@ -1,0 +1,76 @@
+"""Declarative row grants: per resource and role, a filter that may use the user's attributes.
+
+Invariant: grants are declared here, next to each other, and applied centrally: the principal's
+filters are computed once per request (`row_filters`) and added to every ORM statement on the
+resource by `app.db.session` (`with_loader_criteria`). Grants of several roles combine with OR;
+the filters inside one grant combine with AND. A role with no grant on a resource is not
+restricted by this module (workspace scope and visibility still apply).
+
+Attributes come from the user, overlaid by the membership's attributes in that workspace
+(set by the workspace's admins with `PATCH /ws/{slug}/api/v1/members/{user_id}`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, false, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.db.models import Provider
+
+Attributes = Mapping[str, Any]
+Filter = Callable[[Attributes], ColumnElement[bool] | None]
+
+
+@dataclass(frozen=True)
+class Grant:
+    resource: type
+    roles: frozenset[str]
+    filters: tuple[Filter, ...]
+    description: str
+
+    def criterion(self, attributes: Attributes) -> ColumnElement[bool] | None:
+        """AND of this grant's filters; None when no filter applies (the grant is unrestricted)."""
+        parts = [c for c in (f(attributes) for f in self.filters) if c is not None]
+        return and_(*parts) if parts else None
+
+
+def _attribute_in(column: Any, name: str) -> Filter:
+    """`column` is one of the user's `name` attribute values, when the user has that attribute."""
+
+    def build(attributes: Attributes) -> ColumnElement[bool] | None:
+        if name not in attributes:
+            return None
+        value = attributes[name]
+        values = value if isinstance(value, list) else [value]
+        return column.in_([str(v) for v in values]) if values else false()
+
+    return build
+
+
+GRANTS: tuple[Grant, ...] = (
+    Grant(
+        resource=Provider,
+        roles=frozenset({"viewer", "approver"}),
+        filters=(_attribute_in(Provider.region, "region"),),
+        description="viewers and approvers with a `region` attribute see only that region's providers",
+    ),
+)
+
+
+def row_filters(roles: Iterable[str], attributes: Attributes) -> dict[type, ColumnElement[bool]]:
+    """The row criteria for a principal holding `roles`: OR over the matching grants per resource."""
+    role_set = set(roles)
+    by_resource: dict[type, list[ColumnElement[bool] | None]] = {}
+    for grant in GRANTS:
+        if grant.roles & role_set:
+            by_resource.setdefault(grant.resource, []).append(grant.criterion(attributes))
+    out: dict[type, ColumnElement[bool]] = {}
+    for resource, criteria in by_resource.items():
+        if any(c is None for c in criteria):
+            continue  # one unrestricted grant opens the resource
+        out[resource] = or_(*[c for c in criteria if c is not None])
+    return out
