@@ -82,6 +82,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_platform_admin(args: argparse.Namespace) -> int:
+    """Grant or revoke installation-level, read-only cross-workspace access (admin URL only:
+    the runtime role cannot change this flag)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    settings = _settings()
+    if not settings.admin_database_url:
+        print("warden platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        engine = create_async_engine(str(settings.admin_database_url))
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(
+                    text("UPDATE app_user SET is_platform_admin = :v WHERE email = lower(:e)"),
+                    {"v": not args.revoke, "e": args.email},
+                )
+                return int(result.rowcount)
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(run()) != 1:
+        print(f"no user with email {args.email}", file=sys.stderr)
+        return 1
+    print(f"{args.email}: platform admin {'revoked' if args.revoke else 'granted'}")
+    return 0
+
+
 def _print_logins(logins: dict[str, object]) -> None:
     print("\nDemo logins (password: {}):".format(logins["password"]))
     for email, where in logins["users"].items():  # type: ignore[union-attr]
@@ -182,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_migrate
     )
     sub.add_parser("seed", help="load the demo workspaces and users").set_defaults(func=cmd_seed)
+    padmin = sub.add_parser("platform-admin", help="grant/revoke installation-wide read access")
+    padmin.add_argument("email")
+    padmin.add_argument("--revoke", action="store_true")
+    padmin.set_defaults(func=cmd_platform_admin)
     check = sub.add_parser("check", help="production readiness checks")
     check.add_argument("--rls", action="store_true", help="also run the RLS catalog conformance check")
     check.add_argument(

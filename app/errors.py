@@ -169,6 +169,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _dbapi(request: Request, exc: DBAPIError) -> Response:
+        if getattr(exc.orig, "sqlstate", None) == "42501":
+            # Row-level security refused a write (WITH CHECK): the row would fall outside what
+            # the caller may see. The app layer normally refuses first; this is the safety net.
+            log.warning("write refused by row-level security")
+            return problem(
+                403, "Forbidden", "The change is outside what your role may access",
+                slug="forbidden", request=request,
+            )
         log.exception("database error")
         return problem(
             503, "Service unavailable", "The database could not complete the request",

@@ -1,0 +1,145 @@
+"""Generated matrix: every workspace route × every built-in role (and an outsider) answers as the
+permission registry says — 2xx with the permission, 403 without, 404 for outsiders."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from app.security.permissions import BUILTIN_ROLES
+from app.security.route_index import route_permissions
+from tests.helpers import Api, User, aws_uid
+
+ROLES = list(BUILTIN_ROLES)
+
+
+@dataclass
+class World:
+    slug: str
+    owner: User
+    actor: User
+    spare: User
+
+
+Builder = Callable[[Api, World], Awaitable[tuple[str, Any]]]
+
+
+async def _provider(api: Api, w: World) -> str:
+    return str((await api.provider(w.owner, w.slug))["id"])
+
+
+async def _group(api: Api, w: World) -> str:
+    return str((await api.group(w.owner, w.slug))["id"])
+
+
+async def _role(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/roles",
+        json={"name": f"r-{secrets.token_hex(3)}", "inherits_from": "viewer"},
+        headers=w.owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _member(api: Api, w: World) -> str:
+    extra = await api.user("extra")
+    await api.add_member(w.owner, w.slug, extra, "viewer")
+    return str((await api.me(extra))["id"])
+
+
+def _path(template: str, w: World, **ids: str) -> str:
+    return template.replace("{slug}", w.slug).format(**ids) if ids else template.replace(
+        "{slug}", w.slug
+    )
+
+
+# One request per (method, route). A route without an entry fails the test: add one.
+async def build(method: str, template: str, api: Api, w: World) -> tuple[str, Any]:
+    base = f"/ws/{w.slug}/api/v1"
+    rest = template.removeprefix("/ws/{slug}/api/v1")
+    match method, rest:
+        case "GET", "/providers" | "/provider-groups" | "/members" | "/roles":
+            return f"{base}{rest}", None
+        case "POST", "/providers":
+            return f"{base}/providers", {"provider_type": "aws", "uid": aws_uid()}
+        case "GET" | "PATCH" | "DELETE", "/providers/{provider_id}":
+            body = {"alias": "renamed"} if method == "PATCH" else None
+            return f"{base}/providers/{await _provider(api, w)}", body
+        case "POST", "/provider-groups":
+            return f"{base}/provider-groups", {"name": f"g-{secrets.token_hex(3)}"}
+        case "GET" | "PATCH" | "DELETE", "/provider-groups/{group_id}":
+            body = {"name": f"g-{secrets.token_hex(3)}"} if method == "PATCH" else None
+            return f"{base}/provider-groups/{await _group(api, w)}", body
+        case "POST", "/members":
+            extra = await api.user("new")
+            return f"{base}/members", {"email": extra.email, "role": "viewer"}
+        case "GET" | "PATCH" | "DELETE", "/members/{user_id}":
+            body = {"attributes": {"region": "eu"}} if method == "PATCH" else None
+            return f"{base}/members/{await _member(api, w)}", body
+        case "POST", "/roles":
+            return f"{base}/roles", {"name": f"r-{secrets.token_hex(3)}", "inherits_from": "viewer"}
+        case "GET" | "PATCH" | "DELETE", "/roles/{role_id}":
+            body = {"grants": ["audit.read"]} if method == "PATCH" else None
+            return f"{base}/roles/{await _role(api, w)}", body
+    raise AssertionError(f"no matrix request for {method} {template}: add one to tests/authz/test_matrix.py")
+
+
+@pytest.fixture
+async def make_world(api: Api, admin_engine):
+    async def factory(role: str | None) -> World:
+        owner, actor, spare = await api.user("owner"), await api.user(f"actor-{role}"), await api.user("spare")
+        slug = await api.workspace(owner)
+        if role == "owner":
+            actor = owner
+        elif role == "platform_admin":
+            # Not grantable through the API (an escalation); the installation sets it directly.
+            await api.add_member(owner, slug, actor, "viewer")
+            async with admin_engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE membership SET role = 'platform_admin' WHERE user_id = "
+                         "(SELECT id FROM app_user WHERE email = :e)"),
+                    {"e": actor.email},
+                )
+        elif role is not None:
+            await api.add_member(owner, slug, actor, role)
+        return World(slug, owner, actor, spare)
+
+    return factory
+
+
+def workspace_routes(app) -> list[tuple[str, str, str | None]]:
+    return [
+        (r.method, r.path, r.permission)
+        for r in route_permissions(app)
+        if r.path.startswith("/ws/{slug}/api/v1/")
+    ]
+
+
+@pytest.mark.parametrize("role", [*ROLES, None], ids=[*ROLES, "outsider"])
+async def test_route_matrix(role, app, api, make_world):
+    routes = workspace_routes(app)
+    assert len(routes) >= 17
+    world = await make_world(role)
+    failures = []
+    for method, template, permission in routes:
+        assert permission, f"{method} {template} declares no permission"
+        path, body = await build(method, template, api, world)
+        r = await api.client.request(method, path, json=body, headers=world.actor.headers)
+        if role is None:
+            expected = "404"
+            ok = r.status_code == 404
+        elif permission in BUILTIN_ROLES[role]:
+            expected = "2xx"
+            ok = 200 <= r.status_code < 300
+        else:
+            expected = "403"
+            ok = r.status_code == 403
+        if not ok:
+            failures.append(f"{role} {method} {template} ({permission}): {r.status_code}, want {expected}: {r.text[:200]}")
+    assert failures == []
