@@ -13,7 +13,7 @@ from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
 from app.errors import install_error_handlers
-from app.middleware import RequestContextMiddleware, RequireTLSMiddleware
+from app.middleware import BodyLimitMiddleware, RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import (
     auth,
     health,
@@ -91,6 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     _annotate_openapi(app)
     install_docs(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     if settings.require_tls:
         app.add_middleware(RequireTLSMiddleware)
     app.add_middleware(RequestContextMiddleware)

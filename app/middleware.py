@@ -8,12 +8,14 @@ import time
 import uuid
 
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logging import request_id_var, user_var, workspace_var
 
 log = logging.getLogger("warden.access")
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# \Z, not $: `$` also matches before a trailing newline, which must not reach a header.
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
 REQUESTS = Counter("warden_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("warden_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -100,3 +102,47 @@ class RequireTLSMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with a 413 problem before they are parsed: JSON bodies get
+    `max_body_bytes`, multipart uploads `max_upload_bytes`. Counts what is actually received, so a
+    missing or false Content-Length does not get around it."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
+        limit = self.max_upload_bytes if multipart else self.max_body_bytes
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            from app.errors import problem
+
+            response = problem(413, "Payload too large", BodyTooLarge(limit).detail,
+                               slug="payload-too-large")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counting_receive, send)

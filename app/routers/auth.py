@@ -79,8 +79,9 @@ async def logout(ctx: UserSession) -> Response:
 @router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Request) -> Response:
     """Change the password; every session of the user (this one too) is revoked."""
+    state = request.app.state
     await auth.change_password(
-        ctx.session, request.app.state.settings, ctx.principal.user_id,
-        body.current_password, body.new_password,
+        ctx.session, state.redis, state.settings, ctx.principal.user_id,
+        body.current_password, body.new_password, _client(request),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

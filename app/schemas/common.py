@@ -18,6 +18,23 @@ from app.security.fields import check_write, excluded
 T = TypeVar("T")
 
 
+def _has_nul(value: Any) -> bool:
+    """NUL anywhere in a string, a key or a nested value (JSONB refuses `\u0000` too).
+    Iterative: a deeply nested body must not turn into a RecursionError (a 500)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return False
+
+
 class Input(BaseModel):
     """Request bodies: unknown fields are refused (422), strings are stripped, strings holding
     NUL are refused (422: PostgreSQL text cannot store it, so it would fail in the database as
@@ -37,7 +54,7 @@ class Input(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
+        if _has_nul(value):
             raise ValueError("must not contain NUL characters")
         return value
 

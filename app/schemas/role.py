@@ -2,13 +2,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
 from pydantic import Field
 
 from app.schemas.common import Input, Output
 
 PermissionKeys = Field(default_factory=list, max_length=200)
+
+# Row grants compare attributes to column values: scalars or flat lists of scalars, bounded. A
+# free-form JSON value could nest deeper than responses can be serialized (a 500 on every read).
+AttributeScalar = Annotated[str, Field(max_length=200)] | int | float | bool | None
+AttributeValue = AttributeScalar | Annotated[list[AttributeScalar], Field(max_length=100)]
+Attributes = dict[Annotated[str, Field(min_length=1, max_length=64)], AttributeValue]
 
 
 class CustomRoleCreate(Input):
@@ -60,8 +66,9 @@ class MemberUpdate(Input):
         default=None, min_length=1, max_length=40,
         description="A built-in role name or a custom role id",
     )
-    attributes: dict[str, Any] | None = Field(
-        default=None, description="Per-workspace attributes used by row grants, e.g. {'region': 'eu'}"
+    attributes: Attributes | None = Field(
+        default=None, max_length=50,
+        description="Per-workspace attributes used by row grants, e.g. {'region': 'eu'}",
     )
 
 

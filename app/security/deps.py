@@ -32,7 +32,7 @@ from app.security.principal import (
 )
 from app.security.tokens import AccessClaims, decode_access_token
 
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -92,7 +92,7 @@ async def get_workspace_session(
 
     Outsiders (not a member, unknown or deleted workspace) get 404, never 403.
     """
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise NotFound()
     db = request.app.state.db
     maker = db.for_read() if request.method in READ_METHODS else db.sessionmaker

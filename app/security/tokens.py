@@ -22,7 +22,7 @@ from jose.exceptions import JOSEError
 
 from app.config import Settings
 from app.db.base import new_id
-from app.errors import Unauthorized
+from app.errors import ServiceUnavailable, Unauthorized
 
 REFRESH_PREFIX = "wrt_"
 _REQUIRED = ("iss", "aud", "exp", "iat", "jti", "sub", "sid")
@@ -40,7 +40,7 @@ def _signing_key(settings: Settings) -> str:
     if settings.jwt_algorithm == "HS256":
         return settings.jwt_secret.get_secret_value()
     if settings.jwt_private_key is None:
-        raise RuntimeError("no private key configured: this instance can only verify tokens")
+        raise ServiceUnavailable("This instance only verifies tokens; it has no signing key")
     return settings.jwt_private_key.get_secret_value()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
@@ -17,7 +18,7 @@ from app.db.models import AuthSession, User
 from app.db.tenant import apply_context
 from app.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from app.security import throttle
-from app.security.passwords import hash_password, verify_password
+from app.security.passwords import hash_password, hasher, verify_password
 from app.security.tokens import (
     RefreshToken,
     digests_match,
@@ -127,29 +128,40 @@ async def login(
             await throttle.record_failure(redis, settings, email, client.ip)
             raise Unauthorized(INVALID_LOGIN)
         await apply_context(session, None, row.user_id)
+        if hasher(settings).check_needs_rehash(row.password_hash):
+            # Keep every stored hash at the configured cost (and login timing uniform).
+            await session.execute(
+                update(User)
+                .where(User.id == row.user_id)
+                .values(password_hash=hash_password(settings, password))
+            )
         tokens = await _start_family(session, settings, row.user_id, client)
     await throttle.clear_failures(redis, email, client.ip)
     return tokens
 
 
-async def _revoke_family(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+async def _revoke(session: AsyncSession, *where: Any) -> None:
+    """Revoke the matching sessions. The rows are locked first and the UPDATE runs as a second
+    statement (a fresh snapshot under READ COMMITTED), so a refresh that was rotating one of them
+    concurrently has committed by then and its new row is revoked too."""
+    await session.execute(select(AuthSession.id).where(*where).with_for_update())
     await session.execute(
-        update(AuthSession)
-        .where(
-            AuthSession.user_id == user_id,
-            AuthSession.family_id == family_id,
-            AuthSession.revoked_at.is_(None),
-        )
-        .values(revoked_at=_now())
+        update(AuthSession).where(*where, AuthSession.revoked_at.is_(None)).values(revoked_at=_now())
     )
 
 
+async def _revoke_family(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+    await _revoke(session, AuthSession.user_id == user_id, AuthSession.family_id == family_id)
+
+
 async def _find(session: AsyncSession, token: RefreshToken) -> AuthSession:
+    """The token's row, locked: two concurrent refreshes of one token must not both see it
+    unspent (the second waits, then finds it rotated and revokes the family)."""
     row = (
         await session.execute(
-            select(AuthSession).where(
-                AuthSession.user_id == token.user_id, AuthSession.id == token.session_id
-            )
+            select(AuthSession)
+            .where(AuthSession.user_id == token.user_id, AuthSession.id == token.session_id)
+            .with_for_update()
         )
     ).scalar_one_or_none()
     if row is None or not digests_match(row.token_hash, token.digest):
@@ -189,25 +201,30 @@ async def logout(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID
 
 async def change_password(
     session: AsyncSession,
+    redis: Redis | None,
     settings: Settings,
     user_id: uuid.UUID,
     current: str,
     new: str,
+    client: Client,
 ) -> None:
-    """Check the current password, store the new hash, and revoke every session of the user."""
-    user = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
+    """Check the current password (throttled like login), store the new hash, and revoke every
+    session of the user."""
+    email = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
+    wait = await throttle.retry_after(redis, settings, email, client.ip)
+    if wait:
+        raise TooManyRequests(
+            "Too many failed attempts; try again later", headers={"Retry-After": str(wait)}
+        )
     row = (
         await session.execute(
-            text("SELECT password_hash FROM warden_login_lookup(:e)"), {"e": user}
+            text("SELECT password_hash FROM warden_login_lookup(:e)"), {"e": email}
         )
     ).one_or_none()
     if not verify_password(settings, row.password_hash if row else None, current):
+        await throttle.record_failure(redis, settings, email, client.ip)
         raise BadRequest("The current password is wrong")
     await session.execute(
         update(User).where(User.id == user_id).values(password_hash=hash_password(settings, new))
     )
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=_now())
-    )
+    await _revoke(session, AuthSession.user_id == user_id)

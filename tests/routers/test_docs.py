@@ -100,16 +100,12 @@ async def test_token_endpoint_issues_a_working_bearer_token(
     api: Api, client: httpx.AsyncClient
 ) -> None:
     user = await api.user("swagger")
-    r = await client.post(
-        "/api/v1/auth/token", data={"username": user.email, "password": PASSWORD}
-    )
+    r = await client.post("/api/v1/auth/token", data={"username": user.email, "password": PASSWORD})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["token_type"] == "bearer"
     assert body["access_token"] and body["refresh_token"] and body["expires_in"] > 0
-    me = await client.get(
-        "/api/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"}
-    )
+    me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200 and me.json()["email"] == user.email, me.text
 
     wrong = await client.post(
@@ -177,14 +173,28 @@ async def test_well_formed_request_id_is_echoed(
 
 @pytest.mark.parametrize(
     "incoming",
-    [b"", b"has space", b"a" * 65, b"<script>alert(1)</script>", b"x\r\nSet-Cookie: a=b",
-     b"\xc3\xbcnicode", b"semi;colon", b"../../etc"],
-    ids=["empty", "space", "too long", "html", "header injection", "non-ascii", "semicolon",
-         "path"],
+    [
+        b"",
+        b"has space",
+        b"a" * 65,
+        b"<script>alert(1)</script>",
+        b"x\r\nSet-Cookie: a=b",
+        b"\xc3\xbcnicode",
+        b"semi;colon",
+        b"../../etc",
+    ],
+    ids=[
+        "empty",
+        "space",
+        "too long",
+        "html",
+        "header injection",
+        "non-ascii",
+        "semicolon",
+        "path",
+    ],
 )
-async def test_malformed_request_id_is_replaced(
-    incoming: bytes, client: httpx.AsyncClient
-) -> None:
+async def test_malformed_request_id_is_replaced(incoming: bytes, client: httpx.AsyncClient) -> None:
     if b"\r\n" in incoming:
         # httpx refuses to send a raw CR/LF; the ASGI scope can still carry anything.
         incoming = incoming.replace(b"\r\n", b" ")
@@ -193,3 +203,39 @@ async def test_malformed_request_id_is_replaced(
     assert HEX_ID.match(request_id), request_id
     assert r.headers.get_list("x-request-id") == [request_id]
     assert r.json()["request_id"] == request_id
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [b"abc\n", b"abc\r\nSet-Cookie: a=b", b"abc\x00", b"abc\r"],
+    ids=["trailing newline", "header injection", "nul", "carriage return"],
+)
+async def test_request_id_with_control_characters_is_replaced(incoming: bytes, app: Any) -> None:
+    """Raw ASGI, since httpx refuses to send these: the id must never reach a response header."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/healthz",
+        "raw_path": b"/healthz",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"warden.test"), (b"x-request-id", incoming)],
+        "client": ("127.0.0.1", 40000),
+        "server": ("warden.test", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 200
+    ids = [value for name, value in start["headers"] if name.lower() == b"x-request-id"]
+    assert len(ids) == 1 and re.fullmatch(rb"[0-9a-f]{32}", ids[0]), ids

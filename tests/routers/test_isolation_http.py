@@ -58,7 +58,9 @@ async def fresh(api: Api) -> World:
 
 async def snapshot(api: Api, tenant: Tenant) -> dict[str, Any]:
     """Everything a workspace holds that these routes can touch, as its owner sees it."""
-    members = await api.client.get(f"/ws/{tenant.slug}/api/v1/members", headers=tenant.owner.headers)
+    members = await api.client.get(
+        f"/ws/{tenant.slug}/api/v1/members", headers=tenant.owner.headers
+    )
     assert members.status_code == 200, members.text
     return {
         "providers": await api.all(tenant.owner, tenant.slug, "providers"),
@@ -67,23 +69,39 @@ async def snapshot(api: Api, tenant: Tenant) -> dict[str, Any]:
     }
 
 
-def routes(slug: str, provider_id: str, group_id: str, email: str) -> list[tuple[str, str, Any]]:
-    """Every provider, provider-group and member route, with a body that would be valid."""
+def routes(
+    slug: str, provider_id: str, group_id: str, email: str, member_id: str | None = None
+) -> list[tuple[str, str, Any]]:
+    """Every provider, provider-group and member route, with a body that would be valid.
+    With `member_id`, also the routes on that member (its removal last)."""
     base = f"/ws/{slug}/api/v1"
-    return [
-        ("GET", f"{base}/providers", None),
-        ("POST", f"{base}/providers", {"provider_type": "aws", "uid": aws_uid(), "alias": "x"}),
-        ("GET", f"{base}/providers/{provider_id}", None),
-        ("PATCH", f"{base}/providers/{provider_id}", {"alias": "pwned", "region": "us"}),
-        ("DELETE", f"{base}/providers/{provider_id}", None),
-        ("GET", f"{base}/provider-groups", None),
-        ("POST", f"{base}/provider-groups", {"name": "planted", "provider_ids": []}),
-        ("GET", f"{base}/provider-groups/{group_id}", None),
-        ("PATCH", f"{base}/provider-groups/{group_id}", {"name": "pwned", "provider_ids": []}),
-        ("DELETE", f"{base}/provider-groups/{group_id}", None),
-        ("GET", f"{base}/members", None),
-        ("POST", f"{base}/members", {"email": email, "role": "owner"}),
-    ]
+    by_member = (
+        [
+            ("GET", f"{base}/members/{member_id}", None),
+            ("PATCH", f"{base}/members/{member_id}", {"attributes": {"region": "eu"}}),
+            ("DELETE", f"{base}/members/{member_id}", None),
+        ]
+        if member_id
+        else []
+    )
+    return (
+        by_member[:2]
+        + [
+            ("GET", f"{base}/providers", None),
+            ("POST", f"{base}/providers", {"provider_type": "aws", "uid": aws_uid(), "alias": "x"}),
+            ("GET", f"{base}/providers/{provider_id}", None),
+            ("PATCH", f"{base}/providers/{provider_id}", {"alias": "pwned", "region": "us"}),
+            ("DELETE", f"{base}/providers/{provider_id}", None),
+            ("GET", f"{base}/provider-groups", None),
+            ("POST", f"{base}/provider-groups", {"name": "planted", "provider_ids": []}),
+            ("GET", f"{base}/provider-groups/{group_id}", None),
+            ("PATCH", f"{base}/provider-groups/{group_id}", {"name": "pwned", "provider_ids": []}),
+            ("DELETE", f"{base}/provider-groups/{group_id}", None),
+            ("GET", f"{base}/members", None),
+            ("POST", f"{base}/members", {"email": email, "role": "owner"}),
+        ]
+        + by_member[2:]
+    )
 
 
 async def call(
@@ -99,7 +117,10 @@ async def test_owner_can_use_every_route(api: Api, fresh: World) -> None:
     """Control for the outsider tests: the same requests work for the workspace's owner."""
     b = fresh.b
     expected = {"GET": 200, "POST": 201, "PATCH": 200, "DELETE": 204}
-    for method, path, body in routes(b.slug, b.provider["id"], b.group["id"], fresh.a.owner.email):
+    helper = await _member(api, b, "viewer")
+    for method, path, body in routes(
+        b.slug, b.provider["id"], b.group["id"], fresh.a.owner.email, helper.id
+    ):
         if path.endswith("/members") and method == "POST":
             body = {**body, "role": "viewer"}
         r = await call(api.client, method, path, body, b.owner)
@@ -115,8 +136,8 @@ async def test_outsiders_get_404_on_every_route_and_change_nothing(
     before = await snapshot(api, b)
     missing_slug = f"no-such-{secrets.token_hex(4)}"
     for (method, path, body), (_, twin, twin_body) in zip(
-        routes(b.slug, b.provider["id"], b.group["id"], outsider.email),
-        routes(missing_slug, b.provider["id"], b.group["id"], outsider.email),
+        routes(b.slug, b.provider["id"], b.group["id"], outsider.email, b.owner.id),
+        routes(missing_slug, b.provider["id"], b.group["id"], outsider.email, b.owner.id),
         strict=True,
     ):
         r = await call(api.client, method, path, body, outsider)
@@ -137,8 +158,18 @@ async def test_another_workspaces_ids_through_my_own_slug_are_not_found(
     a, b = world.a, world.b
     before_a, before_b = await snapshot(api, a), await snapshot(api, b)
     ghost_id = str(uuid.uuid4())
-    for resource, theirs in (("providers", b.provider), ("provider-groups", b.group)):
-        body = {"alias": "pwned"} if resource == "providers" else {"name": "pwned"}
+    bodies = {
+        "providers": {"alias": "pwned"},
+        "provider-groups": {"name": "pwned"},
+        "members": {"role": "viewer"},
+    }
+    b_owner = {"id": b.owner.id}
+    for resource, theirs in (
+        ("providers", b.provider),
+        ("provider-groups", b.group),
+        ("members", b_owner),
+    ):
+        body = bodies[resource]
         for method in ("GET", "PATCH", "DELETE"):
             sent = body if method == "PATCH" else None
             path = f"/ws/{a.slug}/api/v1/{resource}/{theirs['id']}"
@@ -147,8 +178,9 @@ async def test_another_workspaces_ids_through_my_own_slug_are_not_found(
             ghost = assert_problem(await call(api.client, method, ghost_path, sent, a.owner), 404)
             assert without_volatile(problem) == without_volatile(ghost), (method, path)
         # And B's lists do not show through A's slug.
-        listed = await api.all(a.owner, a.slug, resource)
-        assert theirs["id"] not in {row["id"] for row in listed}
+        listed = await api.client.get(f"/ws/{a.slug}/api/v1/{resource}", headers=a.owner.headers)
+        assert listed.status_code == 200, listed.text
+        assert theirs["id"] not in listed.text
     assert await snapshot(api, a) == before_a
     assert await snapshot(api, b) == before_b
 
@@ -174,11 +206,27 @@ async def test_workspace_id_in_a_body_is_refused_and_nothing_is_written(
     attempts: list[tuple[str, str, dict[str, Any]]] = []
     for ws_id in (b.id, a.id):
         attempts += [
-            ("POST", f"{base}/providers", {"provider_type": "aws", "uid": uid, "workspace_id": ws_id}),
-            ("PATCH", f"{base}/providers/{a.provider['id']}", {"alias": "moved", "workspace_id": ws_id}),
+            (
+                "POST",
+                f"{base}/providers",
+                {"provider_type": "aws", "uid": uid, "workspace_id": ws_id},
+            ),
+            (
+                "PATCH",
+                f"{base}/providers/{a.provider['id']}",
+                {"alias": "moved", "workspace_id": ws_id},
+            ),
             ("POST", f"{base}/provider-groups", {"name": "smuggled", "workspace_id": ws_id}),
-            ("PATCH", f"{base}/provider-groups/{a.group['id']}", {"name": "moved", "workspace_id": ws_id}),
-            ("POST", f"{base}/members", {"email": world.stranger.email, "role": "viewer", "workspace_id": ws_id}),  # noqa: E501
+            (
+                "PATCH",
+                f"{base}/provider-groups/{a.group['id']}",
+                {"name": "moved", "workspace_id": ws_id},
+            ),
+            (
+                "POST",
+                f"{base}/members",
+                {"email": world.stranger.email, "role": "viewer", "workspace_id": ws_id},
+            ),
         ]
     attempts += [
         ("POST", f"{base}/providers", {"provider_type": "aws", "uid": uid, "id": b.provider["id"]}),
@@ -196,9 +244,7 @@ async def test_workspace_id_in_a_body_is_refused_and_nothing_is_written(
     assert await snapshot(api, b) == before_b
 
 
-async def test_group_cannot_reference_another_workspaces_provider(
-    api: Api, world: World
-) -> None:
+async def test_group_cannot_reference_another_workspaces_provider(api: Api, world: World) -> None:
     a, b = world.a, world.b
     before_a, before_b = await snapshot(api, a), await snapshot(api, b)
     groups = f"/ws/{a.slug}/api/v1/provider-groups"
@@ -230,9 +276,7 @@ async def test_group_cannot_reference_another_workspaces_provider(
         # The rename must not survive the refused member change (one transaction).
         {"name": "renamed", "provider_ids": [theirs]},
     ):
-        r = await api.client.patch(
-            f"{groups}/{a.group['id']}", json=body, headers=a.owner.headers
-        )
+        r = await api.client.patch(f"{groups}/{a.group['id']}", json=body, headers=a.owner.headers)
         assert_problem(r, create.status_code)
     after_a = await snapshot(api, a)
     assert after_a == before_a
@@ -251,8 +295,11 @@ async def _member(api: Api, tenant: Tenant, role: str) -> User:
 
 
 def _writes(tenant: Tenant, email: str) -> list[tuple[str, str, Any]]:
-    return [r for r in routes(tenant.slug, tenant.provider["id"], tenant.group["id"], email)
-            if r[0] != "GET"]
+    return [
+        r
+        for r in routes(tenant.slug, tenant.provider["id"], tenant.group["id"], email)
+        if r[0] != "GET"
+    ]
 
 
 async def test_viewer_reads_but_every_write_is_forbidden(api: Api, fresh: World) -> None:
@@ -275,9 +322,7 @@ async def test_viewer_reads_but_every_write_is_forbidden(api: Api, fresh: World)
     assert await snapshot(api, a) == before
 
 
-async def test_engineer_manages_providers_but_not_groups_or_members(
-    api: Api, fresh: World
-) -> None:
+async def test_engineer_manages_providers_but_not_groups_or_members(api: Api, fresh: World) -> None:
     a = fresh.a
     engineer = await _member(api, a, "engineer")
     base = f"/ws/{a.slug}/api/v1"
@@ -369,3 +414,43 @@ async def test_nobody_grants_platform_admin_but_an_owner_makes_owners(
         members, json={"email": candidate.email, "role": "owner"}, headers=a.owner.headers
     )
     assert r.status_code == 201 and r.json()["role"] == "owner", r.text
+
+
+async def test_removed_member_is_an_outsider_from_the_next_request(api: Api, fresh: World) -> None:
+    a = fresh.a
+    admin, viewer = await _member(api, a, "admin"), await _member(api, a, "viewer")
+    members = f"/ws/{a.slug}/api/v1/members"
+    providers = f"/ws/{a.slug}/api/v1/providers"
+    assert (await api.client.get(providers, headers=viewer.headers)).status_code == 200
+
+    # Members without member.manage cannot remove anyone; outsiders cannot even see them.
+    before = await snapshot(api, a)
+    assert_problem(await api.client.delete(f"{members}/{admin.id}", headers=viewer.headers), 403)
+    for outsider in (fresh.b.owner, fresh.stranger):
+        for target in (viewer.id, a.owner.id):
+            r = await api.client.delete(f"{members}/{target}", headers=outsider.headers)
+            assert_problem(r, 404)
+    # An admin cannot remove or demote an owner.
+    assert_problem(await api.client.delete(f"{members}/{a.owner.id}", headers=admin.headers), 403)
+    r = await api.client.patch(
+        f"{members}/{a.owner.id}", json={"role": "viewer"}, headers=admin.headers
+    )
+    assert_problem(r, 403)
+    r = await api.client.patch(
+        f"{members}/{viewer.id}", json={"role": "owner"}, headers=admin.headers
+    )
+    assert_problem(r, 403)
+    # The last owner cannot leave.
+    r = await api.client.delete(f"{members}/{a.owner.id}", headers=a.owner.headers)
+    assert 400 <= r.status_code < 500, r.text
+    assert_problem(r)
+    assert await snapshot(api, a) == before
+
+    r = await api.client.delete(f"{members}/{viewer.id}", headers=admin.headers)
+    assert r.status_code == 204, r.text
+    for method, path, body in routes(a.slug, a.provider["id"], a.group["id"], viewer.email):
+        assert_problem(await call(api.client, method, path, body, viewer), 404)
+    r = await api.client.get("/api/v1/workspaces", headers=viewer.headers)
+    assert r.status_code == 200 and r.json()["data"] == [], r.text
+    assert viewer.id not in {m["user_id"] for m in (await snapshot(api, a))["members"]}
+    assert_problem(await api.client.delete(f"{members}/{viewer.id}", headers=admin.headers), 404)

@@ -7,6 +7,7 @@ negative cases has a positive control built the same way, so the negatives prove
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -181,6 +182,10 @@ def _tampered(token: str, **changes: Any) -> str:
     return f"{header}.{seg({**claims_of(token), **changes})}.{signature}"
 
 
+def _flip_first_bit(data: bytes) -> bytes:
+    return bytes([data[0] ^ 1]) + data[1:]
+
+
 def _signature_cases(settings: Settings, alice: User, bob: User) -> dict[str, str]:
     claims = claims_of(alice.access_token)
     token = alice.access_token
@@ -201,7 +206,7 @@ def _signature_cases(settings: Settings, alice: User, bob: User) -> dict[str, st
         "tampered sub": _tampered(token, sub=claims_of(bob.access_token)["sub"]),
         "tampered exp": _tampered(token, exp=claims["exp"] + 86400),
         "signature of another token": f"{header}.{payload}.{bob.access_token.split('.')[2]}",
-        "flipped signature bit": f"{header}.{payload}.{b64(bytes([unb64(signature)[0] ^ 1]) + unb64(signature)[1:])}",  # noqa: E501
+        "flipped signature bit": f"{header}.{payload}.{b64(_flip_first_bit(unb64(signature)))}",
         "refresh token": alice.refresh_token,
         "refresh token prefix only": REFRESH_PREFIX,
         "garbage": "garbage",
@@ -374,9 +379,7 @@ async def test_password_change_revokes_every_token(api: Api, client: httpx.Async
     for login in (user, second):
         await assert_refused(client, slug, login.headers)
         assert_problem(await _refresh(client, login.refresh_token), 401)
-    old = await client.post(
-        "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-    )
+    old = await client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
     assert_problem(old, 401)
     new = await client.post(
         "/api/v1/auth/login", json={"email": user.email, "password": new_password}
@@ -414,9 +417,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     assert (await _refresh(client, bystander.refresh_token)).status_code == 200
 
 
-async def test_refresh_chain_keeps_working_until_reuse(
-    api: Api, client: httpx.AsyncClient
-) -> None:
+async def test_refresh_chain_keeps_working_until_reuse(api: Api, client: httpx.AsyncClient) -> None:
     user = await api.user("chain")
     tokens = [user.refresh_token]
     for _ in range(3):
@@ -426,6 +427,25 @@ async def test_refresh_chain_keeps_working_until_reuse(
     assert len(set(tokens)) == len(tokens)
     assert_problem(await _refresh(client, tokens[1]), 401)  # a middle, spent token
     assert_problem(await _refresh(client, tokens[-1]), 401)
+
+
+async def test_concurrent_refreshes_of_one_token_cannot_fork_the_family(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    """A thief racing the rightful client with the same refresh token must not come away with
+    a live token chain of their own: at most one refresh wins, and never two live chains."""
+    for _ in range(5):
+        user = await api.user("race")
+        responses = await asyncio.gather(*(_refresh(client, user.refresh_token) for _ in range(3)))
+        winners = [r.json() for r in responses if r.status_code == 200]
+        assert len(winners) <= 1, [r.status_code for r in responses]
+        for r in responses:
+            if r.status_code != 200:
+                assert_problem(r, 401)
+        live = [
+            w for w in winners if (await _refresh(client, w["refresh_token"])).status_code == 200
+        ]
+        assert len(live) <= 1
 
 
 def _forge_refresh(user_id: uuid.UUID, session_id: uuid.UUID, secret: bytes) -> str:
