@@ -18,7 +18,9 @@ USERS = {
     "engineer@acme.example.com": "Eric Engineer",
     "viewer@acme.example.com": "Vera Viewer",
     "owner@globex.example.com": "Gus Globex",
+    "platform@warden.example.com": "Pat Platform",
 }
+PLATFORM_ADMIN = "platform@warden.example.com"
 
 WORKSPACES: dict[str, dict[str, Any]] = {
     "acme-prod": {
@@ -68,6 +70,22 @@ def _ok(r: httpx.Response) -> None:
         raise RuntimeError(f"seeding failed: {r.request.method} {r.request.url.path}: {r.text}")
 
 
+async def _flag_platform_admin(admin_url: str) -> None:
+    """Only the installation (the owner role) can make a platform admin."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(admin_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE app_user SET is_platform_admin = true WHERE email = :e"),
+                {"e": PLATFORM_ADMIN},
+            )
+    finally:
+        await engine.dispose()
+
+
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     from app.main import create_app
 
@@ -95,7 +113,10 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
                 listed.raise_for_status()
                 for ws in listed.json()["data"]:
                     workspace_ids[ws["slug"]] = ws["id"]
+    if settings.admin_database_url:
+        await _flag_platform_admin(settings.admin_database_url)
     users = {email: "" for email in USERS}
+    users[PLATFORM_ADMIN] = "platform admin (GET /api/v1/platform/workspaces), no workspace"
     for slug, spec in WORKSPACES.items():
         users[spec["owner"]] = f"{slug}: owner"
         for email, role in spec["members"].items():
