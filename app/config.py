@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     db_statement_cache_size: int = Field(
-        default=100, description="asyncpg prepared statement cache; set 0 behind PgBouncer"
+        default=100, description="asyncpg prepared statement cache (ignored with db_pgbouncer)"
+    )
+    db_pgbouncer: bool = Field(
+        default=False,
+        description="connecting through PgBouncer in transaction mode: no statement caches, "
+        "uniquely named prepared statements",
     )
 
     redis_url: str | None = None

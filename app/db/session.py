@@ -9,9 +9,11 @@ context; a row claiming another workspace is refused before it reaches the datab
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import event, false
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
@@ -20,15 +22,23 @@ from app.db.base import WorkspaceScoped
 
 
 def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    connect_args: dict[str, object] = {
+        "statement_cache_size": settings.db_statement_cache_size,
+        "server_settings": {"application_name": "warden"},
+    }
+    engine_url = make_url(url)
+    if settings.db_pgbouncer:
+        # PgBouncer in transaction mode hands each transaction to any server connection:
+        # a prepared statement must never be reused across transactions, nor its name collide.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = lambda: f"__warden_{uuid.uuid4().hex}__"
+        engine_url = engine_url.update_query_dict({"prepared_statement_cache_size": "0"})
     return create_async_engine(
-        url,
+        engine_url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
-        connect_args={
-            "statement_cache_size": settings.db_statement_cache_size,
-            "server_settings": {"application_name": "warden"},
-        },
+        connect_args=connect_args,
     )
 
 
