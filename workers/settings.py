@@ -6,6 +6,7 @@ worker with `create_worker(settings, burst=True)`.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -72,6 +73,9 @@ async def startup(ctx: dict[str, Any]) -> None:
             log.info("delivered %d jobs left in the outbox", sent)
     except Exception:  # noqa: BLE001 - the crons retry; the worker must still start
         log.warning("startup maintenance failed", exc_info=True)
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # full passes, which large imports (many short-lived objects) would otherwise repeat.
+    gc.freeze()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

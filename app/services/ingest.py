@@ -1,30 +1,34 @@
 """Import a stored JSON-OCSF report into findings, streaming, in batches, under RLS.
 
 Invariant: the report is never loaded whole — chunks are read one at a time from
-`scan_upload` and fed to an incremental JSON parser, and findings go to the database in batches
+`scan_upload` and fed to an incremental JSON reader, and findings go to the database in batches
 of `batch_size` rows with asyncpg `executemany` on the session's own connection (so inside the
 job's transaction, with its `SET LOCAL` context; COPY is refused under RLS). The caller's
 transaction holds every batch: a report that turns out malformed halfway leaves nothing behind.
 Finding ids are UUIDv7 made at insert time, so rows land in the current month's partition.
+While one batch is being inserted the next one is parsed (the upload is read on a second
+connection of the same job context).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ijson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Provider, Scan, ScanUpload
 from app.db.models.scan import SEVERITIES, STATUSES
 from app.db.partitions import uuid7_at, uuid7_time
+from app.services.json_stream import JsonArrayReader, JsonStreamError
 from app.services.ocsf import MappedFinding, ReportError, belongs_to, map_record
 
 COLUMNS = (
@@ -80,10 +84,16 @@ async def upload_chunks(session: AsyncSession, scan_id: uuid.UUID) -> AsyncItera
 
 
 class _Batcher:
+    """Collects rows and inserts them a batch at a time. One batch may be in flight while the
+    next is parsed (the insert waits on the database, the parsing needs the CPU), so the
+    reading of the upload must use another connection than this one."""
+
     def __init__(self, session: AsyncSession, scan: Scan, size: int) -> None:
         self.session, self.scan, self.size = session, scan, size
         self.rows: list[tuple[Any, ...]] = []
-        self.driver: Any = None
+        self.inserted = 0
+        self._driver: Any = None
+        self._inflight: asyncio.Task[None] | None = None
 
     def add(self, f: MappedFinding) -> None:
         finding_id = uuid7_at(time.time_ns() // 1_000_000)
@@ -94,63 +104,79 @@ class _Batcher:
             f.raw, f.observed_at, uuid7_time(finding_id),
         ))
 
-    async def flush(self) -> int:
+    async def submit(self) -> None:
+        """Start inserting the collected rows (after the previous batch has finished)."""
+        await self.wait()
         if not self.rows:
-            return 0
-        if self.driver is None:
+            return
+        if self._driver is None:
             conn = await self.session.connection()
-            self.driver = (await conn.get_raw_connection()).driver_connection
+            self._driver = (await conn.get_raw_connection()).driver_connection
         rows, self.rows = self.rows, []
-        await self.driver.executemany(INSERT_SQL, rows)
-        return len(rows)
+        self._inflight = asyncio.create_task(self._insert(rows))
 
+    async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        await self._driver.executemany(INSERT_SQL, rows)
+        self.inserted += len(rows)
 
-def _check_array_start(chunk: bytes) -> None:
-    head = chunk.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if head and head != b"[":
-        raise ReportError("a JSON-OCSF report is a JSON array of findings; this file is not")
+    async def wait(self) -> None:
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def drain(self) -> None:
+        """On failure: let the in-flight insert end before the transaction rolls back."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
 
 
 async def import_report(
     session: AsyncSession,
+    chunks: AsyncIterator[bytes],
     scan: Scan,
     provider: Provider,
     *,
     batch_size: int,
     progress: Progress,
 ) -> ImportStats:
-    """Stream the scan's stored upload into findings; update the scan; free the upload."""
+    """Stream `chunks` (the stored upload, read on another connection) into findings on
+    `session`; update the scan and free the upload."""
     stats = ImportStats()
     seen: set[bytes] = set()
     batch = _Batcher(session, scan, batch_size)
-    items: Any = ijson.sendable_list()
-    parser = ijson.items_coro(items, "item", use_float=True)
+    reader = JsonArrayReader()
     read = 0
-    first = True
     try:
-        async for chunk in upload_chunks(session, scan.id):
-            if first:
-                _check_array_start(chunk)
-                first = False
+        async for chunk in chunks:
             read += len(chunk)
-            parser.send(chunk)
-            await _take(items, stats, seen, batch, provider)
+            await _take(reader.feed(chunk), stats, seen, batch, provider)
             await progress(read, stats)
-        parser.close()
-    except ijson.common.JSONError as exc:
+        if read == 0:
+            raise ReportError("the report is empty")
+        await _take(reader.close(), stats, seen, batch, provider)
+        await batch.submit()
+        await batch.wait()
+    except JsonStreamError as exc:
         raise ReportError(
-            f"the report is not valid JSON after {stats.records} records ({exc})"
+            "a JSON-OCSF report is a JSON array of findings; this file is not"
+            if "not a JSON array" in str(exc)
+            else f"the report is not valid JSON after {stats.records} records ({exc})"
         ) from None
-    if first:
-        raise ReportError("the report is empty")
-    await _take(items, stats, seen, batch, provider)
-    stats.imported += await batch.flush()
+    finally:
+        await batch.drain()
+    stats.imported = batch.inserted
     await _finish_scan(session, scan, stats)
     return stats
 
 
 async def _take(
-    items: list[Any], stats: ImportStats, seen: set[bytes], batch: _Batcher, provider: Provider
+    items: Iterable[Any],
+    stats: ImportStats,
+    seen: set[bytes],
+    batch: _Batcher,
+    provider: Provider,
 ) -> None:
     for record in items:
         finding = map_record(record, stats.records)
@@ -173,8 +199,7 @@ async def _take(
         stats.status[finding.status] += 1
         batch.add(finding)
         if len(batch.rows) >= batch.size:
-            stats.imported += await batch.flush()
-    del items[:]
+            await batch.submit()
 
 
 async def _finish_scan(session: AsyncSession, scan: Scan, stats: ImportStats) -> None:

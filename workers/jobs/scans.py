@@ -61,9 +61,13 @@ async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str,
         )
 
     try:
-        stats = await ingest.import_report(
-            session, scan, provider, batch_size=jc.settings.import_batch_size, progress=progress
-        )
+        # The upload is read on a second connection (same context, re-checked) so that
+        # parsing can go on while the import connection inserts the previous batch.
+        async with jc.transaction() as reading:
+            stats = await ingest.import_report(
+                session, ingest.upload_chunks(reading, scan_id), scan, provider,
+                batch_size=jc.settings.import_batch_size, progress=progress,
+            )
     except ReportError as exc:
         raise JobFailed(f"The report could not be imported: {exc}") from None
     return {"scan_id": str(scan_id), **stats.result()}
