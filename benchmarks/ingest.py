@@ -82,9 +82,11 @@ def write_report(path: Path, count: int, account: str) -> int:
 
 
 @asynccontextmanager
-async def servers() -> AsyncIterator[tuple[str, str]]:
-    db = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    redis = os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL")
+async def servers(
+    db: str | None = None, redis: str | None = None
+) -> AsyncIterator[tuple[str, str]]:
+    db = db or os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    redis = redis or os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL")
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         started: list[Any] = []
         try:
@@ -199,9 +201,18 @@ async def baseline(admin_url: str, count: int, batch_size: int) -> dict[str, Any
 ACCOUNT = "123456789012"
 
 
-async def run(count: int, batch_size: int, *, quiet: bool = False) -> dict[str, Any]:
+async def run(
+    count: int,
+    batch_size: int,
+    *,
+    quiet: bool = False,
+    server_url: str | None = None,
+    redis_url: str | None = None,
+) -> dict[str, Any]:
     say = (lambda *a: None) if quiet else print
-    async with servers() as (server_url, redis_url), database(server_url) as db:
+    async with servers(server_url, redis_url) as (server_url, redis_url), database(
+        server_url
+    ) as db:
         settings = Settings(
             _env_file=None, environment="test", database_url=db["runtime"],  # type: ignore[call-arg]
             definer_role=db["definer"], platform_role=db["platform"], redis_url=redis_url,
