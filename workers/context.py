@@ -230,7 +230,9 @@ async def _claim(jc: JobContext) -> bool:
         task = (
             await session.execute(select(Task).where(Task.id == row.task_id).with_for_update())
         ).scalar_one_or_none()
-        if task is None or task.state in TERMINAL_STATES:
+        if task is None:  # it exists (foreign key), so its provider is hidden from the user
+            raise Refused("The task's provider is no longer visible to the user")
+        if task.state in TERMINAL_STATES:
             row.done_at = datetime.now(UTC)
             return False
         task.state, task.attempts = "running", task.attempts + 1

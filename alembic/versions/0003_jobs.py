@@ -67,12 +67,17 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("resource_type", sa.String(40)),
         sa.Column("resource_id", UUID(as_uuid=True)),
+        # The provider the task works on, if any: a task follows its provider's visibility.
+        sa.Column("provider_id", UUID(as_uuid=True)),
         sa.Column("created_by", UUID(as_uuid=True), sa.ForeignKey("app_user.id"), nullable=False),
         _ts("created_at", default=True),
         _ts("updated_at", default=True),
         _ts("started_at"),
         _ts("finished_at"),
         sa.PrimaryKeyConstraint("workspace_id", "id"),
+        sa.ForeignKeyConstraint(
+            ["workspace_id", "provider_id"], ["provider.workspace_id", "provider.id"]
+        ),
         sa.CheckConstraint(
             "state IN ('pending', 'running', 'succeeded', 'failed', 'refused', 'cancelled')",
             name="state",
@@ -85,7 +90,7 @@ def upgrade() -> None:
         "ix_task_running_updated_at", "task", ["updated_at"],
         postgresql_where=sa.text("state = 'running'"),
     )
-    scope_table("task", Scope.WORKSPACE)
+    scope_table("task", Scope.WORKSPACE_PROVIDER)
 
     op.create_table(
         "outbox",
@@ -325,6 +330,9 @@ def _functions() -> None:
             v_from uuid;
             v_to uuid;
         BEGIN
+            IF p_month < now() - interval '10 years' OR p_month > now() + interval '2 years' THEN
+                RAISE EXCEPTION 'month % is out of range', p_month USING ERRCODE = '22023';
+            END IF;
             IF to_regclass(format('public.%I', v_name)) IS NOT NULL THEN
                 RETURN NULL;
             END IF;

@@ -23,6 +23,7 @@ class TaskOut(Output):
     attempts: int
     resource_type: str | None
     resource_id: uuid.UUID | None
+    provider_id: uuid.UUID | None
     created_by: uuid.UUID
     created_at: datetime
     updated_at: datetime

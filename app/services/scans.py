@@ -60,7 +60,8 @@ async def create_scan(
     scan.file_size, scan.file_sha256 = size, digest.hexdigest()
     task = await tasks.start(
         session, IMPORT_SCAN, user_id=principal.user_id,
-        resource_type="scan", resource_id=scan.id, args={"scan_id": str(scan.id)},
+        resource_type="scan", resource_id=scan.id, provider_id=provider.id,
+        args={"scan_id": str(scan.id)},
     )
     scan.task_id = task.id
     await session.flush()

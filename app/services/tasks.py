@@ -27,12 +27,13 @@ async def start(
     user_id: uuid.UUID,
     resource_type: str | None = None,
     resource_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
     args: dict[str, Any] | None = None,
 ) -> Task:
     """A pending task and the outbox row of its job, in the caller's transaction."""
     task = Task(
         kind=kind.name, state="pending", created_by=user_id,
-        resource_type=resource_type, resource_id=resource_id,
+        resource_type=resource_type, resource_id=resource_id, provider_id=provider_id,
     )
     session.add(task)
     await session.flush()

@@ -121,3 +121,11 @@ async def test_provider_visibility_applies_to_findings_and_scans(api, client, im
     assert len(findings) == 5 and {f["provider_id"] for f in findings} == {azure["id"]}
     scans = await api.all(member, slug, "scans")
     assert [s["provider_id"] for s in scans] == [azure["id"]]
+    # Tasks follow their provider too: the aws import's task is not the member's to see.
+    tasks = await api.all(member, slug, "tasks")
+    assert [t["provider_id"] for t in tasks] == [azure["id"]]
+    every_task = await api.all(owner, slug, "tasks")
+    assert len(every_task) == 2
+    hidden = next(t for t in every_task if t["provider_id"] == aws["id"])
+    assert_problem(await client.get(f"/ws/{slug}/api/v1/tasks/{hidden['id']}",
+                                    headers=member.headers), 404)

@@ -26,9 +26,16 @@ TERMINAL_STATES = frozenset({"succeeded", "failed", "refused", "cancelled"})
 
 
 class Task(ScopedEntity, Base):
-    """What a client polls after a `202 Accepted`: state, progress, result, error, timings."""
+    """What a client polls after a `202 Accepted`: state, progress, result, error, timings.
+    A task about a provider's data (an import) is visible to whoever sees that provider."""
 
     __tablename__ = "task"
+    __visibility_column__ = "provider_id"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workspace_id", "provider_id"], ["provider.workspace_id", "provider.id"]
+        ),
+    )
 
     kind: Mapped[str] = mapped_column(String(40), nullable=False)
     state: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
@@ -39,6 +46,7 @@ class Task(ScopedEntity, Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     resource_type: Mapped[str | None] = mapped_column(String(40))
     resource_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_by: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("app_user.id"), nullable=False
     )
