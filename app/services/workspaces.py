@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import new_id
 from app.db.models import Task, Workspace
-from app.errors import Conflict
+from app.errors import Conflict, Forbidden
 from app.jobs import DELETE_WORKSPACE
 from app.security.principal import WorkspacePrincipal
 from app.services import tasks
@@ -44,7 +44,10 @@ async def list_workspaces(session: AsyncSession) -> list[dict[str, Any]]:
 
 async def request_deletion(session: AsyncSession, principal: WorkspacePrincipal) -> Task:
     """Hide the workspace at once (every route answers 404 from now on) and queue the job that
-    removes its rows in batches and then the workspace itself (freeing the slug)."""
+    removes its rows in batches and then the workspace itself (freeing the slug). Deleting
+    everything takes seeing everything: a role limited to some provider groups cannot."""
+    if not principal.can("unlimited_visibility"):
+        raise Forbidden("Deleting the workspace also needs the 'unlimited_visibility' permission")
     workspace = (
         await session.execute(
             select(Workspace).where(Workspace.id == principal.workspace_id).with_for_update()

@@ -113,3 +113,19 @@ async def test_pending_jobs_of_a_deleted_workspace_are_refused(api, client, sett
     await run_jobs(settings)
     assert set((await _scoped_counts(admin_engine, ws)).values()) == {0}
     assert uuid.UUID(ws)
+
+
+async def test_deleting_needs_to_see_every_provider(api, client):
+    owner = await api.user("owner")
+    slug = await api.workspace(owner)
+    role = await client.post(f"/ws/{slug}/api/v1/roles", headers=owner.headers, json={
+        "name": "blind-owner", "inherits_from": "owner", "revokes": ["unlimited_visibility"],
+    })
+    assert role.status_code == 201, role.text
+    member = await api.user("blind")
+    await api.add_member(owner, slug, member, role.json()["id"])
+    body = assert_problem(await client.delete(f"/api/v1/workspaces/{slug}",
+                                              headers=member.headers), 403)
+    assert "unlimited_visibility" in body["detail"]
+    assert (await client.get(f"/ws/{slug}/api/v1/providers", headers=owner.headers)
+            ).status_code == 200
