@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -102,8 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             startup_relay = asyncio.create_task(_relay_leftovers(app))
             yield
         finally:
-            if startup_relay is not None and not startup_relay.done():
+            if startup_relay is not None:
                 startup_relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await startup_relay
             await arq.aclose(close_connection_pool=True)
             await redis.aclose()
             await db.dispose()
