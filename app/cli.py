@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import secrets
+import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +44,40 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     _serve(_settings(), args.host, args.port)
     return 0
+
+
+# By name: `app` never imports `workers` (the worker imports `app`).
+WORKER_ENTRY = "workers.settings.run"
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the arq worker: jobs from the outbox, cron jobs; Ctrl-C / SIGTERM stop it cleanly."""
+    from arq.utils import import_string
+
+    from app.logging import configure_logging
+
+    settings = _settings()
+    configure_logging("DEBUG" if settings.debug else "INFO")
+    run = import_string(WORKER_ENTRY)
+    result: int = run(settings, burst=args.burst)
+    return result
+
+
+def _start_worker() -> subprocess.Popen[bytes]:
+    """`warden dev`: the worker as a second process with the same environment."""
+    return subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-m", "app", "worker"], env=dict(os.environ)
+    )
+
+
+def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # arq stops picking jobs and cancels the running ones
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -134,7 +170,8 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Embedded PostgreSQL + Redis when no URLs are configured; migrate, seed, serve."""
+    """Embedded PostgreSQL + Redis when no URLs are configured; migrate, seed, serve the API
+    and run the worker (a second process)."""
     from sqlalchemy.engine import make_url
 
     from app.db.migrate import ensure_database, migrate
@@ -146,6 +183,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     stored = _dev_secrets(data_dir)
     env = os.environ
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    worker: subprocess.Popen[bytes] | None = None
     try:
         if not env.get("WARDEN_DATABASE_URL"):
             pg = EmbeddedPostgres(data_dir)
@@ -184,10 +222,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
             .format(logins["workspaces"]["acme-prod"])  # type: ignore[index]
         )
         print(f"Swagger UI: http://{args.host}:{args.port}/docs   (Ctrl-C stops everything)\n")
+        worker = _start_worker()
         _serve(settings, args.host, args.port)
     except KeyboardInterrupt:
         pass
     finally:
+        if worker is not None:
+            _stop_worker(worker)
         for server in reversed(started):
             server.stop()
     return 0
@@ -198,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     for name, func, helptext in (
-        ("dev", cmd_dev, "run everything locally (embedded PostgreSQL/Redis when no URLs are set)"),
+        ("dev", cmd_dev, "run API and worker locally (embedded PostgreSQL/Redis without URLs)"),
         ("serve", cmd_serve, "serve the API (production)"),
     ):
         p = sub.add_parser(name, help=helptext)
@@ -208,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--data-dir", default=".warden", help="where embedded servers keep data")
         p.set_defaults(func=func)
 
+    worker = sub.add_parser("worker", help="run the background job worker (arq)")
+    worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="create/update roles, schema and privileges").set_defaults(
         func=cmd_migrate
     )

@@ -46,6 +46,33 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
 
+    # Background jobs (arq). Every job runs as the runtime role inside `with_rls_context`.
+    job_queue_name: str = Field(default="warden:queue", description="arq queue (Redis key)")
+    job_max_tries: int = Field(default=5, ge=1, le=50, description="attempts on transient errors")
+    job_retry_base_seconds: float = Field(default=2.0, gt=0, description="first backoff")
+    job_retry_max_seconds: float = Field(default=300.0, gt=0, description="backoff cap")
+    job_soft_time_limit: float = Field(
+        default=1800.0, gt=0, description="seconds; the job stops at its next checkpoint"
+    )
+    job_hard_time_limit: float = Field(
+        default=3600.0, gt=0, description="seconds; the job is cancelled wherever it is"
+    )
+    worker_max_jobs: int = Field(default=4, ge=1, description="jobs one worker runs at a time")
+    worker_poll_delay: float = Field(default=0.5, gt=0, description="seconds between queue polls")
+    outbox_redeliver_seconds: int = Field(
+        default=600, ge=1, description="re-send a sent job that has not finished after this long"
+    )
+    task_retention_days: int = Field(default=30, ge=1, description="finished tasks kept this long")
+
+    # Scans and findings
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="largest report upload")
+    upload_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    import_batch_size: int = Field(default=1000, ge=1, le=5000, description="findings per INSERT")
+    finding_partitions_ahead: int = Field(
+        default=3, ge=1, le=24, description="monthly finding partitions kept ready ahead"
+    )
+    workspace_delete_batch: int = Field(default=5000, ge=1, description="rows per deletion batch")
+
     # Tokens
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
+from arq.connections import ArqRedis
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
@@ -16,6 +20,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import (
     auth,
+    findings,
     health,
     me,
     members,
@@ -23,10 +28,15 @@ from app.routers import (
     provider_groups,
     providers,
     roles,
+    scans,
+    tasks,
     workspaces,
 )
 from app.routers.docs import install_docs
 from app.security.route_index import annotate_openapi
+from app.services import outbox
+
+log = logging.getLogger("warden.main")
 
 DESCRIPTION = """
 Warden is a multi-tenant operations API. Every workspace-scoped route lives under
@@ -53,6 +63,19 @@ def _annotate_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+async def _relay_leftovers(app: FastAPI) -> int:
+    """On startup, send jobs a previous process committed but never handed to Redis."""
+    settings = app.state.settings
+    try:
+        return await outbox.sweep(
+            app.state.db.engine, app.state.arq, settings.job_queue_name,
+            settings.outbox_redeliver_seconds,
+        )
+    except Exception:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
+        log.warning("startup outbox relay failed", exc_info=True)
+        return 0
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -62,6 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.redis_url:
             raise RuntimeError("WARDEN_REDIS_URL is not set")
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # The job queue. Created without a ping: the API serves (and the outbox keeps jobs)
+        # while Redis is down.
+        arq = ArqRedis(
+            ConnectionPool.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1),
+            default_queue_name=settings.job_queue_name,
+        )
+        startup_relay: asyncio.Task[int] | None = None
         try:
             async with db.engine.connect() as conn:
                 reason = await runtime_role_refusal(conn)
@@ -69,8 +99,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
             app.state.db = db
             app.state.redis = redis
+            app.state.arq = arq
+            startup_relay = asyncio.create_task(_relay_leftovers(app))
             yield
         finally:
+            if startup_relay is not None:
+                startup_relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await startup_relay
+            await arq.aclose(close_connection_pool=True)
             await redis.aclose()
             await db.dispose()
 
@@ -86,7 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     for module in (
-        health, auth, me, platform, workspaces, members, roles, providers, provider_groups
+        health, auth, me, platform, workspaces, members, roles, providers, provider_groups,
+        scans, findings, tasks,
     ):
         app.include_router(module.router)
     _annotate_openapi(app)

@@ -66,6 +66,12 @@ def make_settings(database: dict[str, str], servers: Servers, **overrides: Any) 
         "argon2_time_cost": 1,
         "argon2_memory_cost": 8192,
         "db_pool_size": 5,
+        # Each test database gets its own job queue: workers of concurrent test runs sharing
+        # one Redis never take each other's jobs.
+        "job_queue_name": f"warden:test:{database['name']}",
+        "worker_poll_delay": 0.05,
+        # Small upload chunks: every import streams across several chunks.
+        "upload_chunk_bytes": 4096,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -165,3 +165,74 @@ def api_routes(app: FastAPI) -> list[Any]:
     except ImportError:  # FastAPI without router contexts: routes are flat already
         return [r for r in app.routes if isinstance(r, APIRoute)]
     return [r for r in iter_route_contexts(app.routes) if getattr(r, "dependant", None)]
+
+
+# Background jobs and scans.
+
+SAMPLES = {"aws": "example_output_aws.ocsf.json", "azure": "example_output_azure.ocsf.json"}
+
+
+def ocsf_dir() -> Any:
+    import os
+    import pathlib
+
+    configured = os.environ.get("WARDEN_OCSF_SAMPLES")
+    if configured:
+        return pathlib.Path(configured)
+    for base in pathlib.Path(__file__).resolve().parents:
+        candidate = base / "shared" / "data" / "ocsf"
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("sample OCSF reports not found (set WARDEN_OCSF_SAMPLES)")
+
+
+def sample_report(
+    provider_type: str, account_uid: str, *, unique_uids: bool = True, region: str = "eu-west-1"
+) -> list[dict[str, Any]]:
+    """A shipped sample report with its placeholders filled in: the account is `account_uid`,
+    and (by default) every record gets its own finding uid."""
+    import json
+
+    raw = (ocsf_dir() / SAMPLES[provider_type]).read_text()
+    for placeholder in ("<account_uid>", "<subscription_uid>"):
+        raw = raw.replace(placeholder, account_uid)
+    raw = raw.replace("<region>", region)
+    records: list[dict[str, Any]] = json.loads(raw)
+    if unique_uids:
+        for i, record in enumerate(records):
+            record["finding_info"]["uid"] = (
+                f"prowler-{provider_type}-{record['metadata']['event_code']}-{account_uid}-{i}"
+            )
+    return records
+
+
+def report_bytes(records: Any) -> bytes:
+    import json
+
+    return json.dumps(records).encode()
+
+
+async def upload_scan(
+    client: httpx.AsyncClient, user: User, slug: str, provider_id: str, content: bytes,
+    name: str = "report.ocsf.json",
+) -> httpx.Response:
+    return await client.post(
+        f"/ws/{slug}/api/v1/scans",
+        data={"provider_id": provider_id},
+        files={"file": (name, content, "application/json")},
+        headers=user.headers,
+    )
+
+
+async def run_jobs(settings: Any, **overrides: Any) -> Any:
+    """Run a real arq worker in burst mode, in-process, until the queue is empty."""
+    from workers.settings import create_worker
+
+    options: dict[str, Any] = {"burst": True, "handle_signals": False, "cron_jobs": []}
+    options.update(overrides)
+    worker = create_worker(settings, **options)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker

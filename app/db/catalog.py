@@ -4,7 +4,8 @@ Reads the catalog of one database and lists every violation of SPEC section 2. A
 means: every table is either on the short global list or scoped with RLS enabled + forced and
 exactly the one expected permissive policy; no restrictive policy exists; keys between scoped
 tables carry `workspace_id`; the runtime role cannot bypass anything; views run as the invoker;
-SECURITY DEFINER functions pin `search_path`.
+SECURITY DEFINER functions pin `search_path`; partitions carry the same enabled + forced RLS and
+policy as any scoped table, and the runtime role holds no privilege on them.
 """
 
 from __future__ import annotations
@@ -185,6 +186,19 @@ async def _role_problems(conn: AsyncConnection, role: str) -> list[str]:
             p=privilege,
         )
         problems += [f"runtime role {role} has {privilege} on {h['relname']}" for h in held]
+    partitions = await _rows(
+        conn,
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relispartition
+          AND has_table_privilege(:r, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+        """,
+        r=role,
+    )
+    problems += [
+        f"runtime role {role} has privileges on partition {p['relname']} (use the parent)"
+        for p in partitions
+    ]
     return problems
 
 

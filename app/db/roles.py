@@ -3,7 +3,10 @@
 Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
 the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
 log in; it owns the narrow SECURITY DEFINER lookups and may read (or, for workspace creation,
-insert into) exactly the tables those functions touch.
+insert into) exactly the tables those functions touch. It also owns the partitioned `finding`
+table and its partitions (PostgreSQL lets only the parent's owner create partitions), so that
+`warden_create_finding_partition` can add months at run time; the runtime role has no privilege
+on any partition (it reaches rows through the parent, under the parent's policy).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class DefinerFunction:
     signature: str
     reads: tuple[str, ...]
     inserts: tuple[str, ...] = ()
+    updates: tuple[str, ...] = ()
+    deletes: tuple[str, ...] = ()
     platform: bool = False  # owned by the SELECT-only platform role instead of the definer
 
 
@@ -65,7 +70,27 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         reads=(),
         inserts=("workspace", "membership"),
     ),
+    DefinerFunction(
+        "warden_member_context(uuid, uuid)",
+        reads=(
+            "app_user", "workspace", "membership", "custom_role", "role_provider_group",
+            "provider_group_member",
+        ),
+    ),
+    DefinerFunction("warden_outbox_pending(integer, integer)", reads=("outbox",)),
+    DefinerFunction("warden_outbox_mark_sent(uuid[])", reads=("outbox",), updates=("outbox",)),
+    DefinerFunction("warden_prune_tasks(integer, integer)", reads=("task",), deletes=("task",)),
+    DefinerFunction(
+        "warden_expire_stuck_tasks(integer)", reads=("task", "outbox"), updates=("task", "outbox")
+    ),
+    DefinerFunction("warden_drop_workspace(uuid)", reads=("workspace",), deletes=("workspace",)),
+    DefinerFunction("warden_create_finding_partition(date)", reads=()),
+    DefinerFunction("warden_finding_default_rows()", reads=()),
 )
+
+# Partitioned tables owned by the definer role (with every partition), so that a definer
+# function may create partitions at run time.
+DEFINER_OWNED_TABLES: tuple[str, ...] = ("finding",)
 
 
 def quote_ident(name: str) -> str:
@@ -119,19 +144,30 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
     await conn.execute(text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}"))
     await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {rt}, {df}, {pf}"))
     await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    # Only for warden_create_finding_partition (new partitions of a table it owns).
+    await conn.execute(text(f"GRANT CREATE ON SCHEMA public TO {df}"))
+    owned = await _definer_owned(conn)
+    for table in owned:
+        await conn.execute(text(f"ALTER TABLE {quote_ident(table)} OWNER TO {df}"))
 
     tables = (
         await conn.execute(
             text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "SELECT c.relname, c.relispartition "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') "
                 "ORDER BY c.relname"
             )
         )
-    ).scalars().all()
-    for table in tables:
+    ).all()
+    for table, is_partition in tables:
         t = quote_ident(table)
         await conn.execute(text(f"REVOKE ALL ON {t} FROM {rt}, {df}, {pf}, PUBLIC"))
+        if table in owned:
+            # An owner's own privileges can be revoked too; the partition function needs them.
+            await conn.execute(text(f"GRANT {', '.join(DML)} ON {t} TO {df}"))
+        if is_partition:
+            continue  # reached only through the parent, under the parent's policy
         privileges = RUNTIME_TABLE_PRIVILEGES.get(table, DML)
         if privileges:
             await conn.execute(text(f"GRANT {', '.join(privileges)} ON {t} TO {rt}"))
@@ -146,5 +182,23 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
         for table in fn.reads:
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
-        for table in fn.inserts:
-            await conn.execute(text(f"GRANT INSERT ON {quote_ident(table)} TO {owner}"))
+        for privilege, names in (
+            ("INSERT", fn.inserts), ("UPDATE", fn.updates), ("DELETE", fn.deletes)
+        ):
+            for table in names:
+                await conn.execute(text(f"GRANT {privilege} ON {quote_ident(table)} TO {owner}"))
+
+
+async def _definer_owned(conn: AsyncConnection) -> list[str]:
+    """The DEFINER_OWNED_TABLES that exist, with every partition of each."""
+    rows = await conn.execute(
+        text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relname = ANY (:names) "
+            "UNION "
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY (:names)"
+        ),
+        {"names": list(DEFINER_OWNED_TABLES)},
+    )
+    return sorted(rows.scalars())

@@ -3,7 +3,8 @@
 Invariant: `get_workspace_session` is the only HTTP code path that sets the tenant context. It
 re-reads the session family and the membership on every request (nothing is trusted from the
 token but identity), and its transaction commits before the response is sent (the dependency is
-function-scoped), so a failed commit can never be reported as success.
+function-scoped), so a failed commit can never be reported as success. Jobs the transaction wrote
+to the outbox are relayed to Redis after that commit, never before.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from app.security.principal import (
     WorkspacePrincipal,
 )
 from app.security.tokens import AccessClaims, decode_access_token
+from app.services.outbox import relay_committed
 
 SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -127,6 +129,8 @@ async def get_workspace_session(
         current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
         yield WorkspaceContext(session=session, principal=principal)
+    # Committed: now (and only now) hand the jobs this transaction wrote to Redis.
+    await relay_committed(request.app.state, session)
 
 
 UserSession = Annotated[UserContext, Depends(get_user_session, scope="function")]

@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, str] = {
     "finding.read": "List and read findings",
     "finding.mute": "Mute findings",
     "task.read": "Read background tasks",
+    "task.cancel": "Cancel pending background tasks",
     "unlimited_visibility": "See every provider, not only those of assigned provider groups",
 }
 
@@ -58,6 +59,7 @@ _ENGINEER = _READ | {
     "incident.update",
     "scan.create",
     "finding.mute",
+    "task.cancel",
 }
 
 _ADMIN = _ENGINEER | {

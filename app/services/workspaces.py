@@ -1,15 +1,20 @@
-"""Workspaces: creation and the caller's list, through the narrow definer functions."""
+"""Workspaces: creation and the caller's list (through the narrow definer functions), deletion."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import new_id
-from app.errors import Conflict
+from app.db.models import Task, Workspace
+from app.errors import Conflict, Forbidden
+from app.jobs import DELETE_WORKSPACE
+from app.security.principal import WorkspacePrincipal
+from app.services import tasks
 
 
 async def create_workspace(session: AsyncSession, slug: str, name: str) -> dict[str, Any]:
@@ -35,3 +40,21 @@ async def list_workspaces(session: AsyncSession) -> list[dict[str, Any]]:
         )
     )
     return [dict(r) for r in result.mappings()]
+
+
+async def request_deletion(session: AsyncSession, principal: WorkspacePrincipal) -> Task:
+    """Hide the workspace at once (every route answers 404 from now on) and queue the job that
+    removes its rows in batches and then the workspace itself (freeing the slug). Deleting
+    everything takes seeing everything: a role limited to some provider groups cannot."""
+    if not principal.can("unlimited_visibility"):
+        raise Forbidden("Deleting the workspace also needs the 'unlimited_visibility' permission")
+    workspace = (
+        await session.execute(
+            select(Workspace).where(Workspace.id == principal.workspace_id).with_for_update()
+        )
+    ).scalar_one()
+    workspace.deleted_at = datetime.now(UTC)
+    return await tasks.start(
+        session, DELETE_WORKSPACE, user_id=principal.user_id,
+        resource_type="workspace", resource_id=workspace.id,
+    )

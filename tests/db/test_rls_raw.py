@@ -15,11 +15,13 @@ POPULATED = {"workspace", "membership", "provider", "provider_group", "provider_
 
 
 async def _scoped_tables(admin_engine) -> dict[str, set[str]]:
+    """Scoped tables the runtime role reaches (partitions only through their parent)."""
     async with admin_engine.connect() as conn:
         rows = await conn.execute(
             text(
                 "SELECT c.table_name, array_agg(c.column_name::text) FROM information_schema.columns c "
                 "JOIN pg_class k ON k.relname = c.table_name AND k.relkind IN ('r','p') "
+                "AND NOT k.relispartition "
                 "WHERE c.table_schema = 'public' GROUP BY c.table_name"
             )
         )
@@ -151,3 +153,20 @@ async def test_runtime_role_cannot_read_password_hashes(runtime_engine):
         with pytest.raises(DBAPIError, match="permission denied|must be owner"):
             await conn.execute(text("SET ROLE postgres"))
         await conn.rollback()
+
+
+async def test_partitions_are_reached_only_through_the_parent(runtime_engine, admin_engine):
+    async with admin_engine.connect() as conn:
+        partitions = list(
+            (await conn.execute(text(
+                "SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r' "
+                "AND relnamespace = 'public'::regnamespace"
+            ))).scalars()
+        )
+    assert "finding_default" in partitions and len(partitions) >= 2
+    async with runtime_engine.connect() as conn:
+        for table in partitions:
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await conn.execute(text(f"SELECT count(*) FROM {table}"))
+            await conn.rollback()
+        assert (await conn.execute(text("SELECT count(*) FROM finding"))).scalar() == 0

@@ -1,17 +1,24 @@
 """All ORM models; importing this package registers every table on `Base.metadata`."""
 
 from app.db.models.identity import AuthSession, Membership, User, Workspace
+from app.db.models.job import Outbox, Task
 from app.db.models.provider import Provider, ProviderGroup, ProviderGroupMember
 from app.db.models.role import CustomRole, RoleProviderGroup
+from app.db.models.scan import Finding, Scan, ScanUpload
 
 __all__ = [
     "AuthSession",
     "CustomRole",
+    "Finding",
     "Membership",
+    "Outbox",
     "Provider",
     "ProviderGroup",
     "ProviderGroupMember",
     "RoleProviderGroup",
+    "Scan",
+    "ScanUpload",
+    "Task",
     "User",
     "Workspace",
 ]

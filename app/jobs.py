@@ -1,0 +1,23 @@
+"""Job names and what each needs: the contract between `app` (which enqueues) and `workers`
+(which runs). `app` never imports `workers`; both sides read this module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str  # the arq function name, and the task's `kind`
+    permission: str  # re-checked by the worker before the job touches data
+
+
+IMPORT_SCAN = JobKind("scan.import", "scan.create")
+DELETE_WORKSPACE = JobKind("workspace.delete", "workspace.delete")
+
+JOBS = {kind.name: kind for kind in (IMPORT_SCAN, DELETE_WORKSPACE)}
+
+# Cron jobs (no user, no workspace: they call narrow definer functions only).
+CRON_SWEEP_OUTBOX = "cron.sweep_outbox"
+CRON_PARTITIONS = "cron.maintain_partitions"
+CRON_RETENTION = "cron.task_retention"

@@ -1,0 +1,72 @@
+"""`/ws/{slug}/api/v1/scans`: upload a JSON-OCSF report (imported by a background job)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
+
+from app.errors import PayloadTooLarge
+from app.routers.pagination import PageParams
+from app.schemas.common import Page
+from app.schemas.scan import ScanOut
+from app.schemas.task import TaskOut
+from app.security.deps import parse_id, require
+from app.security.principal import WorkspaceContext
+from app.services import scans, tasks
+
+router = APIRouter(prefix="/ws/{slug}/api/v1/scans", tags=["scans"])
+
+Reader = Annotated[WorkspaceContext, Depends(require("scan.read"))]
+
+
+def _size_guard(request: Request) -> None:
+    """Refuse a declared oversized body before anything is stored."""
+    limit = request.app.state.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise PayloadTooLarge(f"The report is larger than {limit} bytes")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskOut,
+    dependencies=[Depends(_size_guard)],
+    responses={202: {"description": "The import task; poll its `Content-Location`"}},
+)
+async def create_scan(
+    request: Request,
+    response: Response,
+    ctx: Annotated[WorkspaceContext, Depends(require("scan.create"))],
+    provider_id: Annotated[uuid.UUID, Form(description="The provider the report is for")],
+    file: Annotated[UploadFile, File(description="A JSON-OCSF report (Prowler json-ocsf)")],
+) -> Any:
+    """Upload a report for a provider. The import runs in the background: records for another
+    cloud account are rejected (counted), duplicates by finding uid are skipped (counted)."""
+    settings = request.app.state.settings
+    _, task = await scans.create_scan(
+        ctx.session, ctx.principal, provider_id, file,
+        chunk_bytes=settings.upload_chunk_bytes, max_bytes=settings.max_upload_bytes,
+    )
+    response.headers["Content-Location"] = tasks.location(ctx.principal.slug, task.id)
+    return task
+
+
+@router.get("", response_model=Page[ScanOut])
+async def list_scans(
+    ctx: Reader,
+    page: Annotated[PageParams, Depends()],
+    provider_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> dict[str, Any]:
+    """Scans with their finding counts per severity and status."""
+    rows = await scans.list_scans(ctx.session, page.limit, page.after, provider_id)
+    out = page.page(rows)
+    out["data"] = [scans.scan_out(s) for s in rows]
+    return out
+
+
+@router.get("/{scan_id}", response_model=ScanOut)
+async def get_scan(scan_id: str, ctx: Reader) -> dict[str, Any]:
+    return scans.scan_out(await scans.get_scan(ctx.session, parse_id(scan_id)))

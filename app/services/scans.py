@@ -1,0 +1,95 @@
+"""Scans: accept an uploaded JSON-OCSF report (stored in chunks, imported by a job), list them."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Scan, ScanUpload, Task
+from app.db.models.scan import SEVERITIES, STATUSES
+from app.errors import BadRequest, NotFound, PayloadTooLarge
+from app.jobs import IMPORT_SCAN
+from app.security.principal import WorkspacePrincipal
+from app.services import providers, tasks
+
+
+class Upload(Protocol):
+    filename: str | None
+
+    async def read(self, size: int = -1) -> bytes: ...
+
+
+async def create_scan(
+    session: AsyncSession,
+    principal: WorkspacePrincipal,
+    provider_id: uuid.UUID,
+    upload: Upload,
+    *,
+    chunk_bytes: int,
+    max_bytes: int,
+) -> tuple[Scan, Task]:
+    """Store the report (chunk by chunk, never whole in memory) and queue its import."""
+    provider = await providers.get_provider(session, provider_id)
+    scan = Scan(
+        provider_id=provider.id,
+        file_name=(upload.filename or "report.ocsf.json")[:255],
+        file_size=0,
+        file_sha256="",
+        created_by=principal.user_id,
+        state="pending",
+    )
+    session.add(scan)
+    await session.flush()
+    digest, size, seq = hashlib.sha256(), 0, 0
+    while chunk := await upload.read(chunk_bytes):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The report is larger than {max_bytes} bytes")
+        digest.update(chunk)
+        part = ScanUpload(scan_id=scan.id, seq=seq, data=chunk)
+        session.add(part)
+        await session.flush()
+        session.expunge(part)  # keep one chunk in memory, not the whole report
+        seq += 1
+    if size == 0:
+        raise BadRequest("The uploaded report is empty")
+    scan.file_size, scan.file_sha256 = size, digest.hexdigest()
+    task = await tasks.start(
+        session, IMPORT_SCAN, user_id=principal.user_id,
+        resource_type="scan", resource_id=scan.id, provider_id=provider.id,
+        args={"scan_id": str(scan.id)},
+    )
+    scan.task_id = task.id
+    await session.flush()
+    await session.refresh(scan)
+    return scan, task
+
+
+async def list_scans(
+    session: AsyncSession, limit: int, after: uuid.UUID | None, provider_id: uuid.UUID | None
+) -> list[Scan]:
+    stmt = select(Scan).order_by(Scan.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Scan.id > after)
+    if provider_id is not None:
+        stmt = stmt.where(Scan.provider_id == provider_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_scan(session: AsyncSession, scan_id: uuid.UUID) -> Scan:
+    scan = (await session.execute(select(Scan).where(Scan.id == scan_id))).scalar_one_or_none()
+    if scan is None:
+        raise NotFound("Scan not found")
+    return scan
+
+
+def scan_out(scan: Scan) -> dict[str, Any]:
+    """Counts per severity and status always list every key (zero when absent)."""
+    out = {c.key: getattr(scan, c.key) for c in Scan.__table__.columns if c.key != "workspace_id"}
+    out["severity_counts"] = {s: int(scan.severity_counts.get(s, 0)) for s in SEVERITIES}
+    out["status_counts"] = {s: int(scan.status_counts.get(s, 0)) for s in STATUSES}
+    return out

@@ -1,0 +1,94 @@
+"""Tasks: what a `202 Accepted` points at. Created with their job; read, listed, cancelled."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Outbox, Scan, ScanUpload, Task
+from app.errors import Conflict, NotFound
+from app.jobs import IMPORT_SCAN, JobKind
+from app.services import outbox
+
+
+def location(slug: str, task_id: uuid.UUID) -> str:
+    """The `Content-Location` of a task."""
+    return f"/ws/{slug}/api/v1/tasks/{task_id}"
+
+
+async def start(
+    session: AsyncSession,
+    kind: JobKind,
+    *,
+    user_id: uuid.UUID,
+    resource_type: str | None = None,
+    resource_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    args: dict[str, Any] | None = None,
+) -> Task:
+    """A pending task and the outbox row of its job, in the caller's transaction."""
+    task = Task(
+        kind=kind.name, state="pending", created_by=user_id,
+        resource_type=resource_type, resource_id=resource_id, provider_id=provider_id,
+    )
+    session.add(task)
+    await session.flush()
+    await outbox.add_job(session, kind, user_id=user_id, task_id=task.id, args=args)
+    await session.refresh(task)
+    return task
+
+
+async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
+    task = (await session.execute(select(Task).where(Task.id == task_id))).scalar_one_or_none()
+    if task is None:
+        raise NotFound("Task not found")
+    return task
+
+
+async def list_tasks(
+    session: AsyncSession, limit: int, after: uuid.UUID | None, state: str | None = None
+) -> list[Task]:
+    stmt = select(Task).order_by(Task.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Task.id > after)
+    if state is not None:
+        stmt = stmt.where(Task.state == state)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
+    """Cancel a pending task. Its job, when it arrives, finds the task finished and does
+    nothing. A running task cannot be cancelled (409)."""
+    task = (
+        await session.execute(select(Task).where(Task.id == task_id).with_for_update())
+    ).scalar_one_or_none()
+    if task is None:
+        raise NotFound("Task not found")
+    if task.state != "pending":
+        raise Conflict(f"Only a pending task can be cancelled; this one is {task.state}")
+    now = datetime.now(UTC)
+    task.state, task.finished_at, task.error = "cancelled", now, "Cancelled by a user"
+    await session.execute(
+        update(Outbox)
+        .where(Outbox.task_id == task_id, Outbox.done_at.is_(None))
+        .values(done_at=now)
+    )
+    if task.kind == IMPORT_SCAN.name and task.resource_id is not None:
+        await abandon_scan(session, task.resource_id, "cancelled", "Cancelled by a user")
+    await session.flush()
+    await session.refresh(task)
+    return task
+
+
+async def abandon_scan(session: AsyncSession, scan_id: uuid.UUID, state: str, error: str) -> None:
+    """A scan whose import will not run: record why, and free its upload."""
+    await session.execute(
+        update(Scan)
+        .where(Scan.id == scan_id, Scan.state.in_(("pending", "running")))
+        .values(state=state, error=error, completed_at=datetime.now(UTC))
+    )
+    await session.execute(delete(ScanUpload).where(ScanUpload.scan_id == scan_id))

@@ -1,0 +1,111 @@
+"""Removing a deleted workspace's rows, in batches, as the runtime role under RLS.
+
+Invariant: every statement here runs inside the deletion job's `with_rls_context` transaction
+for that workspace, so RLS bounds it to that workspace even if this code had a bug (the
+statements also name the workspace explicitly). The tables and their order come from the
+live catalog — every table with a `workspace_id`, children before the tables their foreign keys
+point at — so a table added later is purged without touching this module. The member rows, and
+what they reference, go last, in the same transaction as the final `warden_drop_workspace()`,
+because the job re-checks its user's membership before each batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.roles import quote_ident
+
+LAST = "membership"
+GLOBAL = frozenset({"workspace"})
+
+_TABLES = text("""
+    SELECT c.relname AS name,
+           ARRAY(SELECT a.attname::text FROM pg_index i
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum) AS pkey,
+           ARRAY(SELECT DISTINCT d.relname::text FROM pg_constraint f
+                 JOIN pg_class d ON d.oid = f.confrelid
+                 WHERE f.conrelid = c.oid AND f.contype = 'f' AND f.confrelid <> c.oid) AS refs
+    FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+      AND NOT c.relispartition
+      AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                  AND a.attname = 'workspace_id' AND NOT a.attisdropped)
+    ORDER BY c.relname
+""")
+
+
+@dataclass(frozen=True)
+class PurgeTable:
+    name: str
+    pkey: tuple[str, ...]
+    refs: frozenset[str]
+
+
+def _children_first(tables: dict[str, PurgeTable]) -> list[PurgeTable]:
+    order: list[PurgeTable] = []
+    placed: set[str] = set()
+    while len(order) < len(tables):
+        left = {n: t for n, t in tables.items() if n not in placed}
+        ready = [
+            t for n, t in left.items()
+            if not any(n in other.refs for m, other in left.items() if m != n)
+        ]
+        if not ready:
+            raise RuntimeError("foreign keys between scoped tables form a cycle")
+        for t in ready:
+            order.append(t)
+            placed.add(t.name)
+    return order
+
+
+async def purge_plan(session: AsyncSession) -> tuple[list[PurgeTable], list[PurgeTable]]:
+    """(tables purged batch by batch, tables purged in the final transaction)."""
+    rows = (await session.execute(_TABLES)).all()
+    tables = {
+        r.name: PurgeTable(r.name, tuple(r.pkey), frozenset(r.refs) - GLOBAL)
+        for r in rows if r.name not in GLOBAL
+    }
+    final = {LAST} & set(tables)
+    while True:  # the member rows' own references (custom roles, ...) must outlive them
+        grown = final | {ref for name in final for ref in tables[name].refs if ref in tables}
+        if grown == final:
+            break
+        final = grown
+    ordered = _children_first(tables)
+    return [t for t in ordered if t.name not in final], [t for t in ordered if t.name in final]
+
+
+async def delete_batch(
+    session: AsyncSession, workspace_id: uuid.UUID, table: PurgeTable, limit: int
+) -> int:
+    """Delete up to `limit` of the workspace's rows from `table`; return how many went."""
+    name = quote_ident(table.name)
+    key = ", ".join(quote_ident(c) for c in table.pkey) or "ctid"
+    result = await session.execute(
+        text(
+            f"DELETE FROM {name} WHERE workspace_id = :ws AND ({key}) IN "
+            f"(SELECT {key} FROM {name} WHERE workspace_id = :ws LIMIT :n)"
+        ),
+        {"ws": workspace_id, "n": limit},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def finish(
+    session: AsyncSession, workspace_id: uuid.UUID, tables: list[PurgeTable]
+) -> int:
+    """The member rows and what they reference, then the workspace row itself."""
+    removed = 0
+    for table in tables:
+        result = await session.execute(
+            text(f"DELETE FROM {quote_ident(table.name)} WHERE workspace_id = :ws"),
+            {"ws": workspace_id},
+        )
+        removed += int(getattr(result, "rowcount", 0) or 0)
+    await session.execute(text("SELECT warden_drop_workspace(:id)"), {"id": workspace_id})
+    return removed

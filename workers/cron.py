@@ -1,0 +1,29 @@
+"""Cron jobs. They run without a user: each calls narrow definer functions (app.services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import Settings
+from app.services import maintenance, outbox
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    """Deliver jobs the request-time relay could not (Redis was down, a process died)."""
+    settings: Settings = ctx["settings"]
+    return await outbox.sweep(
+        ctx["db"].engine, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
+    )
+
+
+async def maintain_partitions(ctx: dict[str, Any]) -> dict[str, Any]:
+    settings: Settings = ctx["settings"]
+    return await maintenance.ensure_partitions(ctx["db"].engine, settings.finding_partitions_ahead)
+
+
+async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
+    settings: Settings = ctx["settings"]
+    stale = int(settings.job_hard_time_limit + settings.job_retry_max_seconds + 300)
+    return await maintenance.task_retention(
+        ctx["db"].engine, settings.task_retention_days, stale
+    )

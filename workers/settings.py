@@ -1,0 +1,131 @@
+"""arq `WorkerSettings`: the job functions, the cron jobs, startup and shutdown.
+
+`warden worker` runs it with the `WARDEN_` settings (`run`); tests build an in-process burst
+worker with `create_worker(settings, burst=True)`.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Function, Worker, func
+
+from app.config import Settings, get_settings
+from app.db.catalog import runtime_role_refusal
+from app.db.session import Database
+from app.jobs import CRON_PARTITIONS, CRON_RETENTION, CRON_SWEEP_OUTBOX
+from app.services import outbox
+from workers import cron as cron_jobs
+from workers.context import JobSpec, execute
+from workers.jobs.scans import import_scan
+from workers.jobs.workspaces import delete_workspace
+
+log = logging.getLogger("warden.worker")
+
+JOBS: tuple[JobSpec, ...] = (import_scan, delete_workspace)
+_DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+class UnsafeDatabaseRole(RuntimeError):
+    pass
+
+
+def arq_function(spec: JobSpec, settings: Settings = _DEFAULTS) -> Function:
+    """The arq function for a job: every call goes through `workers.context.execute`.
+
+    arq's own timeout and try limit are backstops only; the wrapper enforces the configured
+    hard limit and retry count, and records the outcome on the task.
+    """
+
+    async def run(ctx: dict[str, Any], workspace_id: str, user_id: str, outbox_id: str) -> Any:
+        return await execute(spec, ctx, workspace_id, user_id, outbox_id)
+
+    run.__qualname__ = run.__name__ = spec.kind.name
+    return func(
+        run,
+        name=spec.kind.name,
+        # Also how long arq waits before another worker takes over a crashed worker's job.
+        timeout=settings.job_hard_time_limit + 60,
+        # Extra tries for re-runs after a worker was stopped mid-job.
+        max_tries=settings.job_max_tries + 5,
+    )
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.setdefault("settings", get_settings())
+    db = Database.from_settings(settings, pool_size=settings.worker_max_jobs * 2 + 2)
+    async with db.engine.connect() as conn:
+        reason = await runtime_role_refusal(conn)
+    if reason:
+        await db.dispose()
+        raise UnsafeDatabaseRole(f"refusing to run jobs: {reason}")
+    ctx["db"] = db
+    try:
+        await cron_jobs.maintain_partitions(ctx)
+        sent = await outbox.sweep(
+            db.engine, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
+        )
+        if sent:
+            log.info("delivered %d jobs left in the outbox", sent)
+    except Exception:  # noqa: BLE001 - the crons retry; the worker must still start
+        log.warning("startup maintenance failed", exc_info=True)
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # full passes, which large imports (many short-lived objects) would otherwise repeat.
+    gc.freeze()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    db = ctx.pop("db", None)
+    if db is not None:
+        await db.dispose()
+
+
+class WorkerSettings:
+    """For arq itself (`arq workers.settings.WorkerSettings`); `warden worker` adds the Redis
+    URL, queue name and limits from the WARDEN_ settings."""
+
+    functions = [arq_function(spec) for spec in JOBS]
+    cron_jobs = [
+        cron(cron_jobs.sweep_outbox, name=CRON_SWEEP_OUTBOX, second={0, 30}, timeout=120),
+        cron(cron_jobs.maintain_partitions, name=CRON_PARTITIONS, hour=3, minute=17, timeout=600),
+        cron(cron_jobs.task_retention, name=CRON_RETENTION, hour=4, minute=7, timeout=1800),
+    ]
+    on_startup = startup
+    on_shutdown = shutdown
+    keep_result = 3600
+    allow_abort_jobs = False
+
+
+def worker_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    if not settings.redis_url:
+        raise RuntimeError("WARDEN_REDIS_URL is not set")
+    kwargs: dict[str, Any] = {
+        "functions": [arq_function(spec, settings) for spec in JOBS],
+        "cron_jobs": WorkerSettings.cron_jobs,
+        "on_startup": WorkerSettings.on_startup,
+        "on_shutdown": WorkerSettings.on_shutdown,
+        "keep_result": WorkerSettings.keep_result,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": settings.job_queue_name,
+        "health_check_key": f"{settings.job_queue_name}:health-check",
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay,
+        "ctx": {"settings": settings},
+    }
+    kwargs.update(overrides)
+    return kwargs
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    return Worker(**worker_kwargs(settings, **overrides))
+
+
+def run(settings: Settings, *, burst: bool = False) -> int:
+    """`warden worker`: run until SIGINT/SIGTERM (or, with burst, until the queue is empty)."""
+    worker = create_worker(settings, burst=burst)
+    worker.run()
+    return 1 if burst and worker.jobs_failed else 0
