@@ -179,6 +179,9 @@ def ocsf_dir() -> Any:
     configured = os.environ.get("WARDEN_OCSF_SAMPLES")
     if configured:
         return pathlib.Path(configured)
+    shipped = pathlib.Path(__file__).resolve().parent / "data" / "ocsf"
+    if shipped.is_dir():
+        return shipped
     for base in pathlib.Path(__file__).resolve().parents:
         candidate = base / "shared" / "data" / "ocsf"
         if candidate.is_dir():

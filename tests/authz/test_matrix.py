@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app.security.permissions import BUILTIN_ROLES
 from app.security.route_index import route_permissions
-from tests.helpers import Api, User, aws_uid
+from tests.helpers import Api, User, aws_uid, report_bytes, run_jobs, sample_report
 
 ROLES = list(BUILTIN_ROLES)
 
@@ -24,6 +24,8 @@ class World:
     owner: User
     actor: User
     spare: User
+    settings: Any = None
+    finding_id: str = ""
 
 
 Builder = Callable[[Api, World], Awaitable[tuple[str, Any]]]
@@ -53,10 +55,20 @@ async def _member(api: Api, w: World) -> str:
     return str((await api.me(extra))["id"])
 
 
-def _path(template: str, w: World, **ids: str) -> str:
-    return template.replace("{slug}", w.slug).format(**ids) if ids else template.replace(
-        "{slug}", w.slug
-    )
+async def _upload(api: Api, w: World) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An import request for a fresh provider of the world; returns (request kwargs, provider)."""
+    provider = await api.provider(w.owner, w.slug)
+    report = report_bytes(sample_report("aws", provider["uid"]))
+    return {"data": {"provider_id": provider["id"]},
+            "files": {"file": ("r.json", report, "application/json")}}, provider
+
+
+async def _scan_and_task(api: Api, w: World) -> tuple[str, str]:
+    kwargs, _ = await _upload(api, w)
+    r = await api.client.post(f"/ws/{w.slug}/api/v1/scans", headers=w.owner.headers, **kwargs)
+    assert r.status_code == 202, r.text
+    scans = await api.all(w.owner, w.slug, "scans")
+    return str(scans[-1]["id"]), str(r.json()["id"])
 
 
 # One request per (method, route). A route without an entry fails the test: add one.
@@ -66,6 +78,19 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
     match method, rest:
         case "GET", "/providers" | "/provider-groups" | "/members" | "/roles":
             return f"{base}{rest}", None
+        case "GET", "/scans" | "/findings" | "/tasks":
+            return f"{base}{rest}", None
+        case "POST", "/scans":
+            kwargs, _ = await _upload(api, w)
+            return f"{base}/scans", kwargs
+        case "GET", "/scans/{scan_id}":
+            return f"{base}/scans/{(await _scan_and_task(api, w))[0]}", None
+        case "GET", "/tasks/{task_id}":
+            return f"{base}/tasks/{(await _scan_and_task(api, w))[1]}", None
+        case "POST", "/tasks/{task_id}/cancel":
+            return f"{base}/tasks/{(await _scan_and_task(api, w))[1]}/cancel", None
+        case "GET", "/findings/{finding_id}":
+            return f"{base}/findings/{w.finding_id}", None
         case "POST", "/providers":
             return f"{base}/providers", {"provider_type": "aws", "uid": aws_uid()}
         case "GET" | "PATCH" | "DELETE", "/providers/{provider_id}":
@@ -91,10 +116,15 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
 
 
 @pytest.fixture
-async def make_world(api: Api, admin_engine):
+async def make_world(api: Api, admin_engine, settings):
     async def factory(role: str | None) -> World:
         owner, actor, spare = await api.user("owner"), await api.user(f"actor-{role}"), await api.user("spare")
         slug = await api.workspace(owner)
+        world = World(slug, owner, actor, spare)
+        # One imported finding per world, for the finding-by-id route.
+        await _scan_and_task(api, world)
+        await run_jobs(settings)
+        world.finding_id = str((await api.all(owner, slug, "findings"))[0]["id"])
         if role == "owner":
             actor = owner
         elif role == "platform_admin":
@@ -108,7 +138,8 @@ async def make_world(api: Api, admin_engine):
                 )
         elif role is not None:
             await api.add_member(owner, slug, actor, role)
-        return World(slug, owner, actor, spare)
+        world.actor = actor
+        return world
 
     return factory
 
@@ -124,13 +155,14 @@ def workspace_routes(app) -> list[tuple[str, str, str | None]]:
 @pytest.mark.parametrize("role", [*ROLES, None], ids=[*ROLES, "outsider"])
 async def test_route_matrix(role, app, api, make_world):
     routes = workspace_routes(app)
-    assert len(routes) >= 17
+    assert len(routes) >= 25
     world = await make_world(role)
     failures = []
     for method, template, permission in routes:
         assert permission, f"{method} {template} declares no permission"
         path, body = await build(method, template, api, world)
-        r = await api.client.request(method, path, json=body, headers=world.actor.headers)
+        kwargs = body if isinstance(body, dict) and "files" in body else {"json": body}
+        r = await api.client.request(method, path, headers=world.actor.headers, **kwargs)
         if role is None:
             expected = "404"
             ok = r.status_code == 404
