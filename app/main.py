@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -15,6 +15,7 @@ from app.db.session import Database
 from app.errors import install_error_handlers
 from app.middleware import RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import (
+    audit,
     auth,
     health,
     me,
@@ -23,9 +24,11 @@ from app.routers import (
     provider_groups,
     providers,
     roles,
+    workspace_settings,
     workspaces,
 )
 from app.routers.docs import install_docs
+from app.security.deps import record_denial
 from app.security.route_index import annotate_openapi
 
 DESCRIPTION = """
@@ -84,9 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
-    install_error_handlers(app)
+    install_error_handlers(app, on_denied=record_denial)
     for module in (
-        health, auth, me, platform, workspaces, members, roles, providers, provider_groups
+        health, auth, me, platform, workspaces, members, roles, providers, provider_groups,
+        workspace_settings, audit,
     ):
         app.include_router(module.router)
     _annotate_openapi(app)

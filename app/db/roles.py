@@ -2,8 +2,9 @@
 
 Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
 the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
-log in; it owns the narrow SECURITY DEFINER lookups and may read (or, for workspace creation,
-insert into) exactly the tables those functions touch.
+log in; it owns the narrow SECURITY DEFINER functions and may read (or, for workspace creation,
+audit sealing, retention and denials, write) exactly the tables and columns those functions
+touch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
     "app_user": (),  # INSERT, SELECT and UPDATE per column below
     "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
+    # Append-only: records are written by requests and never changed by them. Sealing and
+    # retention go through the definer functions below; cuts and denials are written only there.
+    "audit_record": ("SELECT", "INSERT"),
+    "audit_cut": ("SELECT",),
+    "audit_denial": ("SELECT",),
+    "user_event": ("SELECT", "INSERT"),
 }
 # Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
 # (granted by the installation with `warden platform-admin`).
@@ -40,6 +47,8 @@ class DefinerFunction:
     signature: str
     reads: tuple[str, ...]
     inserts: tuple[str, ...] = ()
+    updates: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (table, columns)
+    deletes: tuple[str, ...] = ()
     platform: bool = False  # owned by the SELECT-only platform role instead of the definer
 
 
@@ -64,6 +73,29 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         "warden_create_workspace(uuid, text, text)",
         reads=(),
         inserts=("workspace", "membership"),
+    ),
+    # The audit chain (app/services/audit.py): the sealer may set only the chain columns of
+    # audit records, never their content; retention removes a sealed prefix and records the cut.
+    DefinerFunction(
+        "warden_audit_seal(integer)",
+        reads=("audit_record", "audit_cut"),
+        updates=(("audit_record", ("seq", "prev_hash", "hash", "sealed_at")),),
+    ),
+    DefinerFunction(
+        "warden_audit_retention(integer, integer)",
+        reads=("workspace", "audit_record", "audit_denial", "user_event"),
+        inserts=("audit_cut",),
+        deletes=("audit_record", "audit_denial", "user_event"),
+    ),
+    DefinerFunction(
+        "warden_record_denial(uuid, integer, text, text, text, text, text, text, text)",
+        reads=(),
+        inserts=("audit_denial",),
+    ),
+    DefinerFunction(
+        "warden_platform_denials(integer, uuid)",
+        reads=("app_user", "audit_denial"),
+        platform=True,
     ),
 )
 
@@ -148,3 +180,8 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
         for table in fn.inserts:
             await conn.execute(text(f"GRANT INSERT ON {quote_ident(table)} TO {owner}"))
+        for table, columns in fn.updates:
+            cols = ", ".join(quote_ident(c) for c in columns)
+            await conn.execute(text(f"GRANT UPDATE ({cols}) ON {quote_ident(table)} TO {owner}"))
+        for table in fn.deletes:
+            await conn.execute(text(f"GRANT DELETE ON {quote_ident(table)} TO {owner}"))

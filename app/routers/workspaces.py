@@ -8,10 +8,11 @@ from fastapi import APIRouter, status
 
 from app.schemas.common import Page
 from app.schemas.workspace import WorkspaceCreate, WorkspaceOut
+from app.security.audit import AuditedRoute
 from app.security.deps import UserSession
 from app.services import workspaces
 
-router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"], route_class=AuditedRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkspaceOut)

@@ -8,6 +8,7 @@ function-scoped), so a failed commit can never be reported as success.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -19,8 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db.base import new_id
+from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
 from app.errors import Forbidden, NotFound, Unauthorized
+from app.security.audit import call_values, client_fields
 from app.security.fields import current_rules, rules_for
 from app.security.grants import row_filters
 from app.security.permissions import PERMISSIONS, effective_permissions
@@ -31,6 +35,9 @@ from app.security.principal import (
     WorkspacePrincipal,
 )
 from app.security.tokens import AccessClaims, decode_access_token
+from app.services import audit
+
+log = logging.getLogger("warden.audit")
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -77,10 +84,14 @@ async def get_user_session(
         ok, _ = await _resolve(session, claims, None)
         if not ok:
             raise Unauthorized()
+        request.state.actor_id = claims.user_id
         await apply_context(session, None, claims.user_id)
         principal = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
         request.state.principal = principal
         yield UserContext(session=session, principal=principal)
+        event = await call_values(request, user_route=True)
+        del event["state"]
+        await audit.add_user_event(session, {**event, "user_id": claims.user_id})
 
 
 async def get_workspace_session(
@@ -90,7 +101,8 @@ async def get_workspace_session(
 ) -> AsyncIterator[WorkspaceContext]:
     """Resolve `{slug}`, check membership, set the tenant context, yield session + principal.
 
-    Outsiders (not a member, unknown or deleted workspace) get 404, never 403.
+    Outsiders (not a member, unknown or deleted workspace) get 404, never 403. After the
+    handler, and before the commit, the call's audit record is added to the same transaction.
     """
     if not SLUG_RE.match(slug):
         raise NotFound()
@@ -100,6 +112,7 @@ async def get_workspace_session(
         ok, row = await _resolve(session, claims, slug)
         if not ok:
             raise Unauthorized()
+        request.state.actor_id = claims.user_id
         if row.workspace_id is None:
             raise NotFound()
         principal = WorkspacePrincipal(
@@ -127,6 +140,52 @@ async def get_workspace_session(
         current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
         yield WorkspaceContext(session=session, principal=principal)
+        record = await call_values(request)
+        record.update(workspace_id=row.workspace_id, user_id=claims.user_id)
+        if maker is db.sessionmaker:
+            await audit.add_record(session, record)
+        else:
+            await _record_on_primary(db, row.workspace_id, claims.user_id, record)
+
+
+async def _record_on_primary(
+    db: Database, workspace_id: uuid.UUID, user_id: uuid.UUID, record: dict[str, Any]
+) -> None:
+    """A read served by the replica still leaves its audit record, on the primary, with the
+    same context, committed before the response is sent."""
+    async with db.sessionmaker() as session, session.begin():
+        await apply_context(session, workspace_id, user_id)
+        await audit.add_record(session, record)
+
+
+DENIED_PREFIXES = ("/ws/", "/api/v1/platform/")
+
+
+async def record_denial(request: Request, status: int, detail: str) -> None:
+    """File a refused call (401/403/404) on a workspace or platform route under its actor:
+    the authenticated user, or nobody. Never in the target workspace's log, so an outsider can
+    write nothing into a workspace they cannot see. A failure to record is logged, never turned
+    into a different answer."""
+    path = getattr(request.scope.get("route"), "path", "")
+    if not path.startswith(DENIED_PREFIXES):
+        return
+    actor = getattr(request.state, "actor_id", None)
+    values = {
+        "id": new_id(),
+        "status": status,
+        "reason": detail[:300],
+        "method": request.method,
+        "path": request.url.path,
+        "slug": request.path_params.get("slug"),
+        **{("ip" if k == "source_ip" else k): v for k, v in client_fields(request).items()},
+    }
+    try:
+        async with request.app.state.db.sessionmaker() as session, session.begin():
+            if actor is not None:
+                await apply_context(session, None, actor)
+            await audit.add_denial(session, values)
+    except Exception:  # noqa: BLE001 - the caller's answer must not change
+        log.exception("could not record a denial")
 
 
 UserSession = Annotated[UserContext, Depends(get_user_session, scope="function")]

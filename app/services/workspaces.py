@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import new_id
+from app.db.models import Workspace
 from app.errors import Conflict
+from app.schemas.audit import WorkspaceSettingsUpdate
 
 
 async def create_workspace(session: AsyncSession, slug: str, name: str) -> dict[str, Any]:
@@ -35,3 +38,22 @@ async def list_workspaces(session: AsyncSession) -> list[dict[str, Any]]:
         )
     )
     return [dict(r) for r in result.mappings()]
+
+
+async def get_settings(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
+    """The context's own workspace row (RLS shows no other)."""
+    stmt = select(Workspace).where(Workspace.id == workspace_id)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def update_settings(
+    session: AsyncSession, workspace_id: uuid.UUID, data: WorkspaceSettingsUpdate
+) -> Workspace:
+    workspace = await get_settings(session, workspace_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        if field == "name" and value is None:
+            continue
+        setattr(workspace, field, value)
+    await session.flush()
+    await session.refresh(workspace)
+    return workspace
