@@ -44,7 +44,7 @@ def _reject_constant(name: str) -> Any:
 
 def _json_list(raw: str) -> list[Any]:
     if len(raw) > MAX_JSON:
-        raise ValueError(f"the list is longer than {MAX_JSON} characters")
+        raise ValueError(f"takes at most {MAX_JSON} characters")
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError):

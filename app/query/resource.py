@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Annotated, Any
 
 from fastapi import Body, Path, Query, Request
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, and_, literal, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.errors import BadRequest
@@ -331,7 +331,8 @@ def _beyond(components: list[Component]) -> ColumnElement[bool]:
         if value is None:
             continue
         equal = [e.is_(None) if v is None else e == v for e, _, v in components[:i]]
-        beyond = expr < value if desc else expr > value
+        bound = literal(value) if isinstance(value, bool) else value  # the "is null" terms
+        beyond = expr < bound if desc else expr > bound
         terms.append(and_(*equal, beyond))
     return or_(*terms)
 

@@ -28,8 +28,8 @@ class FieldType:
     """Base: equality operators only; strings are parsed by `parse_text`."""
 
     name = "value"
+    label = "a value"  # for messages: "'x' is not a UUID"
     ops: frozenset[str] = EQUALITY
-    example = "x"
     text_like = False  # sorted and range-compared with the "C" collation
 
     def parse_text(self, raw: str) -> Any:
@@ -39,7 +39,7 @@ class FieldType:
         """An element of a JSON list: strings go through `parse_text`; others must fit."""
         if isinstance(item, str):
             return self.parse_text(item)
-        raise ValueError(f"{_show(item)} is not a {self.name}")
+        raise ValueError(f"{_show(item)} is not {self.label}")
 
     def to_cursor(self, value: Any) -> Any:
         return value
@@ -63,8 +63,8 @@ def _check_text(raw: str) -> str:
 
 class Text(FieldType):
     name = "string"
+    label = "a string"
     ops = EQUALITY | ORDERED | TEXTUAL
-    example = "prod"
     text_like = True
 
     def parse_text(self, raw: str) -> str:
@@ -77,11 +77,8 @@ class Enum(FieldType):
 
     values: tuple[str, ...]
     name = "enum"
+    label = "one of the allowed values"
     text_like = True
-
-    @property
-    def example(self) -> str:  # type: ignore[override]
-        return self.values[0]
 
     def parse_text(self, raw: str) -> str:
         if raw not in self.values:
@@ -91,14 +88,14 @@ class Enum(FieldType):
 
 class Uuid(FieldType):
     name = "uuid"
+    label = "a UUID"
     ops = EQUALITY | ORDERED  # UUIDv7 ids are time-ordered, so ranges are meaningful
-    example = "0190c8e2-4b7a-7cc3-9a51-1f1b2c3d4e5f"
 
     def parse_text(self, raw: str) -> uuid.UUID:
         try:
             return uuid.UUID(_check_text(raw).strip())
         except ValueError:
-            raise ValueError(f"{_show(raw)} is not a UUID") from None
+            raise ValueError(f"{_show(raw)} is not {self.label}") from None
 
     def to_cursor(self, value: Any) -> Any:
         return str(value)
@@ -106,13 +103,13 @@ class Uuid(FieldType):
 
 class Integer(FieldType):
     name = "integer"
+    label = "an integer"
     ops = EQUALITY | ORDERED
-    example = "200"
 
     def parse_text(self, raw: str) -> int:
         raw = raw.strip()
         if not _INT.match(raw):
-            raise ValueError(f"{_show(raw)} is not an integer")
+            raise ValueError(f"{_show(raw)} is not {self.label}")
         return self._range(int(raw))
 
     def parse_json(self, item: Any) -> int:
@@ -128,14 +125,14 @@ class Integer(FieldType):
 
 class Boolean(FieldType):
     name = "boolean"
-    example = "true"
+    label = "true or false"
     _WORDS = {"true": True, "1": True, "false": False, "0": False}
 
     def parse_text(self, raw: str) -> bool:
         try:
             return self._WORDS[raw.strip().lower()]
         except KeyError:
-            raise ValueError(f"{_show(raw)} is not true or false") from None
+            raise ValueError(f"{_show(raw)} is not {self.label}") from None
 
     def parse_json(self, item: Any) -> bool:
         if isinstance(item, bool):
@@ -157,8 +154,8 @@ class Day:
 
 class Timestamp(FieldType):
     name = "timestamp"
+    label = "a timestamp (ISO 8601, e.g. 2024-05-01 or 2024-05-01T12:00:00Z)"
     ops = EQUALITY | ORDERED
-    example = "2024-05-01T12:00:00Z"
 
     def parse_text(self, raw: str) -> datetime | Day:
         raw = _check_text(raw).strip()
@@ -168,10 +165,7 @@ class Timestamp(FieldType):
                 return Day(datetime(d.year, d.month, d.day, tzinfo=UTC))
             value = datetime.fromisoformat(raw)
         except ValueError:
-            raise ValueError(
-                f"{_show(raw)} is not a timestamp (ISO 8601, e.g. 2024-05-01 or "
-                "2024-05-01T12:00:00Z)"
-            ) from None
+            raise ValueError(f"{_show(raw)} is not {self.label}") from None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
