@@ -24,7 +24,7 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
     # Append-only: records are written by requests and never changed by them. Sealing and
     # retention go through the definer functions below; cuts and denials are written only there.
-    "audit_record": ("SELECT", "INSERT"),
+    "audit_record": ("SELECT",),  # INSERT per column below: never the chain columns
     "audit_cut": ("SELECT",),
     "audit_denial": ("SELECT",),
     "user_event": ("SELECT", "INSERT"),
@@ -38,6 +38,12 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "SELECT": ("id", "email", "name", "attributes", "is_active", "is_platform_admin",
                    "created_at", "updated_at"),
         "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
+    },
+    "audit_record": {
+        "INSERT": ("workspace_id", "id", "user_id", "created_at", "action", "method", "path",
+                   "path_params", "query_params", "body", "state", "resource_type",
+                   "resource_id", "status", "api_key_id", "source_ip", "user_agent",
+                   "request_id"),
     },
 }
 
