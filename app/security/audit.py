@@ -34,6 +34,7 @@ MAX_STORED = 16_384  # bytes of JSON per stored value (body, state, params)
 VERB_ALIASES = {"add": "create", "remove": "delete"}
 RESOURCE_ALIASES = {"settings": "workspace"}
 LIST_ACTIONS = frozenset({"list", "search", "distinct"})
+STATE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SENSITIVE = re.compile(
     r"password|passwd|passphrase|^pass$|secret|token|api_?key|private_?key|credential|"
     r"authori[sz]ation|^key$|cookie",
@@ -168,23 +169,22 @@ def client_fields(request: Request) -> dict[str, Any]:
 
 
 async def call_values(request: Request, *, user_route: bool = False) -> dict[str, Any]:
-    """The columns shared by audit records and user events for the current (successful) call:
-    action, method, path, params, body, resource, status, client; plus `state` for writes."""
+    """The columns of the current (successful) call's record: action, method, path, params,
+    body, resource, status, client; for workspace writes also `state`, the resource as the
+    response showed it (history is the difference between consecutive states)."""
     route = request.scope["route"]
     response: Response | None = request.scope.get(RESPONSE_KEY)
     info = describe_route(route)
     path_params = redact(dict(request.path_params))
     resource_type = info.resource_type or _clean(str(path_params.get("resource_type", "")))[:64]
     resource_id = _uuid(path_params.get(info.id_param)) if info.id_param else None
+    writes = request.method in STATE_METHODS and not user_route
     payload = None
-    if info.action not in LIST_ACTIONS:
+    if info.action not in LIST_ACTIONS and (resource_id is None or writes):
         payload = _json(response)
         if resource_id is None and isinstance(payload, dict):
             resource_id = _uuid(payload.get("id", payload.get("user_id")))
-    state = None
-    if request.method in ("POST", "PUT", "PATCH") and isinstance(payload, dict):
-        state = _bounded(redact(payload))
-    return {
+    values = {
         "action": route.endpoint.__name__ if user_route else info.action,
         "method": request.method,
         "path": _clean(request.url.path),
@@ -194,6 +194,9 @@ async def call_values(request: Request, *, user_route: bool = False) -> dict[str
         "resource_type": resource_type or None,
         "resource_id": resource_id,
         "status": response.status_code if response is not None else 200,
-        "state": state,
         **client_fields(request),
     }
+    if not user_route:
+        state = payload if writes and isinstance(payload, dict) else None
+        values["state"] = _bounded(redact(state))
+    return values

@@ -24,7 +24,7 @@ from app.db.base import new_id
 from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.security.audit import call_values, client_fields
+from app.security.audit import call_values, client_fields, redact
 from app.security.fields import current_rules, rules_for
 from app.security.grants import row_filters
 from app.security.permissions import PERMISSIONS, effective_permissions
@@ -90,7 +90,6 @@ async def get_user_session(
         request.state.principal = principal
         yield UserContext(session=session, principal=principal)
         event = await call_values(request, user_route=True)
-        del event["state"]
         await audit.add_user_event(session, {**event, "user_id": claims.user_id})
 
 
@@ -136,7 +135,9 @@ async def get_workspace_session(
             provider_ids=tuple(row.visible_provider_ids or ()),
         )
         await apply_context(session, row.workspace_id, claims.user_id, visibility)
-        session.info["row_filters"] = row_filters([principal.base_role], principal.attributes)
+        session.info["row_filters"] = row_filters(
+            [principal.base_role], principal.attributes, all_providers=visibility.unlimited
+        )
         current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
         yield WorkspaceContext(session=session, principal=principal)
@@ -170,14 +171,17 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
     if not path.startswith(DENIED_PREFIXES):
         return
     actor = getattr(request.state, "actor_id", None)
+    client = client_fields(request)
     values = {
         "id": new_id(),
         "status": status,
-        "reason": detail[:300],
+        "reason": redact(detail[:300]),
         "method": request.method,
-        "path": request.url.path,
-        "slug": request.path_params.get("slug"),
-        **{("ip" if k == "source_ip" else k): v for k, v in client_fields(request).items()},
+        "path": redact(request.url.path),
+        "slug": redact(request.path_params.get("slug")),
+        "ip": client["source_ip"],
+        "user_agent": client["user_agent"],
+        "request_id": client["request_id"],
     }
     try:
         async with request.app.state.db.sessionmaker() as session, session.begin():

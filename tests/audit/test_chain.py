@@ -8,6 +8,8 @@ import hashlib
 import pytest
 from sqlalchemy import text
 
+from app.db.models import AuditRecord
+from app.db.roles import RUNTIME_COLUMN_PRIVILEGES, RUNTIME_TABLE_PRIVILEGES
 from app.db.tenant import context_statement
 from app.services.audit import seal_pending
 from tests.audit.conftest import records, verify
@@ -175,3 +177,12 @@ async def test_runtime_role_cannot_change_or_remove_records(api, ws, runtime_eng
                 await raw.execute(context_statement(ws.id, user_id))
                 with pytest.raises(Exception, match="permission denied"):
                     await conn.execute(text(statement), {"w": ws.id, "u": user_id})
+
+
+def test_runtime_may_insert_every_content_column_and_no_chain_column():
+    """A column added to audit_record must be added to the runtime's INSERT list (or requests
+    fail); the chain columns must never be on it."""
+    chain = {"seq", "prev_hash", "hash", "sealed_at"}
+    insertable = set(RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"])
+    assert insertable == set(AuditRecord.__table__.columns.keys()) - chain
+    assert "INSERT" not in RUNTIME_TABLE_PRIVILEGES["audit_record"]

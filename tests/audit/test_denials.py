@@ -121,3 +121,15 @@ async def test_successful_calls_and_validation_errors_are_not_denials(api, clien
         assert await _count(admin_engine, "audit_record", request_id) == 0
     assert_problem(await client.get("/no/such/route", headers=ws.owner.headers), 404)
     assert await _denials(client, ws.owner) == []
+
+
+async def test_unstorable_paths_are_still_recorded(api, client, ws, admin_engine):
+    r = await client.get(f"{ws.base}/providers/%00x", headers=ws.owner.headers)
+    assert_problem(r, 404)
+    paths = [d["path"] for d in await _denials(client, ws.owner)]
+    assert paths == [f"{ws.base}/providers/\ufffdx"]
+    rid = uuid.uuid4().hex
+    r = await client.get("/ws/%00bad/api/v1/providers",
+                         headers={**ws.owner.headers, "x-request-id": rid})
+    assert_problem(r, 404)  # an impossible slug is refused before the caller is looked up
+    assert await _count(admin_engine, "audit_denial", rid) == 1

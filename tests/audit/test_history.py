@@ -134,3 +134,39 @@ async def test_other_workspaces_never_show_in_audit_history_or_distinct(api, cli
     assert_problem(await client.get(f"{ws.base}/audit", headers=other.headers), 404)
     unknown = await _history(client, ws, "provider", str(uuid.uuid4()))
     assert unknown["data"] == []
+
+
+async def test_records_about_providers_you_cannot_see_are_hidden(api, client, ws):
+    """A reader limited to some providers (row grant by region, or provider-group visibility)
+    sees no record, history or distinct value about the others."""
+    h = ws.owner.headers
+    eu = await api.provider(ws.owner, ws.slug, alias="eu", region="eu")
+    us = await api.provider(ws.owner, ws.slug, alias="us", region="us")
+    for p in (eu, us):
+        await client.patch(f"{ws.base}/providers/{p['id']}", json={"alias": "x"}, headers=h)
+    group = await api.group(ws.owner, ws.slug, name="eu-only", provider_ids=[eu["id"]])
+    by_region = await client.post(f"{ws.base}/roles", headers=h, json={
+        "name": "Regional auditor", "inherits_from": "viewer", "grants": ["audit.read"]})
+    by_group = await client.post(f"{ws.base}/roles", headers=h, json={
+        "name": "Group auditor", "inherits_from": "viewer", "grants": ["audit.read"],
+        "revokes": ["unlimited_visibility"], "provider_group_ids": [group["id"]]})
+    regional, grouped = await api.user("regional"), await api.user("grouped")
+    await api.add_member(ws.owner, ws.slug, regional, by_region.json()["id"])
+    await api.add_member(ws.owner, ws.slug, grouped, by_group.json()["id"])
+    rid = (await api.me(regional))["id"]
+    r = await client.patch(f"{ws.base}/members/{rid}", json={"attributes": {"region": "eu"}},
+                           headers=h)
+    assert r.status_code == 200
+    for reader in (regional, grouped):
+        listed = await client.get(f"{ws.base}/audit", params={"resource_type": "provider",
+                                                             "limit": 200},
+                                  headers=reader.headers)
+        seen = {r["resource_id"] for r in listed.json()["data"]}
+        assert eu["id"] in seen and us["id"] not in seen
+        assert us["uid"] not in listed.text
+        assert (await _history(client, ws, "provider", us["id"], user=reader))["data"] == []
+        assert len((await _history(client, ws, "provider", eu["id"], user=reader))["data"]) == 2
+        ids = await client.get(f"{ws.base}/audit/distinct/resource_id", headers=reader.headers)
+        assert us["id"] not in ids.json()["data"]
+    owner_view = await client.get(f"{ws.base}/audit/distinct/resource_id", headers=h)
+    assert us["id"] in owner_view.json()["data"]
