@@ -354,6 +354,8 @@ class DistinctQuery(_BaseQuery):
         return f"{self.resource.name}:distinct:{self.field_name}"
 
     def statement(self) -> Select[Any]:
+        if any(k == "sort" for k, _ in self.params):
+            raise BadRequest("distinct values are listed in ascending order; sort does not apply")
         expr = self.field.sort_expr
         stmt = self.resource.base().with_only_columns(expr.label("value")).distinct()
         stmt = stmt.where(self.field.column.isnot(None), *self.conditions())

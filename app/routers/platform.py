@@ -57,5 +57,5 @@ async def platform_denials(
         "source_ip, user_agent, request_id FROM warden_platform_denials(:limit, :before)",
         limit=limit, before=cursor,
     )
-    cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    return {"data": rows, "next_cursor": cursor}
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return {"data": rows, "next_cursor": next_cursor}

@@ -40,6 +40,9 @@ def _prune(value: Any, hidden: frozenset[str]) -> Any:
     return {k: v for k, v in value.items() if k not in hidden}
 
 
+_DERIVED = {"sealed", "hash", "prev_hash"}
+
+
 class AuditOut(_CallOut):
     """A record as the reader may see it: fields of the record's resource that the reader's
     role may not see are removed from its body, state and query (as everywhere else)."""
@@ -75,9 +78,6 @@ class AuditOut(_CallOut):
     def _query(self, value: dict[str, Any]) -> dict[str, Any]:
         hidden = _hidden_fields(self.resource_type)
         return {k: v for k, v in value.items() if k.rsplit("__", 1)[0] not in hidden}
-
-
-_DERIVED = {"sealed", "hash", "prev_hash"}
 
 
 class HistoryEntryOut(Output):

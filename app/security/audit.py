@@ -160,7 +160,7 @@ async def _body(request: Request, route: Any) -> Any:
 
 
 def client_fields(request: Request) -> dict[str, Any]:
-    """Who and from where: source IP, user agent, request id."""
+    """From where: source IP, user agent, request id."""
     return {
         "source_ip": _clean(request.client.host)[:64] if request.client else None,
         "user_agent": _clean(request.headers.get("user-agent", ""))[:400] or None,
@@ -194,6 +194,7 @@ async def call_values(request: Request, *, user_route: bool = False) -> dict[str
         "resource_type": resource_type or None,
         "resource_id": resource_id,
         "status": response.status_code if response is not None else 200,
+        "api_key_id": getattr(getattr(request.state, "principal", None), "api_key_id", None),
         **client_fields(request),
     }
     if not user_route:

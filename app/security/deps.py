@@ -3,7 +3,9 @@
 Invariant: `get_workspace_session` is the only HTTP code path that sets the tenant context. It
 re-reads the session family and the membership on every request (nothing is trusted from the
 token but identity), and its transaction commits before the response is sent (the dependency is
-function-scoped), so a failed commit can never be reported as success.
+function-scoped), so a failed commit can never be reported as success. It is also the audit
+hook: after the handler, the call's record joins the same transaction (`get_user_session` does
+the same for the caller's own log), and `record_denial` files refused calls under their actor.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ async def _resolve(
 async def get_user_session(
     request: Request, claims: Annotated[AccessClaims, Depends(get_claims)]
 ) -> AsyncIterator[UserContext]:
-    """A transaction with only the user in context (for `/api/v1/...` self-service routes)."""
+    """A transaction with only the user in context (for `/api/v1/...` self-service routes); the
+    call is recorded in the user's own security log before the commit."""
     async with request.app.state.db.sessionmaker() as session, session.begin():
         ok, _ = await _resolve(session, claims, None)
         if not ok:

@@ -102,12 +102,12 @@ DENIALS = Resource(
 
 
 async def add_record(session: AsyncSession, values: dict[str, Any]) -> None:
-    """One audit record, in the caller's transaction (a Core INSERT: no unit-of-work cost)."""
-    await session.execute(insert(AuditRecord.__table__).values(values))
+    """One audit record, in the caller's transaction (one INSERT statement, no unit of work)."""
+    await session.execute(insert(AuditRecord).values(values))
 
 
 async def add_user_event(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert(UserEvent.__table__).values(values))
+    await session.execute(insert(UserEvent).values(values))
 
 
 async def add_denial(session: AsyncSession, values: dict[str, Any]) -> None:

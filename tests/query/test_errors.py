@@ -140,6 +140,8 @@ async def test_search_and_distinct_errors(client, catalog):
     assert assert_problem(r, 400)["detail"].startswith("unknown field 'nope'; filterable:")
     r = await client.get(f"{path}/distinct/alias", params={"alias__zz": "1"}, headers=h)
     assert "unknown operator 'zz'" in assert_problem(r, 400)["detail"]
+    r = await client.get(f"{path}/distinct/alias", params={"sort": "-alias"}, headers=h)
+    assert "sort does not apply" in assert_problem(r, 400)["detail"]
 
 
 async def test_values_reach_the_database_as_parameters(client, catalog):
