@@ -202,7 +202,8 @@ def upgrade() -> None:
     # Retention: per workspace, remove the sealed prefix of the chain older than the
     # workspace's `audit_retention_days` (at most p_batch records per call) and record the cut,
     # so the chain verifies from the new first record. Unsealed records are never removed.
-    # Denials and user events older than p_personal_days (at least 1) go too.
+    # Denials and user events older than p_personal_days go too (never younger than 30 days:
+    # the caller, the runtime role, must not be able to wipe recent security evidence).
     op.execute(f"""
         CREATE FUNCTION warden_audit_retention(p_batch integer, p_personal_days integer)
         RETURNS TABLE (workspace_id uuid, removed integer, up_to_seq bigint)
@@ -213,7 +214,7 @@ def upgrade() -> None:
             v_upto bigint;
             v_hash bytea;
             v_n integer;
-            v_personal timestamptz := now() - make_interval(days => greatest(p_personal_days, 1));
+            v_personal timestamptz := now() - make_interval(days => greatest(p_personal_days, 30));
         BEGIN
             FOR w IN SELECT ws.id, ws.audit_retention_days AS days FROM public.workspace ws
                      WHERE ws.audit_retention_days IS NOT NULL LOOP

@@ -186,3 +186,19 @@ def test_runtime_may_insert_every_content_column_and_no_chain_column():
     insertable = set(RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"])
     assert insertable == set(AuditRecord.__table__.columns.keys()) - chain
     assert "INSERT" not in RUNTIME_TABLE_PRIVILEGES["audit_record"]
+
+
+async def test_the_definer_may_touch_only_the_chain_columns(admin_engine, database):
+    definer = database["definer_role"]
+    async with admin_engine.connect() as conn:
+        def can(column: str, privilege: str) -> str:
+            return (f"has_column_privilege('{definer}', 'audit_record', '{column}', "
+                    f"'{privilege}')")
+
+        row = (await conn.execute(text(
+            f"SELECT {can('hash', 'UPDATE')}, {can('seq', 'UPDATE')}, {can('body', 'UPDATE')}, "
+            f"{can('created_at', 'UPDATE')}, has_table_privilege('{definer}', 'audit_record', "
+            "'UPDATE'), has_table_privilege(:r, 'audit_record', 'UPDATE'), "
+            "has_table_privilege(:r, 'audit_record', 'DELETE')"
+        ), {"r": database["runtime_role"]})).one()
+    assert tuple(row) == (True, True, False, False, False, False, False)

@@ -104,7 +104,12 @@ async def test_personal_logs_expire(api, client, app, admin_engine):
                 f"UPDATE {table} SET created_at = now() - interval '400 days' WHERE user_id = :u"
             ), {"u": me["id"]})
     await client.get("/api/v1/me", headers=user.headers)
-    await apply_retention(app.state.db.sessionmaker, personal_days=365)
+    async with admin_engine.begin() as conn:
+        await conn.execute(text(
+            "UPDATE user_event SET created_at = now() - interval '10 days' WHERE user_id = :u "
+            "AND action = 'me' AND created_at > now() - interval '1 day'"), {"u": me["id"]})
+    # asking for 1 day keeps 30: the runtime role cannot wipe recent evidence
+    await apply_retention(app.state.db.sessionmaker, personal_days=1)
     events = (await client.get("/api/v1/me/events", headers=user.headers)).json()["data"]
     assert [e["action"] for e in events] == ["me"]  # the old register/login/me are gone
     denials = (await client.get("/api/v1/me/denials", headers=user.headers)).json()["data"]
