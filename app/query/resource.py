@@ -107,7 +107,7 @@ class Resource:
     def doc(self, summary: str = "") -> str:
         """The OpenAPI description of a list route: the language and this resource's fields."""
         rows = "\n".join(
-            f"| `{n}` | {f.type.name} | {describe_ops(f.type.ops)} | {'yes' * f.sortable} |"
+            f"| `{n}` | {f.type.describe()} | {describe_ops(f.type.ops)} | {'yes' * f.sortable} |"
             for n, f in self.fields.items()
         )
         return (

@@ -41,6 +41,9 @@ class FieldType:
             return self.parse_text(item)
         raise ValueError(f"{_show(item)} is not {self.label}")
 
+    def describe(self) -> str:
+        return self.name
+
     def to_cursor(self, value: Any) -> Any:
         return value
 
@@ -79,6 +82,9 @@ class Enum(FieldType):
     name = "enum"
     label = "one of the allowed values"
     text_like = True
+
+    def describe(self) -> str:
+        return f"enum: {', '.join(self.values)}"
 
     def parse_text(self, raw: str) -> str:
         if raw not in self.values:
