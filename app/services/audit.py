@@ -273,7 +273,7 @@ async def list_records(session: AsyncSession, query: ListQuery) -> list[AuditRec
 
 def _history_base() -> Any:
     """Write calls on one resource (the route adds resource_type and resource_id as path
-    filters), each with the state the previous write left (`before`)."""
+    filters), each with the last state an earlier write left (`before`)."""
     prior = aliased(AuditRecord)
     before = (
         select(prior.state)
@@ -282,6 +282,7 @@ def _history_base() -> Any:
             prior.resource_id == AuditRecord.resource_id,
             prior.resource_type == AuditRecord.resource_type,
             prior.method.in_(WRITE_METHODS),
+            prior.state.isnot(None),
             prior.id < AuditRecord.id,
         )
         .order_by(prior.id.desc())

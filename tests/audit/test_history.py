@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import text
+
 from tests.helpers import assert_problem
 
 
@@ -170,3 +172,21 @@ async def test_records_about_providers_you_cannot_see_are_hidden(api, client, ws
         assert us["id"] not in ids.json()["data"]
     owner_view = await client.get(f"{ws.base}/audit/distinct/resource_id", headers=h)
     assert us["id"] in owner_view.json()["data"]
+
+
+async def test_writes_without_a_body_do_not_blank_the_history(api, client, ws, admin_engine):
+    """A write that left no state (here: an answer the hook could not read as a resource) is
+    skipped when looking for the previous state."""
+    p = await api.provider(ws.owner, ws.slug, alias="one")
+    await client.patch(f"{ws.base}/providers/{p['id']}", json={"alias": "two"},
+                       headers=ws.owner.headers)
+    async with admin_engine.begin() as conn:  # make the update look like a body-less write
+        await conn.execute(text("UPDATE audit_record SET state = NULL WHERE workspace_id = :w "
+                                "AND resource_id = :p AND action = 'update'"),
+                           {"w": ws.id, "p": p["id"]})
+    await client.patch(f"{ws.base}/providers/{p['id']}", json={"alias": "three"},
+                       headers=ws.owner.headers)
+    entries = (await _history(client, ws, "provider", p["id"]))["data"]
+    assert [e["action"] for e in entries] == ["create", "update", "update"]
+    assert entries[1]["changes"] == {}
+    assert entries[2]["changes"]["alias"] == {"before": "one", "after": "three"}

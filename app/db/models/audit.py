@@ -30,7 +30,7 @@ class _Call:
     path: Mapped[str] = mapped_column(Text, nullable=False)
     path_params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     query_params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
-    body: Mapped[Any | None] = mapped_column(JSONB)
+    body: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True))
     resource_type: Mapped[str | None] = mapped_column(String(64))
     resource_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     status: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -51,7 +51,7 @@ class AuditRecord(_Call, ScopedEntity, Base):
     __tablename__ = "audit_record"
 
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
-    state: Mapped[Any | None] = mapped_column(JSONB)
+    state: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True))
     seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     hash: Mapped[bytes | None] = mapped_column(LargeBinary)
