@@ -8,6 +8,7 @@ driver's message; validation errors list field paths and messages only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -130,9 +131,20 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def install_error_handlers(app: FastAPI) -> None:
+DENIALS = frozenset({401, 403, 404})
+DenialRecorder = Callable[[Request, int, str], Awaitable[None]]
+
+
+def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None) -> None:
+    """`on_denied` is told of every 401/403/404 answer (it decides which routes count)."""
+
+    async def denied(request: Request, status: int, detail: str) -> None:
+        if on_denied is not None and status in DENIALS:
+            await on_denied(request, status, detail)
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
+        await denied(request, exc.status, exc.detail)
         return problem(
             exc.status, exc.title, exc.detail, slug=exc.slug, headers=exc.headers,
             request=request, **exc.extra,
@@ -149,6 +161,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         title, slug = _HTTP_TITLES.get(exc.status_code, ("Error", str(exc.status_code)))
         detail = exc.detail if isinstance(exc.detail, str) else title
+        await denied(request, exc.status_code, detail)
         return problem(
             exc.status_code, title, detail, slug=slug, headers=getattr(exc, "headers", None),
             request=request,
@@ -165,6 +178,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CrossWorkspaceWrite)
     async def _cross(request: Request, exc: CrossWorkspaceWrite) -> Response:
         log.error("cross-workspace write refused", extra={"entity": str(exc)})
+        await denied(request, 404, "cross-workspace write refused")
         return problem(404, "Not found", "Not found", slug="not-found", request=request)
 
     @app.exception_handler(DBAPIError)

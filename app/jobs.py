@@ -21,3 +21,5 @@ JOBS = {kind.name: kind for kind in (IMPORT_SCAN, DELETE_WORKSPACE)}
 CRON_SWEEP_OUTBOX = "cron.sweep_outbox"
 CRON_PARTITIONS = "cron.maintain_partitions"
 CRON_RETENTION = "cron.task_retention"
+CRON_AUDIT_SEAL = "cron.audit_seal"
+CRON_AUDIT_RETENTION = "cron.audit_retention"

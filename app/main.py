@@ -19,6 +19,7 @@ from app.db.session import Database
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import (
+    audit,
     auth,
     findings,
     health,
@@ -30,9 +31,11 @@ from app.routers import (
     roles,
     scans,
     tasks,
+    workspace_settings,
     workspaces,
 )
 from app.routers.docs import install_docs
+from app.security.deps import record_denial
 from app.security.route_index import annotate_openapi
 from app.services import outbox
 
@@ -121,10 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
-    install_error_handlers(app)
+    install_error_handlers(app, on_denied=record_denial)
     for module in (
         health, auth, me, platform, workspaces, members, roles, providers, provider_groups,
         scans, findings, tasks,
+        workspace_settings, audit,
     ):
         app.include_router(module.router)
     _annotate_openapi(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
-from app.services import maintenance, outbox
+from app.services import audit, maintenance, outbox
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
@@ -27,3 +27,15 @@ async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
     return await maintenance.task_retention(
         ctx["db"].engine, settings.task_retention_days, stale
     )
+
+
+async def seal_audit(ctx: dict[str, Any]) -> int:
+    """Link newly committed audit records into their workspace's hash chain (every few seconds,
+    so requests never wait on a per-workspace lock)."""
+    return await audit.seal_pending(ctx["db"].sessionmaker)
+
+
+async def audit_retention(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Remove audit records past each workspace's retention, recording the cut."""
+    result = await audit.apply_retention(ctx["db"].sessionmaker)
+    return {"removed": result.removed, "cuts": [[str(w), seq] for w, seq in result.cuts]}

@@ -17,7 +17,13 @@ from arq.worker import Function, Worker, func
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
-from app.jobs import CRON_PARTITIONS, CRON_RETENTION, CRON_SWEEP_OUTBOX
+from app.jobs import (
+    CRON_AUDIT_RETENTION,
+    CRON_AUDIT_SEAL,
+    CRON_PARTITIONS,
+    CRON_RETENTION,
+    CRON_SWEEP_OUTBOX,
+)
 from app.services import outbox
 from workers import cron as cron_jobs
 from workers.context import JobSpec, execute
@@ -93,6 +99,9 @@ class WorkerSettings:
         cron(cron_jobs.sweep_outbox, name=CRON_SWEEP_OUTBOX, second={0, 30}, timeout=120),
         cron(cron_jobs.maintain_partitions, name=CRON_PARTITIONS, hour=3, minute=17, timeout=600),
         cron(cron_jobs.task_retention, name=CRON_RETENTION, hour=4, minute=7, timeout=1800),
+        cron(cron_jobs.seal_audit, name=CRON_AUDIT_SEAL, second=set(range(0, 60, 5)), timeout=60),
+        cron(cron_jobs.audit_retention, name=CRON_AUDIT_RETENTION, hour=4, minute=37,
+             timeout=1800),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -2,9 +2,10 @@
 
 Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
 the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
-log in; it owns the narrow SECURITY DEFINER lookups and may read (or, for workspace creation,
-insert into) exactly the tables those functions touch. It also owns the partitioned `finding`
-table and its partitions (PostgreSQL lets only the parent's owner create partitions), so that
+log in; it owns the narrow SECURITY DEFINER functions and may read (or, for workspace creation,
+the outbox, tasks, audit sealing, retention and denials, write) exactly the tables and columns
+those functions touch. It also owns the partitioned `finding` table and its partitions
+(PostgreSQL lets only the parent's owner create partitions), so that
 `warden_create_finding_partition` can add months at run time; the runtime role has no privilege
 on any partition (it reaches rows through the parent, under the parent's policy).
 """
@@ -24,6 +25,12 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
     "app_user": (),  # INSERT, SELECT and UPDATE per column below
     "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
+    # Append-only: records are written by requests and never changed by them. Sealing and
+    # retention go through the definer functions below; cuts and denials are written only there.
+    "audit_record": ("SELECT",),  # INSERT per column below: never the chain columns
+    "audit_cut": ("SELECT",),
+    "audit_denial": ("SELECT",),
+    "user_event": ("SELECT", "INSERT"),
 }
 # Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
 # (granted by the installation with `warden platform-admin`).
@@ -35,6 +42,12 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
                    "created_at", "updated_at"),
         "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
     },
+    "audit_record": {
+        "INSERT": ("workspace_id", "id", "user_id", "created_at", "action", "method", "path",
+                   "path_params", "query_params", "body", "state", "resource_type",
+                   "resource_id", "status", "api_key_id", "source_ip", "user_agent",
+                   "request_id"),
+    },
 }
 
 
@@ -43,7 +56,8 @@ class DefinerFunction:
     signature: str
     reads: tuple[str, ...]
     inserts: tuple[str, ...] = ()
-    updates: tuple[str, ...] = ()
+    # A table name (every column) or (table, columns).
+    updates: tuple[str | tuple[str, tuple[str, ...]], ...] = ()
     deletes: tuple[str, ...] = ()
     platform: bool = False  # owned by the SELECT-only platform role instead of the definer
 
@@ -86,6 +100,34 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction("warden_drop_workspace(uuid)", reads=("workspace",), deletes=("workspace",)),
     DefinerFunction("warden_create_finding_partition(date)", reads=()),
     DefinerFunction("warden_finding_default_rows()", reads=()),
+    # The audit chain (app/services/audit.py): the sealer may set only the chain columns of
+    # audit records, never their content; retention removes a sealed prefix and records the cut.
+    DefinerFunction(
+        "warden_audit_seal(integer)",
+        reads=("audit_record", "audit_cut"),
+        updates=(("audit_record", ("seq", "prev_hash", "hash", "sealed_at")),),
+    ),
+    DefinerFunction(
+        "warden_audit_retention(integer, integer)",
+        reads=("workspace", "audit_record", "audit_denial", "user_event"),
+        inserts=("audit_cut",),
+        deletes=("audit_record", "audit_denial", "user_event"),
+    ),
+    DefinerFunction(
+        "warden_record_denial(uuid, integer, text, text, text, text, text, text, text)",
+        reads=(),
+        inserts=("audit_denial",),
+    ),
+    DefinerFunction(
+        "warden_purge_audit(uuid, integer)",
+        reads=("workspace", "audit_record", "audit_cut"),
+        deletes=("audit_record", "audit_cut"),
+    ),
+    DefinerFunction(
+        "warden_platform_denials(integer, uuid)",
+        reads=("app_user", "audit_denial"),
+        platform=True,
+    ),
 )
 
 # Partitioned tables owned by the definer role (with every partition), so that a definer
@@ -182,11 +224,18 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
         for table in fn.reads:
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
-        for privilege, names in (
-            ("INSERT", fn.inserts), ("UPDATE", fn.updates), ("DELETE", fn.deletes)
-        ):
+        for privilege, names in (("INSERT", fn.inserts), ("DELETE", fn.deletes)):
             for table in names:
                 await conn.execute(text(f"GRANT {privilege} ON {quote_ident(table)} TO {owner}"))
+        for update in fn.updates:
+            if isinstance(update, str):
+                await conn.execute(text(f"GRANT UPDATE ON {quote_ident(update)} TO {owner}"))
+            else:
+                table, columns = update
+                cols = ", ".join(quote_ident(c) for c in columns)
+                await conn.execute(
+                    text(f"GRANT UPDATE ({cols}) ON {quote_ident(table)} TO {owner}")
+                )
 
 
 async def _definer_owned(conn: AsyncConnection) -> list[str]:

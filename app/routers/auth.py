@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
+
 from app.db.models import User
 from app.errors import Forbidden
 from app.schemas.auth import (
@@ -16,16 +17,21 @@ from app.schemas.auth import (
     TokenOut,
     UserOut,
 )
+from app.security.audit import AuditedRoute, redact
 from app.security.deps import UserSession
 from app.services import auth
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(prefix="/api/v1", tags=["auth"], route_class=AuditedRoute)
 
 
-def _client(request: Request) -> auth.Client:
+def _client(request: Request, body: dict[str, Any] | None = None) -> auth.Client:
     return auth.Client(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
+        method=request.method,
+        path=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        body=redact(body) if body is not None else None,
     )
 
 
@@ -35,14 +41,18 @@ async def register_user(body: RegisterIn, request: Request) -> User:
     if not settings.signup_enabled:
         raise Forbidden("Sign-up is disabled on this installation")
     async with request.app.state.db.sessionmaker() as session, session.begin():
-        user = await auth.register(session, settings, body.email, body.password, body.name)
+        user = await auth.register(
+            session, settings, body.email, body.password, body.name,
+            _client(request, body.model_dump()),
+        )
     return user
 
 
 async def _login(request: Request, email: str, password: str) -> TokenOut:
     state = request.app.state
+    client = _client(request, {"email": email, "password": password})
     tokens = await auth.login(
-        state.db.sessionmaker, state.redis, state.settings, email, password, _client(request)
+        state.db.sessionmaker, state.redis, state.settings, email, password, client
     )
     return TokenOut(**tokens.__dict__)
 
@@ -64,7 +74,8 @@ async def token(
 async def refresh(body: RefreshIn, request: Request) -> TokenOut:
     state = request.app.state
     tokens = await auth.refresh(
-        state.db.sessionmaker, state.settings, body.refresh_token, _client(request)
+        state.db.sessionmaker, state.settings, body.refresh_token,
+        _client(request, body.model_dump()),
     )
     return TokenOut(**tokens.__dict__)
 

@@ -1,44 +1,56 @@
-"""`/ws/{slug}/api/v1/findings`: imported findings, filtered (filters: app.services.findings)."""
+"""`/ws/{slug}/api/v1/findings`: imported findings, in the query language (app.query)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from app.db.models import Finding
-from app.routers.pagination import PageParams
-from app.schemas.common import Page
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.common import DistinctPage, Page
 from app.schemas.scan import FindingDetail, FindingOut
+from app.security.audit import AuditedRoute
 from app.security.deps import parse_id, require
 from app.security.principal import WorkspaceContext
 from app.services import findings
+from app.services.findings import FINDINGS
 
-router = APIRouter(prefix="/ws/{slug}/api/v1/findings", tags=["findings"])
+router = APIRouter(
+    prefix="/ws/{slug}/api/v1/findings", tags=["findings"], route_class=AuditedRoute
+)
 
 Reader = Annotated[WorkspaceContext, Depends(require("finding.read"))]
-
-_FILTER_HELP = ", ".join(
-    f"`{name}`" + "".join(f" / `{name}__{op}`" for op in f.ops if op != "eq")
-    for name, f in findings.FILTERS.items()
-)
 
 
 @router.get(
     "",
     response_model=Page[FindingOut],
-    description=(
-        f"Findings in id (= import time) order. Filters: {_FILTER_HELP}. `__in` takes a JSON "
-        "list; `inserted_at__gte` / `inserted_at__lt` take ISO 8601 instants."
+    description=FINDINGS.doc(
+        "List findings. `inserted_at__gte` / `inserted_at__lt` bound the import time and "
+        "prune the monthly partitions outside it."
     ),
 )
 async def list_findings(
-    request: Request, ctx: Reader, page: Annotated[PageParams, Depends()]
+    ctx: Reader, query: Annotated[ListQuery, Depends(FINDINGS.list_query)]
 ) -> dict[str, Any]:
-    rows = await findings.list_findings(
-        ctx.session, page.limit, page.after, request.query_params
-    )
-    return page.page(rows)
+    return query.page(await findings.list_findings(ctx.session, query))
+
+
+@router.post("/search/{field}", response_model=Page[FindingOut])
+async def search_findings(
+    ctx: Reader, query: Annotated[ListQuery, Depends(FINDINGS.search_query)]
+) -> dict[str, Any]:
+    """Findings whose `field` is one of the JSON list of values in the body."""
+    return query.page(await findings.list_findings(ctx.session, query))
+
+
+@router.get("/distinct/{field}", response_model=DistinctPage)
+async def distinct_findings(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(FINDINGS.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` among the findings you may see (filters apply)."""
+    return await distinct(ctx.session, query)
 
 
 @router.get("/{finding_id}", response_model=FindingDetail)

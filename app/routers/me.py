@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from app.db.models import User
+from app.db.models import AuditDenial, User, UserEvent
 from app.errors import BadRequest
+from app.query import ListQuery
+from app.schemas.audit import DenialOut, UserEventOut
+from app.schemas.common import Page
 from app.schemas.role import HasPermissionIn, HasPermissionOut
+from app.security.audit import AuditedRoute
 from app.security.deps import UserSession
 from app.security.permissions import BUILTIN_ROLES, PERMISSIONS, effective_permissions, explain
 from app.security.route_index import permission_for
-from app.services import workspaces
+from app.services import audit, workspaces
+from app.services.audit import DENIALS, USER_EVENTS
 
-router = APIRouter(prefix="/api/v1", tags=["me"])
+router = APIRouter(prefix="/api/v1", tags=["me"], route_class=AuditedRoute)
 
 
 def _membership(ws: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +87,35 @@ async def has_permission(body: HasPermissionIn, ctx: UserSession, request: Reque
         ws["grants"] or (), ws["revokes"] or (),
     )
     return {"allowed": allowed, "permission": permission, "reason": reason}
+
+
+@router.get(
+    "/me/events", response_model=Page[UserEventOut],
+    description=USER_EVENTS.doc(
+        "Your own security log: logins, token refreshes, logouts, password changes and every "
+        "call you made outside a workspace."
+    ),
+)
+async def list_my_events(
+    ctx: UserSession, query: Annotated[ListQuery, Depends(USER_EVENTS.list_query)]
+) -> dict[str, Any]:
+    rows = await audit.list_user_rows(ctx.session, query, UserEvent, ctx.principal.user_id)
+    return query.page(rows)
+
+
+@router.get(
+    "/me/denials", response_model=Page[DenialOut],
+    description=DENIALS.doc(
+        "Your own refused calls (401/403/404) on workspace and platform routes. They are kept "
+        "here, not in the workspace you tried, so nobody can write into a workspace's log "
+        "without being let in."
+    ),
+)
+async def list_my_denials(
+    ctx: UserSession, query: Annotated[ListQuery, Depends(DENIALS.list_query)]
+) -> dict[str, Any]:
+    rows = await audit.list_user_rows(ctx.session, query, AuditDenial, ctx.principal.user_id)
+    return query.page(rows)
 
 
 @router.get("/permissions", tags=["permissions"])

@@ -6,22 +6,45 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.schemas.common import Page
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.common import DistinctPage, Page
 from app.schemas.role import MemberUpdate
 from app.schemas.workspace import MemberCreate, MemberOut
+from app.security.audit import AuditedRoute
 from app.security.deps import parse_id, require
 from app.security.principal import WorkspaceContext
 from app.services import members
+from app.services.members import MEMBERS
 
-router = APIRouter(prefix="/ws/{slug}/api/v1/members", tags=["members"])
+router = APIRouter(
+    prefix="/ws/{slug}/api/v1/members", tags=["members"], route_class=AuditedRoute
+)
 
 Reader = Annotated[WorkspaceContext, Depends(require("member.read"))]
 Manager = Annotated[WorkspaceContext, Depends(require("member.manage"))]
 
 
-@router.get("", response_model=Page[MemberOut])
-async def list_members(ctx: Reader) -> dict[str, Any]:
-    return {"data": await members.list_members(ctx.session), "next_cursor": None}
+@router.get("", response_model=Page[MemberOut], description=MEMBERS.doc("List members."))
+async def list_members(
+    ctx: Reader, query: Annotated[ListQuery, Depends(MEMBERS.list_query)]
+) -> dict[str, Any]:
+    return query.page(await members.list_members(ctx.session, query))
+
+
+@router.post("/search/{field}", response_model=Page[MemberOut])
+async def search_members(
+    ctx: Reader, query: Annotated[ListQuery, Depends(MEMBERS.search_query)]
+) -> dict[str, Any]:
+    """Members whose `field` is one of the JSON list of values in the body."""
+    return query.page(await members.list_members(ctx.session, query))
+
+
+@router.get("/distinct/{field}", response_model=DistinctPage)
+async def distinct_members(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(MEMBERS.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` among the members (filters apply)."""
+    return await distinct(ctx.session, query)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberOut)

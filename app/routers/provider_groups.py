@@ -6,24 +6,48 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.routers.pagination import PageParams
-from app.schemas.common import Page
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.common import DistinctPage, Page
 from app.schemas.provider import ProviderGroupCreate, ProviderGroupOut, ProviderGroupUpdate
+from app.security.audit import AuditedRoute
 from app.security.deps import parse_id, require
 from app.security.principal import WorkspaceContext
 from app.services import providers
+from app.services.providers import PROVIDER_GROUPS
 
-router = APIRouter(prefix="/ws/{slug}/api/v1/provider-groups", tags=["provider groups"])
+router = APIRouter(
+    prefix="/ws/{slug}/api/v1/provider-groups", tags=["provider groups"],
+    route_class=AuditedRoute,
+)
 
 Reader = Annotated[WorkspaceContext, Depends(require("provider_group.read"))]
 Manager = Annotated[WorkspaceContext, Depends(require("provider_group.manage"))]
 
 
-@router.get("", response_model=Page[ProviderGroupOut])
+@router.get(
+    "", response_model=Page[ProviderGroupOut],
+    description=PROVIDER_GROUPS.doc("List provider groups with their providers."),
+)
 async def list_provider_groups(
-    ctx: Reader, page: Annotated[PageParams, Depends()]
+    ctx: Reader, query: Annotated[ListQuery, Depends(PROVIDER_GROUPS.list_query)]
 ) -> dict[str, Any]:
-    return page.page(await providers.list_groups(ctx.session, page.limit, page.after))
+    return query.page(await providers.list_groups(ctx.session, query))
+
+
+@router.post("/search/{field}", response_model=Page[ProviderGroupOut])
+async def search_provider_groups(
+    ctx: Reader, query: Annotated[ListQuery, Depends(PROVIDER_GROUPS.search_query)]
+) -> dict[str, Any]:
+    """Provider groups whose `field` is one of the JSON list of values in the body."""
+    return query.page(await providers.list_groups(ctx.session, query))
+
+
+@router.get("/distinct/{field}", response_model=DistinctPage)
+async def distinct_provider_groups(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(PROVIDER_GROUPS.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` among the provider groups (filters apply)."""
+    return await distinct(ctx.session, query)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderGroupOut)

@@ -7,22 +7,43 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response, status
 
 from app.db.models import Provider
-from app.routers.pagination import PageParams
-from app.schemas.common import Page
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.common import DistinctPage, Page
 from app.schemas.provider import ProviderCreate, ProviderOut, ProviderUpdate
+from app.security.audit import AuditedRoute
 from app.security.deps import parse_id, require
 from app.security.principal import WorkspaceContext
 from app.services import providers
+from app.services.providers import PROVIDERS
 
-router = APIRouter(prefix="/ws/{slug}/api/v1/providers", tags=["providers"])
+router = APIRouter(
+    prefix="/ws/{slug}/api/v1/providers", tags=["providers"], route_class=AuditedRoute
+)
+
+Reader = Annotated[WorkspaceContext, Depends(require("provider.read"))]
+Listing = Annotated[ListQuery, Depends(PROVIDERS.list_query)]
 
 
-@router.get("", response_model=Page[ProviderOut])
-async def list_providers(
-    ctx: Annotated[WorkspaceContext, Depends(require("provider.read"))],
-    page: Annotated[PageParams, Depends()],
+@router.get("", response_model=Page[ProviderOut], description=PROVIDERS.doc("List providers."))
+async def list_providers(ctx: Reader, query: Listing) -> dict[str, Any]:
+    return query.page(await providers.list_providers(ctx.session, query))
+
+
+@router.post("/search/{field}", response_model=Page[ProviderOut])
+async def search_providers(
+    ctx: Reader, query: Annotated[ListQuery, Depends(PROVIDERS.search_query)]
 ) -> dict[str, Any]:
-    return page.page(await providers.list_providers(ctx.session, page.limit, page.after))
+    """Providers whose `field` is one of the JSON list of values in the body; the list's query
+    parameters (filters, sort, limit, cursor) apply as well."""
+    return query.page(await providers.list_providers(ctx.session, query))
+
+
+@router.get("/distinct/{field}", response_model=DistinctPage)
+async def distinct_providers(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(PROVIDERS.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` among the providers you may see (filters apply)."""
+    return await distinct(ctx.session, query)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderOut)
@@ -34,9 +55,7 @@ async def create_provider(
 
 
 @router.get("/{provider_id}", response_model=ProviderOut)
-async def get_provider(
-    provider_id: str, ctx: Annotated[WorkspaceContext, Depends(require("provider.read"))]
-) -> Provider:
+async def get_provider(provider_id: str, ctx: Reader) -> Provider:
     return await providers.get_provider(ctx.session, parse_id(provider_id))
 
 

@@ -6,21 +6,44 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.schemas.common import Page
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.common import DistinctPage, Page
 from app.schemas.role import CustomRoleCreate, CustomRoleOut, CustomRoleUpdate
+from app.security.audit import AuditedRoute
 from app.security.deps import parse_id, require
 from app.security.principal import WorkspaceContext
 from app.services import roles
+from app.services.roles import ROLES
 
-router = APIRouter(prefix="/ws/{slug}/api/v1/roles", tags=["roles"])
+router = APIRouter(
+    prefix="/ws/{slug}/api/v1/roles", tags=["roles"], route_class=AuditedRoute
+)
 
 Reader = Annotated[WorkspaceContext, Depends(require("member.read"))]
 Manager = Annotated[WorkspaceContext, Depends(require("role.manage"))]
 
 
-@router.get("", response_model=Page[CustomRoleOut])
-async def list_roles(ctx: Reader) -> dict[str, Any]:
-    return {"data": await roles.list_roles(ctx.session), "next_cursor": None}
+@router.get("", response_model=Page[CustomRoleOut], description=ROLES.doc("List custom roles."))
+async def list_roles(
+    ctx: Reader, query: Annotated[ListQuery, Depends(ROLES.list_query)]
+) -> dict[str, Any]:
+    return query.page(await roles.list_roles(ctx.session, query))
+
+
+@router.post("/search/{field}", response_model=Page[CustomRoleOut])
+async def search_roles(
+    ctx: Reader, query: Annotated[ListQuery, Depends(ROLES.search_query)]
+) -> dict[str, Any]:
+    """Custom roles whose `field` is one of the JSON list of values in the body."""
+    return query.page(await roles.list_roles(ctx.session, query))
+
+
+@router.get("/distinct/{field}", response_model=DistinctPage)
+async def distinct_roles(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(ROLES.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` among the custom roles (filters apply)."""
+    return await distinct(ctx.session, query)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomRoleOut)

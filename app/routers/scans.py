@@ -5,18 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile, status
 
 from app.errors import PayloadTooLarge
-from app.routers.pagination import PageParams
-from app.schemas.common import Page
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.common import DistinctPage, Page
 from app.schemas.scan import ScanOut
 from app.schemas.task import TaskOut
+from app.security.audit import AuditedRoute
 from app.security.deps import parse_id, require
 from app.security.principal import WorkspaceContext
 from app.services import scans, tasks
+from app.services.scans import SCANS
 
-router = APIRouter(prefix="/ws/{slug}/api/v1/scans", tags=["scans"])
+router = APIRouter(prefix="/ws/{slug}/api/v1/scans", tags=["scans"], route_class=AuditedRoute)
 
 Reader = Annotated[WorkspaceContext, Depends(require("scan.read"))]
 
@@ -54,17 +56,37 @@ async def create_scan(
     return task
 
 
-@router.get("", response_model=Page[ScanOut])
-async def list_scans(
-    ctx: Reader,
-    page: Annotated[PageParams, Depends()],
-    provider_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> dict[str, Any]:
-    """Scans with their finding counts per severity and status."""
-    rows = await scans.list_scans(ctx.session, page.limit, page.after, provider_id)
-    out = page.page(rows)
-    out["data"] = [scans.scan_out(s) for s in rows]
+def _scan_page(query: ListQuery, rows: list[Any]) -> dict[str, Any]:
+    out = query.page(rows)
+    out["data"] = [scans.scan_out(s) for s in out["data"]]
     return out
+
+
+@router.get(
+    "",
+    response_model=Page[ScanOut],
+    description=SCANS.doc("Scans with their finding counts per severity and status."),
+)
+async def list_scans(
+    ctx: Reader, query: Annotated[ListQuery, Depends(SCANS.list_query)]
+) -> dict[str, Any]:
+    return _scan_page(query, await scans.list_scans(ctx.session, query))
+
+
+@router.post("/search/{field}", response_model=Page[ScanOut])
+async def search_scans(
+    ctx: Reader, query: Annotated[ListQuery, Depends(SCANS.search_query)]
+) -> dict[str, Any]:
+    """Scans whose `field` is one of the JSON list of values in the body."""
+    return _scan_page(query, await scans.list_scans(ctx.session, query))
+
+
+@router.get("/distinct/{field}", response_model=DistinctPage)
+async def distinct_scans(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(SCANS.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` among the scans you may see (filters apply)."""
+    return await distinct(ctx.session, query)
 
 
 @router.get("/{scan_id}", response_model=ScanOut)

@@ -10,11 +10,12 @@ from app.db.models import Task
 from app.schemas.common import Page
 from app.schemas.task import TaskOut
 from app.schemas.workspace import WorkspaceCreate, WorkspaceOut
+from app.security.audit import AuditedRoute
 from app.security.deps import UserSession, require
 from app.security.principal import WorkspaceContext
 from app.services import workspaces
 
-router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"], route_class=AuditedRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkspaceOut)

@@ -77,3 +77,10 @@ class Output(BaseModel):
 class Page(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None = None
+
+
+class DistinctPage(BaseModel):
+    """The distinct values of one field, ascending (nulls are not listed)."""
+
+    data: list[Any]
+    next_cursor: str | None = None

@@ -3,12 +3,15 @@
 Invariant: `get_workspace_session` is the only HTTP code path that sets the tenant context. It
 re-reads the session family and the membership on every request (nothing is trusted from the
 token but identity), and its transaction commits before the response is sent (the dependency is
-function-scoped), so a failed commit can never be reported as success. Jobs the transaction wrote
-to the outbox are relayed to Redis after that commit, never before.
+function-scoped), so a failed commit can never be reported as success. It is also the audit
+hook: after the handler, the call's record joins the same transaction (`get_user_session` does
+the same for the caller's own log), and `record_denial` files refused calls under their actor.
+Jobs the transaction wrote to the outbox are relayed to Redis after that commit, never before.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -20,8 +23,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db.base import new_id
+from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
 from app.errors import Forbidden, NotFound, Unauthorized
+from app.security.audit import call_values, client_fields, redact
 from app.security.fields import current_rules, rules_for
 from app.security.grants import row_filters
 from app.security.permissions import PERMISSIONS, effective_permissions
@@ -32,7 +38,10 @@ from app.security.principal import (
     WorkspacePrincipal,
 )
 from app.security.tokens import AccessClaims, decode_access_token
+from app.services import audit
 from app.services.outbox import relay_committed
+
+log = logging.getLogger("warden.audit")
 
 SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -74,15 +83,19 @@ async def _resolve(
 async def get_user_session(
     request: Request, claims: Annotated[AccessClaims, Depends(get_claims)]
 ) -> AsyncIterator[UserContext]:
-    """A transaction with only the user in context (for `/api/v1/...` self-service routes)."""
+    """A transaction with only the user in context (for `/api/v1/...` self-service routes); the
+    call is recorded in the user's own security log before the commit."""
     async with request.app.state.db.sessionmaker() as session, session.begin():
         ok, _ = await _resolve(session, claims, None)
         if not ok:
             raise Unauthorized()
+        request.state.actor_id = claims.user_id
         await apply_context(session, None, claims.user_id)
         principal = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
         request.state.principal = principal
         yield UserContext(session=session, principal=principal)
+        event = await call_values(request, user_route=True)
+        await audit.add_user_event(session, {**event, "user_id": claims.user_id})
 
 
 async def get_workspace_session(
@@ -92,7 +105,8 @@ async def get_workspace_session(
 ) -> AsyncIterator[WorkspaceContext]:
     """Resolve `{slug}`, check membership, set the tenant context, yield session + principal.
 
-    Outsiders (not a member, unknown or deleted workspace) get 404, never 403.
+    Outsiders (not a member, unknown or deleted workspace) get 404, never 403. After the
+    handler, and before the commit, the call's audit record is added to the same transaction.
     """
     if not SLUG_RE.fullmatch(slug):
         raise NotFound()
@@ -102,6 +116,7 @@ async def get_workspace_session(
         ok, row = await _resolve(session, claims, slug)
         if not ok:
             raise Unauthorized()
+        request.state.actor_id = claims.user_id
         if row.workspace_id is None:
             raise NotFound()
         principal = WorkspacePrincipal(
@@ -125,12 +140,64 @@ async def get_workspace_session(
             provider_ids=tuple(row.visible_provider_ids or ()),
         )
         await apply_context(session, row.workspace_id, claims.user_id, visibility)
-        session.info["row_filters"] = row_filters([principal.base_role], principal.attributes)
+        session.info["row_filters"] = row_filters(
+            [principal.base_role], principal.attributes, all_providers=visibility.unlimited
+        )
         current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
         yield WorkspaceContext(session=session, principal=principal)
+        record = await call_values(request)
+        record.update(workspace_id=row.workspace_id, user_id=claims.user_id)
+        if maker is db.sessionmaker:
+            await audit.add_record(session, record)
+        else:
+            await _record_on_primary(db, row.workspace_id, claims.user_id, record)
+
     # Committed: now (and only now) hand the jobs this transaction wrote to Redis.
     await relay_committed(request.app.state, session)
+
+
+async def _record_on_primary(
+    db: Database, workspace_id: uuid.UUID, user_id: uuid.UUID, record: dict[str, Any]
+) -> None:
+    """A read served by the replica still leaves its audit record, on the primary, with the
+    same context, committed before the response is sent."""
+    async with db.sessionmaker() as session, session.begin():
+        await apply_context(session, workspace_id, user_id)
+        await audit.add_record(session, record)
+
+
+DENIED_PREFIXES = ("/ws/", "/api/v1/platform/")
+
+
+async def record_denial(request: Request, status: int, detail: str) -> None:
+    """File a refused call (401/403/404) on a workspace or platform route under its actor:
+    the authenticated user, or nobody. Never in the target workspace's log, so an outsider can
+    write nothing into a workspace they cannot see. A failure to record is logged, never turned
+    into a different answer."""
+    path = getattr(request.scope.get("route"), "path", "")
+    if not path.startswith(DENIED_PREFIXES):
+        return
+    actor = getattr(request.state, "actor_id", None)
+    client = client_fields(request)
+    values = {
+        "id": new_id(),
+        "status": status,
+        "reason": redact(detail[:300]),
+        "method": request.method,
+        "path": redact(request.url.path),
+        "slug": redact(request.path_params.get("slug")),
+        "ip": client["source_ip"],
+        "user_agent": client["user_agent"],
+        "request_id": client["request_id"],
+    }
+    try:
+        async with request.app.state.db.sessionmaker() as session, session.begin():
+            if actor is not None:
+                await apply_context(session, None, actor)
+            await audit.add_denial(session, values)
+    except Exception:  # noqa: BLE001 - the caller's answer must not change
+        log.exception("could not record a denial")
 
 
 UserSession = Annotated[UserContext, Depends(get_user_session, scope="function")]

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, false, or_
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.db.models import Provider
+from app.db.models import AuditRecord, Provider
 
 Attributes = Mapping[str, Any]
 Filter = Callable[[Attributes], ColumnElement[bool] | None]
@@ -61,8 +61,28 @@ GRANTS: tuple[Grant, ...] = (
 )
 
 
-def row_filters(roles: Iterable[str], attributes: Attributes) -> dict[type, ColumnElement[bool]]:
-    """The row criteria for a principal holding `roles`: OR over the matching grants per resource."""
+def row_filters(
+    roles: Iterable[str], attributes: Attributes, *, all_providers: bool = True
+) -> dict[type, ColumnElement[bool]]:
+    """The row criteria for a principal holding `roles`: OR over the matching grants per resource.
+
+    The audit log follows the providers: a principal who may not see every provider (a row
+    grant, or provider-group visibility) does not see records about the providers it cannot see
+    either (their bodies and states carry the provider's fields)."""
+    out = _grant_filters(roles, attributes)
+    if Provider in out or not all_providers:
+        visible = select(Provider.id)
+        if Provider in out:
+            visible = visible.where(out[Provider])  # visibility itself: RLS on provider
+        out[AuditRecord] = or_(
+            AuditRecord.resource_type.is_distinct_from("provider"),
+            AuditRecord.resource_id.is_(None),
+            AuditRecord.resource_id.in_(visible),
+        )
+    return out
+
+
+def _grant_filters(roles: Iterable[str], attributes: Attributes) -> dict[type, ColumnElement[bool]]:
     role_set = set(roles)
     by_resource: dict[type, list[ColumnElement[bool] | None]] = {}
     for grant in GRANTS:

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import select, text, update
@@ -26,14 +27,21 @@ from app.security.tokens import (
     new_refresh_token,
     parse_refresh_token,
 )
+from app.services.audit import add_user_event
 
 INVALID_LOGIN = "Invalid email or password"
 
 
 @dataclass(frozen=True)
 class Client:
+    """Where a call came from, for the session row and the user's security events."""
+
     ip: str | None
     user_agent: str | None
+    method: str = "POST"
+    path: str = ""
+    request_id: str | None = None
+    body: Any = None  # already redacted
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,24 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _event(
+    session: AsyncSession, client: Client, user_id: uuid.UUID, action: str, status: int = 200
+) -> None:
+    """The user's security event, in the transaction that did the thing (context: that user)."""
+    await add_user_event(
+        session,
+        {
+            "user_id": user_id, "action": action, "method": client.method, "path": client.path,
+            "path_params": {}, "query_params": {}, "body": client.body, "resource_type": "auth",
+            "status": status, "source_ip": client.ip, "user_agent": client.user_agent,
+            "request_id": client.request_id,
+        },
+    )
+
+
 async def register(
-    session: AsyncSession, settings: Settings, email: str, password: str, name: str
+    session: AsyncSession, settings: Settings, email: str, password: str, name: str,
+    client: Client,
 ) -> User:
     user = User(
         id=new_id(),
@@ -63,6 +87,8 @@ async def register(
         await session.flush()
     except IntegrityError:
         raise Conflict("An account with this email already exists") from None
+    await apply_context(session, None, user.id)
+    await _event(session, client, user.id, "register", status=201)
     return user
 
 
@@ -136,6 +162,7 @@ async def login(
                 .values(password_hash=hash_password(settings, password))
             )
         tokens = await _start_family(session, settings, row.user_id, client)
+        await _event(session, client, row.user_id, "login")
     await throttle.clear_failures(redis, email, client.ip)
     return tokens
 
@@ -186,10 +213,13 @@ async def refresh(
         ).scalar_one()
         if row.rotated_at is not None:
             await _revoke_family(session, token.user_id, row.family_id)
+            await _event(session, client, token.user_id, "refresh_reuse", status=401)
             reused = True
         elif active and row.revoked_at is None and row.expires_at > _now():
             row.rotated_at = _now()
-            return await _issue(session, settings, token.user_id, row.family_id, client)
+            tokens = await _issue(session, settings, token.user_id, row.family_id, client)
+            await _event(session, client, token.user_id, "refresh")
+            return tokens
     if reused:
         raise Unauthorized("Refresh token reuse detected; the session was revoked")
     raise Unauthorized("Invalid refresh token")

@@ -11,25 +11,47 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Membership, User
 from app.errors import Conflict, Forbidden, NotFound
+from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import MemberUpdate
+from app.security.permissions import ROLE_NAMES
 from app.security.principal import WorkspacePrincipal
 from app.services.roles import resolve_assignment
 
 
 def _member_select() -> Any:
-    return select(
-        Membership.user_id,
-        User.email,
-        User.name,
-        Membership.role,
-        Membership.custom_role_id,
-        Membership.attributes,
-        Membership.created_at,
-    ).join(User, User.id == Membership.user_id)
+    return (
+        select(
+            Membership.user_id,
+            User.email,
+            User.name,
+            Membership.role,
+            Membership.custom_role_id,
+            Membership.attributes,
+            Membership.created_at,
+        )
+        .select_from(Membership)
+        .join(User, User.id == Membership.user_id)
+    )
 
 
-async def list_members(session: AsyncSession) -> list[dict[str, Any]]:
-    result = await session.execute(_member_select().order_by(User.email))
+MEMBERS = Resource(
+    name="member",
+    base=_member_select,
+    fields={
+        "user_id": Field(Membership.user_id, Uuid()),
+        "email": Field(User.email, Text()),
+        "name": Field(User.name, Text()),
+        "role": Field(Membership.role, Enum(ROLE_NAMES), nullable=True),
+        "custom_role_id": Field(Membership.custom_role_id, Uuid(), nullable=True),
+        "created_at": Field(Membership.created_at, Timestamp()),
+    },
+    key="user_id",
+    default_sort=("name",),
+)
+
+
+async def list_members(session: AsyncSession, query: ListQuery) -> list[dict[str, Any]]:
+    result = await session.execute(query.statement())
     return [dict(r) for r in result.mappings()]
 
 

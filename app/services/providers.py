@@ -12,25 +12,48 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Provider, ProviderGroup, ProviderGroupMember
 from app.errors import BadRequest, Conflict, NotFound
+from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.provider import (
     ProviderCreate,
     ProviderGroupCreate,
     ProviderGroupUpdate,
     ProviderUpdate,
 )
+from app.services.provider_uid import ProviderType
 
 
 def _active() -> Any:
     return select(Provider).where(Provider.deleted_at.is_(None))
 
 
-async def list_providers(
-    session: AsyncSession, limit: int, after: uuid.UUID | None
-) -> list[Provider]:
-    stmt = _active().order_by(Provider.id).limit(limit)
-    if after is not None:
-        stmt = stmt.where(Provider.id > after)
-    return list((await session.execute(stmt)).scalars())
+PROVIDERS = Resource(
+    name="provider",
+    base=_active,
+    fields={
+        "id": Field(Provider.id, Uuid()),
+        "provider_type": Field(Provider.provider_type, Enum(tuple(t.value for t in ProviderType))),
+        "uid": Field(Provider.uid, Text()),
+        "alias": Field(Provider.alias, Text(), nullable=True),
+        "region": Field(Provider.region, Text(), nullable=True),
+        "created_at": Field(Provider.created_at, Timestamp()),
+        "updated_at": Field(Provider.updated_at, Timestamp()),
+    },
+)
+
+PROVIDER_GROUPS = Resource(
+    name="provider_group",
+    base=lambda: select(ProviderGroup),
+    fields={
+        "id": Field(ProviderGroup.id, Uuid()),
+        "name": Field(ProviderGroup.name, Text()),
+        "created_at": Field(ProviderGroup.created_at, Timestamp()),
+        "updated_at": Field(ProviderGroup.updated_at, Timestamp()),
+    },
+)
+
+
+async def list_providers(session: AsyncSession, query: ListQuery) -> list[Provider]:
+    return list((await session.execute(query.statement())).scalars())
 
 
 async def get_provider(session: AsyncSession, provider_id: uuid.UUID) -> Provider:
@@ -101,13 +124,8 @@ def _group_out(group: ProviderGroup, provider_ids: list[uuid.UUID]) -> dict[str,
     }
 
 
-async def list_groups(
-    session: AsyncSession, limit: int, after: uuid.UUID | None
-) -> list[dict[str, Any]]:
-    stmt = select(ProviderGroup).order_by(ProviderGroup.id).limit(limit)
-    if after is not None:
-        stmt = stmt.where(ProviderGroup.id > after)
-    groups = list((await session.execute(stmt)).scalars())
+async def list_groups(session: AsyncSession, query: ListQuery) -> list[dict[str, Any]]:
+    groups = list((await session.execute(query.statement())).scalars())
     members = await _provider_ids(session, [g.id for g in groups])
     return [_group_out(g, members[g.id]) for g in groups]
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import CustomRole, Membership, ProviderGroup, RoleProviderGroup
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import CustomRoleCreate, CustomRoleUpdate
 from app.security.permissions import (
     BUILTIN_ROLES,
@@ -21,6 +22,19 @@ from app.security.permissions import (
 from app.security.principal import WorkspacePrincipal
 
 ASSIGNABLE_BASES = tuple(r for r in BUILTIN_ROLES if r != "platform_admin")
+
+ROLES = Resource(
+    name="role",
+    base=lambda: select(CustomRole),
+    fields={
+        "id": Field(CustomRole.id, Uuid()),
+        "name": Field(CustomRole.name, Text()),
+        "inherits_from": Field(CustomRole.inherits_from, Enum(ASSIGNABLE_BASES)),
+        "created_at": Field(CustomRole.created_at, Timestamp()),
+        "updated_at": Field(CustomRole.updated_at, Timestamp()),
+    },
+    default_sort=("name",),
+)
 
 
 def _check_base(base: str) -> None:
@@ -79,8 +93,8 @@ async def role_out(session: AsyncSession, role: CustomRole) -> dict[str, Any]:
     }
 
 
-async def list_roles(session: AsyncSession) -> list[dict[str, Any]]:
-    roles = (await session.execute(select(CustomRole).order_by(CustomRole.name))).scalars()
+async def list_roles(session: AsyncSession, query: ListQuery) -> list[dict[str, Any]]:
+    roles = (await session.execute(query.statement())).scalars().all()
     return [await role_out(session, r) for r in roles]
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Scan, ScanUpload, Task
-from app.db.models.scan import SEVERITIES, STATUSES
+from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
+from app.db.models.scan import SCAN_STATES, SEVERITIES, STATUSES
 from app.errors import BadRequest, NotFound, PayloadTooLarge
 from app.jobs import IMPORT_SCAN
 from app.security.principal import WorkspacePrincipal
@@ -69,15 +70,26 @@ async def create_scan(
     return scan, task
 
 
-async def list_scans(
-    session: AsyncSession, limit: int, after: uuid.UUID | None, provider_id: uuid.UUID | None
-) -> list[Scan]:
-    stmt = select(Scan).order_by(Scan.id).limit(limit)
-    if after is not None:
-        stmt = stmt.where(Scan.id > after)
-    if provider_id is not None:
-        stmt = stmt.where(Scan.provider_id == provider_id)
-    return list((await session.execute(stmt)).scalars())
+SCANS = Resource(
+    name="scan",
+    base=lambda: select(Scan),
+    fields={
+        "id": Field(Scan.id, Uuid()),
+        "provider_id": Field(Scan.provider_id, Uuid()),
+        "task_id": Field(Scan.task_id, Uuid(), nullable=True),
+        "state": Field(Scan.state, Enum(SCAN_STATES)),
+        "file_name": Field(Scan.file_name, Text()),
+        "findings_count": Field(Scan.findings_count, Integer()),
+        "rejected_count": Field(Scan.rejected_count, Integer()),
+        "created_by": Field(Scan.created_by, Uuid()),
+        "created_at": Field(Scan.created_at, Timestamp()),
+        "completed_at": Field(Scan.completed_at, Timestamp(), nullable=True),
+    },
+)
+
+
+async def list_scans(session: AsyncSession, query: ListQuery) -> list[Scan]:
+    return list((await session.execute(query.statement())).scalars())
 
 
 async def get_scan(session: AsyncSession, scan_id: uuid.UUID) -> Scan:

@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.db.models import Outbox, Scan, ScanUpload, Task
+from app.db.models.job import TASK_STATES
 from app.errors import Conflict, NotFound
 from app.jobs import IMPORT_SCAN, JobKind
 from app.services import outbox
@@ -49,15 +51,26 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
     return task
 
 
-async def list_tasks(
-    session: AsyncSession, limit: int, after: uuid.UUID | None, state: str | None = None
-) -> list[Task]:
-    stmt = select(Task).order_by(Task.id).limit(limit)
-    if after is not None:
-        stmt = stmt.where(Task.id > after)
-    if state is not None:
-        stmt = stmt.where(Task.state == state)
-    return list((await session.execute(stmt)).scalars())
+TASKS = Resource(
+    name="task",
+    base=lambda: select(Task),
+    fields={
+        "id": Field(Task.id, Uuid()),
+        "kind": Field(Task.kind, Text()),
+        "state": Field(Task.state, Enum(TASK_STATES)),
+        "progress": Field(Task.progress, Integer()),
+        "resource_type": Field(Task.resource_type, Text(), nullable=True),
+        "resource_id": Field(Task.resource_id, Uuid(), nullable=True),
+        "provider_id": Field(Task.provider_id, Uuid(), nullable=True),
+        "created_by": Field(Task.created_by, Uuid()),
+        "created_at": Field(Task.created_at, Timestamp()),
+        "updated_at": Field(Task.updated_at, Timestamp()),
+    },
+)
+
+
+async def list_tasks(session: AsyncSession, query: ListQuery) -> list[Task]:
+    return list((await session.execute(query.statement())).scalars())
 
 
 async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:

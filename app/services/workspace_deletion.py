@@ -21,6 +21,8 @@ from app.db.roles import quote_ident
 
 LAST = "membership"
 GLOBAL = frozenset({"workspace"})
+# Append-only for the runtime role: removed through `warden_purge_audit()` instead.
+APPEND_ONLY = frozenset({"audit_record", "audit_cut"})
 
 _TABLES = text("""
     SELECT c.relname AS name,
@@ -68,7 +70,7 @@ async def purge_plan(session: AsyncSession) -> tuple[list[PurgeTable], list[Purg
     rows = (await session.execute(_TABLES)).all()
     tables = {
         r.name: PurgeTable(r.name, tuple(r.pkey), frozenset(r.refs) - GLOBAL)
-        for r in rows if r.name not in GLOBAL
+        for r in rows if r.name not in GLOBAL | APPEND_ONLY
     }
     final = {LAST} & set(tables)
     while True:  # the member rows' own references (custom roles, ...) must outlive them
@@ -94,6 +96,14 @@ async def delete_batch(
         {"ws": workspace_id, "n": limit},
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def purge_audit_batch(session: AsyncSession, workspace_id: uuid.UUID, limit: int) -> int:
+    """Remove up to `limit` of the deleted workspace's audit records (then its retention cuts)."""
+    result = await session.execute(
+        text("SELECT warden_purge_audit(:ws, :n)"), {"ws": workspace_id, "n": limit}
+    )
+    return int(result.scalar_one())
 
 
 async def finish(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from app.db.base import new_id
 from app.db.models import Task, Workspace
 from app.errors import Conflict, Forbidden
 from app.jobs import DELETE_WORKSPACE
+from app.schemas.audit import WorkspaceSettingsUpdate
 from app.security.principal import WorkspacePrincipal
 from app.services import tasks
 
@@ -58,3 +60,22 @@ async def request_deletion(session: AsyncSession, principal: WorkspacePrincipal)
         session, DELETE_WORKSPACE, user_id=principal.user_id,
         resource_type="workspace", resource_id=workspace.id,
     )
+
+
+async def get_settings(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
+    """The context's own workspace row (RLS shows no other)."""
+    stmt = select(Workspace).where(Workspace.id == workspace_id)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def update_settings(
+    session: AsyncSession, workspace_id: uuid.UUID, data: WorkspaceSettingsUpdate
+) -> Workspace:
+    workspace = await get_settings(session, workspace_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        if field == "name" and value is None:
+            continue
+        setattr(workspace, field, value)
+    await session.flush()
+    await session.refresh(workspace)
+    return workspace

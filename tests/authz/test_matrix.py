@@ -4,6 +4,7 @@ permission registry says — 2xx with the permission, 403 without, 404 for outsi
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,28 @@ async def _scan_and_task(api: Api, w: World) -> tuple[str, str]:
 async def build(method: str, template: str, api: Api, w: World) -> tuple[str, Any]:
     base = f"/ws/{w.slug}/api/v1"
     rest = template.removeprefix("/ws/{slug}/api/v1")
+    # The query language's routes on every list: search by a field, distinct values of it.
+    lists = {
+        "providers": ("id", str(uuid.uuid4())), "provider-groups": ("name", "x"),
+        "members": ("role", "viewer"), "roles": ("name", "x"), "scans": ("state", "completed"),
+        "findings": ("severity", "high"), "tasks": ("state", "succeeded"),
+        "audit": ("action", "create"),
+    }
+    collection = rest.split("/")[1]
+    if rest.endswith("/search/{field}") and collection in lists:
+        field, value = lists[collection]
+        return f"{base}/{collection}/search/{field}", [value]
+    if rest.endswith("/distinct/{field}") and collection in lists:
+        return f"{base}/{collection}/distinct/{lists[collection][0]}", None
     match method, rest:
+        case "GET", "/settings" | "/audit" | "/audit/verify":
+            return f"{base}{rest}", None
+        case "PATCH", "/settings":
+            return f"{base}/settings", {"audit_retention_days": 30}
+        case "GET", "/audit/{resource_id}":
+            return f"{base}/audit/{await _provider(api, w)}", None
+        case "GET", "/history/{resource_type}/{resource_id}":
+            return f"{base}/history/provider/{await _provider(api, w)}", None
         case "GET", "/providers" | "/provider-groups" | "/members" | "/roles":
             return f"{base}{rest}", None
         case "GET", "/scans" | "/findings" | "/tasks":
@@ -155,7 +177,7 @@ def workspace_routes(app) -> list[tuple[str, str, str | None]]:
 @pytest.mark.parametrize("role", [*ROLES, None], ids=[*ROLES, "outsider"])
 async def test_route_matrix(role, app, api, make_world):
     routes = workspace_routes(app)
-    assert len(routes) >= 25
+    assert len(routes) >= 45
     world = await make_world(role)
     failures = []
     for method, template, permission in routes:

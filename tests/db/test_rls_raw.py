@@ -10,7 +10,10 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.tenant import Visibility, context_statement
 
-POPULATED = {"workspace", "membership", "provider", "provider_group", "provider_group_member"}
+POPULATED = {
+    "workspace", "membership", "provider", "provider_group", "provider_group_member",
+    "audit_record",
+}
 
 
 
@@ -44,6 +47,9 @@ async def two_workspaces(api):
             headers=user.headers,
         )
         assert r.status_code == 201
+    for user, ws in ((a, ws_a), (b, ws_b)):  # a denial of each user's own
+        r = await api.client.get(f"/ws/{ws}/api/v1/providers/{uuid.uuid4()}", headers=user.headers)
+        assert r.status_code == 404
     ids = {}
     for user, ws in ((a, ws_a), (b, ws_b)):
         listed = await api.client.get("/api/v1/workspaces", headers=user.headers)

@@ -84,4 +84,4 @@ async def test_tasks_are_scoped_and_permissioned(api, client, settings):
     assert (await client.get(f"/ws/{other_slug}/api/v1/tasks",
                              headers=outsider.headers)).json()["data"] == []
     assert_problem(await client.get(f"/ws/{slug}/api/v1/tasks", params={"state": "bogus"},
-                                    headers=owner.headers), 422)
+                                    headers=owner.headers), 400)

@@ -34,6 +34,12 @@ async def delete_workspace(jc: JobContext, _: AsyncSession | None) -> dict[str, 
                 await jc.progress(0, {"removed": dict(removed)})
                 if count < size:
                     break
+        while True:
+            async with jc.transaction() as session:
+                count = await workspace_deletion.purge_audit_batch(session, jc.workspace_id, size)
+            removed["audit"] += count
+            if count < size:
+                break
         try:
             async with jc.transaction() as session:
                 removed["membership+"] += await workspace_deletion.finish(

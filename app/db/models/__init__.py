@@ -1,5 +1,6 @@
 """All ORM models; importing this package registers every table on `Base.metadata`."""
 
+from app.db.models.audit import AuditCut, AuditDenial, AuditRecord, UserEvent
 from app.db.models.identity import AuthSession, Membership, User, Workspace
 from app.db.models.job import Outbox, Task
 from app.db.models.provider import Provider, ProviderGroup, ProviderGroupMember
@@ -7,6 +8,9 @@ from app.db.models.role import CustomRole, RoleProviderGroup
 from app.db.models.scan import Finding, Scan, ScanUpload
 
 __all__ = [
+    "AuditCut",
+    "AuditDenial",
+    "AuditRecord",
     "AuthSession",
     "CustomRole",
     "Finding",
@@ -20,5 +24,6 @@ __all__ = [
     "ScanUpload",
     "Task",
     "User",
+    "UserEvent",
     "Workspace",
 ]

@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, LargeBinary, String, Text, false, text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
@@ -44,6 +54,8 @@ class Workspace(Timestamps, Base):
     slug: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Audit records older than this are removed by the retention job (null: kept forever).
+    audit_retention_days: Mapped[int | None] = mapped_column(Integer, server_default=text("365"))
 
 
 class Membership(WorkspaceScoped, Timestamps, Base):

@@ -1,0 +1,119 @@
+"""One filter term: `field__op=value` parsed against a field, then turned into a SQL condition.
+
+Every value becomes a bound parameter; `startswith`/`contains`/`notcontains` use SQLAlchemy's
+`autoescape`, so `%` and `_` (and the escape character) match literally. Negative operators
+(`ne`, `notcontains`) also match rows where the field is null, as "not equal to x" reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, false, not_, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.query.types import Day, FieldType
+
+OPERATORS = (
+    "eq", "ne", "in", "startswith", "contains", "notcontains", "exists",
+    "gt", "lt", "gte", "lte", "between",
+)
+MAX_JSON = 20_000
+
+
+@dataclass(frozen=True)
+class Field:
+    """A filterable (and, unless `sortable=False`, sortable) field of a list resource."""
+
+    column: Any  # an ORM attribute or an SQL expression over the resource's base select
+    type: FieldType
+    nullable: bool = False
+    sortable: bool = True
+
+    @property
+    def sort_expr(self) -> Any:
+        """Text sorts and compares in code-point order ("C"), whatever the database locale."""
+        return self.column.collate("C") if self.type.text_like else self.column
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a value")
+
+
+def _json_list(raw: str) -> list[Any]:
+    if len(raw) > MAX_JSON:
+        raise ValueError(f"takes at most {MAX_JSON} characters")
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, list):
+        raise ValueError('expects a JSON list, e.g. ["a", "b"]')
+    return value
+
+
+def parse_items(ftype: FieldType, items: list[Any], cap: int) -> list[Any]:
+    """Elements of a JSON list (the `in` operator, the search body), each parsed to the type."""
+    if len(items) > cap:
+        raise ValueError(f"takes at most {cap} values, got {len(items)}")
+    out = []
+    for item in items:
+        if item is None:
+            raise ValueError("null is not a value; use __exists=false to find missing values")
+        out.append(ftype.parse_json(item))
+    return out
+
+
+def parse_value(ftype: FieldType, op: str, raw: str, cap: int) -> Any:
+    if op == "exists":
+        if raw.strip().lower() not in ("true", "false"):
+            raise ValueError("takes true or false")
+        return raw.strip().lower() == "true"
+    if op == "in":
+        return parse_items(ftype, _json_list(raw), cap)
+    if op == "between":
+        items = _json_list(raw)
+        if len(items) != 2:
+            raise ValueError("expects a JSON list of two values, [low, high]")
+        return parse_items(ftype, items, 2)
+    return ftype.parse_text(raw)
+
+
+def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
+    """The SQL condition for one parsed term."""
+    col, ordered = field.column, field.sort_expr
+    if op == "exists":
+        return col.isnot(None) if value else col.is_(None)
+    if op == "eq":
+        if isinstance(value, Day):
+            return and_(col >= value.start, col < value.end)
+        return col == value
+    if op == "ne":
+        return or_(col.is_(None), not_(condition(field, "eq", value)))
+    if op == "in":
+        if not value:
+            return false()
+        if any(isinstance(v, Day) for v in value):
+            return or_(*(condition(field, "eq", v) for v in value))
+        return col.in_(value)
+    if op == "startswith":
+        return col.startswith(value, autoescape=True)
+    if op == "contains":
+        return col.contains(value, autoescape=True)
+    if op == "notcontains":
+        return or_(col.is_(None), not_(col.contains(value, autoescape=True)))
+    if op == "between":
+        low, high = value
+        return and_(condition(field, "gte", low), condition(field, "lte", high))
+    day = isinstance(value, Day)
+    if op == "gt":
+        return ordered >= value.end if day else ordered > value
+    if op == "gte":
+        return ordered >= value.start if day else ordered >= value
+    if op == "lt":
+        return ordered < value.start if day else ordered < value
+    if op == "lte":
+        return ordered < value.end if day else ordered <= value
+    raise ValueError(f"unknown operator {op}")

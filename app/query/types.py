@@ -1,0 +1,218 @@
+"""Field types of the query language: which operators a type takes and how values are parsed.
+
+A value arrives as a query-string string (`field=value`, `field__gt=value`) or as an element
+of a JSON list (`field__in=[...]`, `between`, the search body). Either way it is parsed to the
+field's Python type here, before any SQL is built, so every value reaches the database as a
+bound parameter of the right type. A `ValueError` carries the user-facing explanation.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+EQUALITY = frozenset({"eq", "ne", "in", "exists"})
+ORDERED = frozenset({"gt", "lt", "gte", "lte", "between"})
+TEXTUAL = frozenset({"startswith", "contains", "notcontains"})
+
+MAX_TEXT = 1000
+INT64 = (-(2**63), 2**63 - 1)
+_INT = re.compile(r"^[+-]?\d{1,19}$")
+
+
+class FieldType:
+    """Base: equality operators only; strings are parsed by `parse_text`."""
+
+    name = "value"
+    label = "a value"  # for messages: "'x' is not a UUID"
+    ops: frozenset[str] = EQUALITY
+    text_like = False  # sorted and range-compared with the "C" collation
+
+    def parse_text(self, raw: str) -> Any:
+        raise NotImplementedError
+
+    def parse_json(self, item: Any) -> Any:
+        """An element of a JSON list: strings go through `parse_text`; others must fit."""
+        if isinstance(item, str):
+            return self.parse_text(item)
+        raise ValueError(f"{_show(item)} is not {self.label}")
+
+    def describe(self) -> str:
+        return self.name
+
+    def to_cursor(self, value: Any) -> Any:
+        return value
+
+    def from_cursor(self, value: Any) -> Any:
+        return self.parse_json(value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def _check_text(raw: str) -> str:
+    if "\x00" in raw:
+        raise ValueError("values must not contain NUL characters")
+    if len(raw) > MAX_TEXT:
+        raise ValueError(f"values are at most {MAX_TEXT} characters")
+    return raw
+
+
+class Text(FieldType):
+    name = "string"
+    label = "a string"
+    ops = EQUALITY | ORDERED | TEXTUAL
+    text_like = True
+
+    def parse_text(self, raw: str) -> str:
+        return _check_text(raw)
+
+
+@dataclass(frozen=True, eq=False)
+class Enum(FieldType):
+    """One of a fixed set of strings (provider types, roles, HTTP methods)."""
+
+    values: tuple[str, ...]
+    name = "enum"
+    label = "one of the allowed values"
+    text_like = True
+
+    def describe(self) -> str:
+        return f"enum: {', '.join(self.values)}"
+
+    def parse_text(self, raw: str) -> str:
+        if raw not in self.values:
+            raise ValueError(f"{_show(raw)} is not one of: {', '.join(self.values)}")
+        return raw
+
+
+class Uuid(FieldType):
+    name = "uuid"
+    label = "a UUID"
+    ops = EQUALITY | ORDERED  # UUIDv7 ids are time-ordered, so ranges are meaningful
+
+    def parse_text(self, raw: str) -> uuid.UUID:
+        try:
+            return uuid.UUID(_check_text(raw).strip())
+        except ValueError:
+            raise ValueError(f"{_show(raw)} is not {self.label}") from None
+
+    def to_cursor(self, value: Any) -> Any:
+        return str(value)
+
+
+class Integer(FieldType):
+    name = "integer"
+    label = "an integer"
+    ops = EQUALITY | ORDERED
+
+    def parse_text(self, raw: str) -> int:
+        raw = raw.strip()
+        if not _INT.match(raw):
+            raise ValueError(f"{_show(raw)} is not {self.label}")
+        return self._range(int(raw))
+
+    def parse_json(self, item: Any) -> int:
+        if isinstance(item, int) and not isinstance(item, bool):
+            return self._range(item)
+        return super().parse_json(item)
+
+    def _range(self, value: int) -> int:
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError(f"{value} is out of range")
+        return value
+
+
+class Boolean(FieldType):
+    name = "boolean"
+    label = "true or false"
+    _WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+    def parse_text(self, raw: str) -> bool:
+        try:
+            return self._WORDS[raw.strip().lower()]
+        except KeyError:
+            raise ValueError(f"{_show(raw)} is not {self.label}") from None
+
+    def parse_json(self, item: Any) -> bool:
+        if isinstance(item, bool):
+            return item
+        return super().parse_json(item)
+
+
+@dataclass(frozen=True)
+class Day:
+    """A date without a time stands for that whole day (UTC): `created_at=2024-05-01` matches
+    the day, `lte` includes it, `gt` starts after it."""
+
+    start: datetime
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=1)
+
+
+class Timestamp(FieldType):
+    name = "timestamp"
+    label = "a timestamp (ISO 8601, e.g. 2024-05-01 or 2024-05-01T12:00:00Z)"
+    ops = EQUALITY | ORDERED
+
+    def parse_text(self, raw: str) -> datetime | Day:
+        raw = _check_text(raw).strip()
+        try:
+            if len(raw) == 10:
+                d = date.fromisoformat(raw)
+                return Day(datetime(d.year, d.month, d.day, tzinfo=UTC))
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"{_show(raw)} is not {self.label}") from None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def to_cursor(self, value: Any) -> Any:
+        return value.isoformat()
+
+    def from_cursor(self, value: Any) -> datetime:
+        parsed = self.parse_json(value)
+        if isinstance(parsed, Day):
+            raise ValueError("not an instant")
+        return parsed
+
+
+def describe_ops(ops: Iterable[str]) -> str:
+    order = ["eq", *sorted(EQUALITY - {"eq"}), *sorted(TEXTUAL), *sorted(ORDERED)]
+    return ", ".join(o for o in order if o in set(ops))
+
+
+@dataclass(frozen=True)
+class IdDay(Day):
+    """A whole day as a range of UUIDv7 ids (see `IdTime`)."""
+
+    stop: Any = None
+
+    @property
+    def end(self) -> Any:
+        return self.stop
+
+
+class IdTime(Timestamp):
+    """A time filter on a UUIDv7 id column: instants become the smallest id of that
+    millisecond, so `field__gte=2024-05-01` is `id >= …` and PostgreSQL prunes the partitions
+    of a table range-partitioned on the id. Filter-only (declare the field `sortable=False`)."""
+
+    name = "timestamp"
+
+    def parse_text(self, raw: str) -> Any:
+        from app.db.partitions import floor_uuid7
+
+        value = super().parse_text(raw)
+        if isinstance(value, Day):
+            return IdDay(floor_uuid7(value.start), floor_uuid7(value.end))
+        return floor_uuid7(value)

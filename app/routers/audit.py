@@ -1,0 +1,87 @@
+"""`/ws/{slug}/api/v1/audit` and `/ws/{slug}/api/v1/history`: reading the audit trail
+(`audit.read`). Reads are audited too."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from app.query import DistinctQuery, ListQuery, distinct
+from app.schemas.audit import AuditOut, HistoryEntryOut, VerifyOut
+from app.schemas.common import DistinctPage, Page
+from app.security.audit import AuditedRoute
+from app.security.deps import require
+from app.security.principal import WorkspaceContext
+from app.services import audit
+from app.services.audit import AUDIT, HISTORY
+
+router = APIRouter(prefix="/ws/{slug}/api/v1", tags=["audit"], route_class=AuditedRoute)
+
+Reader = Annotated[WorkspaceContext, Depends(require("audit.read"))]
+Listing = Annotated[ListQuery, Depends(AUDIT.list_query)]
+
+
+async def _page(ctx: WorkspaceContext, query: ListQuery) -> dict[str, Any]:
+    page = query.page(await audit.list_records(ctx.session, query))
+    page["data"] = [AuditOut.of(r) for r in page["data"]]
+    return page
+
+
+@router.get(
+    "/audit", response_model=Page[AuditOut],
+    description=AUDIT.doc(
+        "The workspace's audit log: every authorized, successful call, newest first. E.g. "
+        "`?action=delete`, `?user_id=…`, `?resource_type=provider`, "
+        "`?created_at__between=[\"2024-05-01\",\"2024-05-31\"]`, `?sealed=false`."
+    ),
+)
+async def list_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
+    return await _page(ctx, query)
+
+
+@router.post("/audit/search/{field}", response_model=Page[AuditOut])
+async def search_audit(
+    ctx: Reader, query: Annotated[ListQuery, Depends(AUDIT.search_query)]
+) -> dict[str, Any]:
+    """Audit records whose `field` is one of the JSON list of values in the body."""
+    return await _page(ctx, query)
+
+
+@router.get("/audit/distinct/{field}", response_model=DistinctPage)
+async def distinct_audit(
+    ctx: Reader, query: Annotated[DistinctQuery, Depends(AUDIT.distinct_query)]
+) -> dict[str, Any]:
+    """The distinct values of `field` in the audit log (e.g. actions, users, resource types)."""
+    return await distinct(ctx.session, query)
+
+
+@router.get("/audit/verify", response_model=VerifyOut)
+async def verify_audit(ctx: Reader) -> dict[str, Any]:
+    """Check the workspace's hash chain: every sealed record's hash matches its content and
+    the previous record's hash, with no gap, from the first record (or the last retention cut).
+    Reports the first broken link and how many records are not sealed yet."""
+    return await audit.verify_chain(ctx.session, ctx.workspace_id)
+
+
+@router.get(
+    "/audit/{resource_id}", response_model=Page[AuditOut],
+    description=AUDIT.doc("The audit records about one resource (any type), newest first."),
+)
+async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
+    return await _page(ctx, query)
+
+
+@router.get(
+    "/history/{resource_type}/{resource_id}", response_model=Page[HistoryEntryOut],
+    openapi_extra={"x-audit-action": "history"},
+    description=HISTORY.doc(
+        "The changes made to one resource (e.g. `/history/provider/{id}`), oldest first: each "
+        "write call with the before/after values of the fields it changed (a delete shows the "
+        "last values going to null)."
+    ),
+)
+async def resource_history(
+    ctx: Reader, query: Annotated[ListQuery, Depends(HISTORY.list_query)]
+) -> dict[str, Any]:
+    return query.page(await audit.history(ctx.session, query))

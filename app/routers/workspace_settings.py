@@ -1,0 +1,35 @@
+"""`/ws/{slug}/api/v1/settings`: the workspace's own settings (name, audit retention)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from app.db.models import Workspace
+from app.schemas.audit import WorkspaceSettingsOut, WorkspaceSettingsUpdate
+from app.security.audit import AuditedRoute
+from app.security.deps import require
+from app.security.principal import WorkspaceContext
+from app.services import workspaces
+
+router = APIRouter(
+    prefix="/ws/{slug}/api/v1/settings", tags=["settings"], route_class=AuditedRoute
+)
+
+
+@router.get("", response_model=WorkspaceSettingsOut)
+async def get_settings(
+    ctx: Annotated[WorkspaceContext, Depends(require("member.read"))],
+) -> Workspace:
+    return await workspaces.get_settings(ctx.session, ctx.workspace_id)
+
+
+@router.patch("", response_model=WorkspaceSettingsOut)
+async def update_settings(
+    body: WorkspaceSettingsUpdate,
+    ctx: Annotated[WorkspaceContext, Depends(require("workspace.update"))],
+) -> Workspace:
+    """`audit_retention_days`: audit records older than this are removed by the retention job
+    (the cut is recorded, so the chain still verifies); null keeps them forever."""
+    return await workspaces.update_settings(ctx.session, ctx.workspace_id, body)
