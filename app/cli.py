@@ -150,7 +150,8 @@ def cmd_platform_admin(args: argparse.Namespace) -> int:
 
 def _print_logins(logins: dict[str, object]) -> None:
     print("\nDemo logins (password: {}):".format(logins["password"]))
-    for email, where in logins["users"].items():  # type: ignore[union-attr]
+    users: dict[str, str] = logins["users"]  # type: ignore[assignment]
+    for email, where in users.items():
         print(f"  {email:28} {where}")
 
 

@@ -97,7 +97,6 @@ class Settings(BaseSettings):
     require_tls: bool = False
     max_page_size: int = 200
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies")
-    max_upload_bytes: int = Field(default=1 << 30, ge=1024, description="multipart uploads")
 
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:

@@ -48,8 +48,9 @@ async def test_migrate_is_idempotent(database, admin_engine):
     async with admin_engine.connect() as conn:
         assert await rls_problems(conn, database["runtime_role"]) == []
         head = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    from app.db.migrate import alembic_config
     from alembic.script import ScriptDirectory
+
+    from app.db.migrate import alembic_config
 
     assert head == ScriptDirectory.from_config(alembic_config()).get_current_head()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from alembic import command
 from app.db.roles import Roles, apply_privileges, ensure_roles
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +61,13 @@ async def ensure_database(admin_url: str) -> None:
     engine = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            exists = await raw.driver_connection.fetchval(
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            exists = await raw.fetchval(
                 "SELECT 1 FROM pg_database WHERE datname = $1", name
             )
             if not exists:
-                await raw.driver_connection.execute(
+                await raw.execute(
                     'CREATE DATABASE "' + str(name).replace('"', '""') + '"'
                 )
     finally:

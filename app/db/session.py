@@ -96,7 +96,7 @@ def _scope_to_workspace(state: ORMExecuteState) -> None:
     if visibility is not None and not visibility.unlimited:
         ids = list(visibility.provider_ids)
         for cls in provider_bound_entities():
-            column = getattr(cls, cls.__visibility_column__)
+            column = getattr(cls, cls.__visibility_column__)  # type: ignore[attr-defined]
             options.append(with_loader_criteria(cls, column.in_(ids), include_aliases=True))
     for cls, criterion in info.get("row_filters", {}).items():
         options.append(with_loader_criteria(cls, criterion, include_aliases=True))

@@ -214,5 +214,5 @@ class IdTime(Timestamp):
 
         value = super().parse_text(raw)
         if isinstance(value, Day):
-            return IdDay(floor_uuid7(value.start), floor_uuid7(value.end))
+            return IdDay(floor_uuid7(value.start), floor_uuid7(value.end))  # type: ignore[arg-type]
         return floor_uuid7(value)

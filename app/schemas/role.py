@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from app.schemas.common import Input, Output
 
-PermissionKeys = Field(default_factory=list, max_length=200)
+PermissionKeys: Any = Field(default_factory=list, max_length=200)
 
 # Row grants compare attributes to column values: scalars or flat lists of scalars, bounded. A
 # free-form JSON value could nest deeper than responses can be serialized (a 500 on every read).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from app.errors import Forbidden
 
@@ -59,7 +60,7 @@ def rules_for(roles: Iterable[str]) -> dict[str, FieldRule]:
 
 
 current_rules: contextvars.ContextVar[Mapping[str, FieldRule]] = contextvars.ContextVar(
-    "field_rules", default={}
+    "field_rules", default=MappingProxyType({})
 )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -173,7 +172,9 @@ async def _revoke(session: AsyncSession, *where: Any) -> None:
     concurrently has committed by then and its new row is revoked too."""
     await session.execute(select(AuthSession.id).where(*where).with_for_update())
     await session.execute(
-        update(AuthSession).where(*where, AuthSession.revoked_at.is_(None)).values(revoked_at=_now())
+        update(AuthSession)
+        .where(*where, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=_now())
     )
 
 

@@ -14,7 +14,6 @@ from app.db.models.scan import SEVERITIES, STATUSES
 from app.errors import NotFound
 from app.query import Boolean, Enum, Field, IdTime, ListQuery, Resource, Text, Uuid
 
-
 FINDINGS = Resource(
     name="finding",
     base=lambda: select(Finding),

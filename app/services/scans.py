@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Scan, ScanUpload, Task
-from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.db.models.scan import SCAN_STATES, SEVERITIES, STATUSES
 from app.errors import BadRequest, NotFound, PayloadTooLarge
 from app.jobs import IMPORT_SCAN
+from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.security.principal import WorkspacePrincipal
 from app.services import providers, tasks
 

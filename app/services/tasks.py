@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.db.models import Outbox, Scan, ScanUpload, Task
 from app.db.models.job import TASK_STATES
 from app.errors import Conflict, NotFound
 from app.jobs import IMPORT_SCAN, JobKind
+from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.services import outbox
 
 

@@ -10,7 +10,6 @@ from app.db.base import Base
 from app.db.catalog import rls_problems
 
 
-
 async def test_migrated_database_conforms(admin_engine, database):
     async with admin_engine.connect() as conn:
         assert await rls_problems(conn, database["runtime_role"]) == []

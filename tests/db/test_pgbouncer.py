@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.embedded import free_port
 from tests.conftest import make_settings
 from tests.helpers import Api, serve
-from app.embedded import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or (
     "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None

@@ -86,7 +86,7 @@ async def _set(conn, statement: str) -> None:
 
 async def test_context_sees_only_its_workspace(runtime_engine, admin_engine, two_workspaces):
     tables = await _scoped_tables(admin_engine)
-    (ws_a, user_a), (ws_b, user_b) = two_workspaces["a"], two_workspaces["b"]
+    (ws_a, _), (ws_b, user_b) = two_workspaces["a"], two_workspaces["b"]
     async with runtime_engine.connect() as conn:
         async with conn.begin():
             await _set(
