@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 
 from app.errors import BadRequest
 
@@ -37,3 +37,19 @@ class PageParams:
         if last is not None:
             cursor = str(last[key] if isinstance(last, dict) else getattr(last, key))
         return {"data": rows, "next_cursor": cursor}
+
+
+async def page_params(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+    ] = None,
+) -> PageParams:
+    """`PageParams` as a coroutine dependency: FastAPI runs a class or plain-function dependency
+    in its thread pool, which costs a thread hop on every list request."""
+    return PageParams(request, limit, cursor)
+
+
+# Use this in list routes (not `Annotated[PageParams, Depends()]`).
+Paging = Annotated[PageParams, Depends(page_params)]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.routers.pagination import PageParams
+from app.routers.pagination import Paging
 from app.schemas.common import Page
 from app.schemas.provider import ProviderGroupCreate, ProviderGroupOut, ProviderGroupUpdate
 from app.security.deps import parse_id, require
@@ -21,7 +21,7 @@ Manager = Annotated[WorkspaceContext, Depends(require("provider_group.manage"))]
 
 @router.get("", response_model=Page[ProviderGroupOut])
 async def list_provider_groups(
-    ctx: Reader, page: Annotated[PageParams, Depends()]
+    ctx: Reader, page: Paging
 ) -> dict[str, Any]:
     return page.page(await providers.list_groups(ctx.session, page.limit, page.after))
 

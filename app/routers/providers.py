@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response, status
 
 from app.db.models import Provider
-from app.routers.pagination import PageParams
+from app.routers.pagination import Paging
 from app.schemas.common import Page
 from app.schemas.provider import ProviderCreate, ProviderOut, ProviderUpdate
 from app.security.deps import parse_id, require
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/ws/{slug}/api/v1/providers", tags=["providers"])
 @router.get("", response_model=Page[ProviderOut])
 async def list_providers(
     ctx: Annotated[WorkspaceContext, Depends(require("provider.read"))],
-    page: Annotated[PageParams, Depends()],
+    page: Paging,
 ) -> dict[str, Any]:
     return page.page(await providers.list_providers(ctx.session, page.limit, page.after))
 
