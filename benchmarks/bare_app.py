@@ -63,7 +63,9 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = await asyncpg.create_pool(
-            os.environ["BENCH_BARE_DSN"], min_size=1, max_size=pool_size + overflow,
+            os.environ["BENCH_BARE_DSN"],
+            min_size=1,
+            max_size=pool_size + overflow,
             statement_cache_size=cache,
         )
         try:

@@ -119,13 +119,20 @@ async def generate(
     try:
         for row in rows:
             tokens = await auth.login(
-                db.sessionmaker, None, settings, f"{row['slug']}@bench.example.com", PASSWORD,
+                db.sessionmaker,
+                None,
+                settings,
+                f"{row['slug']}@bench.example.com",
+                PASSWORD,
                 auth.Client(ip="127.0.0.1", user_agent="warden-bench"),
             )
             clients.append(
                 WorkspaceFixture(
-                    slug=row["slug"], workspace_id=row["ws_id"], user_id=row["user_id"],
-                    token=tokens.access_token, provider_ids=frozenset(row["ids"]),
+                    slug=row["slug"],
+                    workspace_id=row["ws_id"],
+                    user_id=row["user_id"],
+                    token=tokens.access_token,
+                    provider_ids=frozenset(row["ids"]),
                 )
             )
     finally:

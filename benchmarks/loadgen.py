@@ -69,8 +69,13 @@ def parse_wrk(output: str, seconds: float) -> LoadResult:
         errors += sum(int(g) for g in m.groups())
     max_ms = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, re.M)
     return LoadResult(
-        requests=requests, seconds=seconds, errors=errors, p50_ms=_ms(pct["50"]),
-        p99_ms=_ms(pct["99"]), max_ms=_ms(max_ms.group(1)) if max_ms else 0.0, client="wrk",
+        requests=requests,
+        seconds=seconds,
+        errors=errors,
+        p50_ms=_ms(pct["50"]),
+        p99_ms=_ms(pct["99"]),
+        max_ms=_ms(max_ms.group(1)) if max_ms else 0.0,
+        client="wrk",
     )
 
 

@@ -51,7 +51,10 @@ def _wrk_version() -> str:
 def _git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,  # noqa: S607
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,  # noqa: S607
             cwd=Path(__file__).parent,
         )
         return out.stdout.strip()
@@ -118,7 +121,9 @@ def console(results: list[Result]) -> str:
     line = "  ".join(f"{c:{min(widths.get(c, 0), 60)}}" for c in cols)
     out = [line, "-" * len(line)]
     for r in rows:
-        out.append("  ".join(f"{r[c][:60]:{min(widths[c], 60)}}" for c in cols[:-1]) + "  " + r["Result"])
+        out.append(
+            "  ".join(f"{r[c][:60]:{min(widths[c], 60)}}" for c in cols[:-1]) + "  " + r["Result"]
+        )
     return "\n".join(out)
 
 
@@ -131,8 +136,12 @@ def markdown(results: list[Result], machine: dict[str, Any], options: dict[str, 
         f"PostgreSQL {machine['postgresql']}; Python {machine['python']}; {machine['os']}; "
         f"{machine['wrk']}; commit `{machine['commit']}`.",
         f"Load average (1/5/15 min) at start {load[0]}, at end {load[1]}"
-        + (" — the machine was busy with other work: absolute numbers are noisy; the ratios "
-           "(same run, alternating rounds) are what to read." if _busy(machine) else "."),
+        + (
+            " — the machine was busy with other work: absolute numbers are noisy; the ratios "
+            "(same run, alternating rounds) are what to read."
+            if _busy(machine)
+            else "."
+        ),
         "",
         "Options: " + ", ".join(f"`{k}={v}`" for k, v in options.items()),
         "",
@@ -192,8 +201,12 @@ def chart(results: list[Result], path: Path) -> None:
         names = list(q)
         x = range(len(names))
         ax.bar([i - 0.2 for i in x], [q[n]["ratio"] for n in names], 0.4, label="client latency")
-        ax.bar([i + 0.2 for i in x], [q[n]["server_ratio"] for n in names], 0.4,
-               label="server execution")
+        ax.bar(
+            [i + 0.2 for i in x],
+            [q[n]["server_ratio"] for n in names],
+            0.4,
+            label="server execution",
+        )
         ax.axhline(1.05, color="red", linestyle="--", linewidth=1, label="target 1.05")
         ax.axhline(1.0, color="black", linewidth=0.5)
         ax.set_xticks(list(x), names)
@@ -228,7 +241,8 @@ def write(
     js.write_text(
         json.dumps(
             {"machine": machine, "options": options, "results": [asdict(r) for r in results]},
-            indent=2, default=str,
+            indent=2,
+            default=str,
         )
     )
     chart(results, png)

@@ -30,13 +30,27 @@ from benchmarks.servers import bare_server, warden_server
 RESULTS = Path(__file__).resolve().parent / "results"
 
 FULL = {
-    "workspaces": 1000, "providers": 50, "rounds": 5, "duration": 20.0, "warmup": 10.0,
-    "connections": 16, "rls_iterations": 2000, "clients": 200, "client_workspaces": 50,
+    "workspaces": 1000,
+    "providers": 50,
+    "rounds": 5,
+    "duration": 20.0,
+    "warmup": 10.0,
+    "connections": 16,
+    "rls_iterations": 2000,
+    "clients": 200,
+    "client_workspaces": 50,
     "concurrency_duration": 60.0,
 }
 QUICK = {
-    "workspaces": 20, "providers": 50, "rounds": 2, "duration": 1.0, "warmup": 1.0,
-    "connections": 4, "rls_iterations": 40, "clients": 20, "client_workspaces": 5,
+    "workspaces": 20,
+    "providers": 50,
+    "rounds": 2,
+    "duration": 1.0,
+    "warmup": 1.0,
+    "connections": 4,
+    "rls_iterations": 40,
+    "clients": 20,
+    "client_workspaces": 5,
     "concurrency_duration": 2.0,
 }
 
@@ -44,8 +58,12 @@ QUICK = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warden bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, ~15 s")
-    p.add_argument("--only", action="append", choices=[s.key for s in SCENARIOS],
-                   help="run only this scenario (repeatable)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=[s.key for s in SCENARIOS],
+        help="run only this scenario (repeatable)",
+    )
     p.add_argument("--workspaces", type=int, help="workspaces generated (default 1000)")
     p.add_argument("--providers", type=int, help="providers per workspace (default 50)")
     p.add_argument("--rounds", type=int, help="A/B rounds (default 5)")
@@ -56,13 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, help="concurrent clients (default 200)")
     p.add_argument("--client-workspaces", type=int, help="their workspaces (default 50)")
     p.add_argument("--concurrency-duration", type=float, help="seconds (default 60)")
-    p.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
-                   help="load generator for throughput (auto: wrk when installed)")
+    p.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator for throughput (auto: wrk when installed)",
+    )
     p.add_argument("--database-url", help="PostgreSQL superuser URL (else BENCH_DATABASE_URL)")
     p.add_argument("--redis-url", help="Redis URL (else BENCH_REDIS_URL)")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
-    p.add_argument("--profile", action="store_true",
-                   help="sample Warden with py-spy under load; write profile-warden.txt")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample Warden with py-spy under load; write profile-warden.txt",
+    )
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     return p
 
@@ -123,13 +148,16 @@ async def _profile(ctx: Context, directory: Path) -> Path:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     raw = directory / "profile-warden.collapsed"
     seconds = max(5, round(ctx.options.duration))
-    proc = subprocess.Popen(  # noqa: S603 - our own venv's py-spy
-        [spy, "record", "--pid", str(ctx.warden.pid), "--duration", str(seconds), "--rate", "200",
-         "--format", "raw", "--output", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    argv = ["record", "--pid", str(ctx.warden.pid), "--duration", str(seconds)]
+    argv += ["--rate", "200", "--format", "raw", "--output", str(raw)]
+    proc = await asyncio.create_subprocess_exec(
+        spy,
+        *argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     await throughput._load(ctx, ctx.warden, seconds + 1)
-    await asyncio.to_thread(proc.wait)
+    await proc.wait()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -159,7 +187,10 @@ async def bench(opts: argparse.Namespace) -> list[Result]:
             settings = Settings(_env_file=None, **{k[7:].lower(): v for k, v in env.items()})  # type: ignore[call-arg]
             print(f"generating {opts.workspaces} workspaces x {opts.providers} providers")
             data = await generate(
-                db.dsn("admin"), settings, opts.workspaces, opts.providers,
+                db.dsn("admin"),
+                settings,
+                opts.workspaces,
+                opts.providers,
                 with_tokens=max(opts.client_workspaces, min(10, opts.workspaces)),
             )
             logs = opts.results_dir / "logs"  # kept: the servers' output, for a failed run
@@ -180,8 +211,18 @@ async def bench(opts: argparse.Namespace) -> list[Result]:
 
 
 def _recorded_options(opts: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
-    keys = ("workspaces", "providers", "rounds", "duration", "warmup", "connections",
-            "rls_iterations", "clients", "client_workspaces", "concurrency_duration")
+    keys = (
+        "workspaces",
+        "providers",
+        "rounds",
+        "duration",
+        "warmup",
+        "connections",
+        "rls_iterations",
+        "clients",
+        "client_workspaces",
+        "concurrency_duration",
+    )
     out: dict[str, Any] = {k: getattr(opts, k) for k in keys}
     out["client"] = "wrk" if use_wrk else "python"
     return out

@@ -39,18 +39,26 @@ class ServerProcess:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                self.argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}); see {self.log_file}")
+                raise RuntimeError(
+                    f"{self.name} exited ({self.proc.returncode}); see {self.log_file}"
+                )
             if _healthy(self.port):
                 return self
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} did not answer /healthz in {timeout:.0f}s; see {self.log_file}")
+        raise RuntimeError(
+            f"{self.name} did not answer /healthz in {timeout:.0f}s; see {self.log_file}"
+        )
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -41,7 +41,10 @@ class Concurrency:
         workspaces = ctx.data.clients[: opts.client_workspaces]
         targets = [
             Target(
-                "127.0.0.1", ctx.warden.port, ws.path, {"Authorization": f"Bearer {ws.token}"},
+                "127.0.0.1",
+                ctx.warden.port,
+                ws.path,
+                {"Authorization": f"Bearer {ws.token}"},
                 check=checker(ws),
             )
             for ws in (workspaces[i % len(workspaces)] for i in range(opts.clients))
@@ -87,9 +90,14 @@ class Concurrency:
                 "event-loop time is inside the latencies. Against `warden serve`, one worker."
             ),
             metrics={
-                "requests": res.requests, "rps": res.rps, "errors": res.errors,
-                "bad_rows": res.bad_rows, "checked_rows": res.checked_rows,
-                "p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "max_ms": res.max_ms,
+                "requests": res.requests,
+                "rps": res.rps,
+                "errors": res.errors,
+                "bad_rows": res.bad_rows,
+                "checked_rows": res.checked_rows,
+                "p50_ms": res.p50_ms,
+                "p99_ms": res.p99_ms,
+                "max_ms": res.max_ms,
                 "error_samples": res.error_samples,
             },
         )

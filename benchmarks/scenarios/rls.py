@@ -148,8 +148,12 @@ class RlsOverhead:
             ratio = c["runtime"] / c["bypass"] if c["bypass"] else 0.0
             s_ratio = s["runtime"] / s["bypass"] if s["bypass"] else 0.0
             worst = max(worst, ratio)
-            metrics[q.name] = {"client_ms": c, "server_ms": s, "ratio": ratio,
-                               "server_ratio": s_ratio}
+            metrics[q.name] = {
+                "client_ms": c,
+                "server_ms": s,
+                "ratio": ratio,
+                "server_ratio": s_ratio,
+            }
             rows.append(
                 {
                     "query": q.name,
@@ -168,7 +172,14 @@ class RlsOverhead:
         ]
         for q in QUERIES:
             for side in SIDES:
-                plan_md += [f"*{q.name}, {side} role:*", "", "```", plans[(q.name, side)], "```", ""]
+                plan_md += [
+                    f"*{q.name}, {side} role:*",
+                    "",
+                    "```",
+                    plans[(q.name, side)],
+                    "```",
+                    "",
+                ]
         o = ctx.options
         return Result(
             key=self.key,
