@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,13 +24,25 @@ def _active() -> Any:
     return select(Provider).where(Provider.deleted_at.is_(None))
 
 
+# What a list returns (ProviderOut's fields). Selected as ORM attributes, so the central
+# workspace filter, provider visibility and row grants apply exactly as to `select(Provider)`,
+# but as plain rows: no identity map and no tracked instance per row on the hottest read.
+_LIST_COLUMNS = (
+    Provider.id, Provider.provider_type, Provider.uid, Provider.alias, Provider.region,
+    Provider.created_at, Provider.updated_at,
+)
+
+
 async def list_providers(
     session: AsyncSession, limit: int, after: uuid.UUID | None
-) -> list[Provider]:
-    stmt = _active().order_by(Provider.id).limit(limit)
+) -> list[Row[Any]]:
+    stmt = (
+        select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None)).order_by(Provider.id)
+        .limit(limit)
+    )
     if after is not None:
         stmt = stmt.where(Provider.id > after)
-    return list((await session.execute(stmt)).scalars())
+    return list((await session.execute(stmt)).all())
 
 
 async def get_provider(session: AsyncSession, provider_id: uuid.UUID) -> Provider:
