@@ -23,6 +23,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from app.config import Settings
 from app.db.base import WorkspaceScoped
+from app.db.pool import FairAsyncQueuePool
 
 # Pooled connections are replaced after this long, so a connection never lives for days.
 POOL_RECYCLE_SECONDS = 1800
@@ -34,6 +35,7 @@ def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=POOL_RECYCLE_SECONDS,
+        poolclass=FairAsyncQueuePool,
         connect_args={
             "statement_cache_size": settings.db_statement_cache_size,
             "server_settings": {"application_name": "warden"},
