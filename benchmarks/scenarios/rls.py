@@ -3,9 +3,9 @@
 Each query runs as the runtime role (NOBYPASSRLS: the policy applies) and as a BYPASSRLS
 benchmark role (no policy), with the same explicit `workspace_id` filter and the same
 `SET LOCAL` context inside a transaction, as prepared statements over the same kind of
-connection. Sides alternate per round. Reported per query: median client-side latency (what the
-app waits for), median server `Execution Time` (EXPLAIN ANALYZE, timing off) and both ratios,
-plus the plan shapes (index scan, the settings as an InitPlan / one-time parameter).
+connection. Sides alternate per workspace batch. Reported per query: median client-side
+latency (what the app waits for), median server `Execution Time` (EXPLAIN ANALYZE, timing off)
+and both ratios, plus the plan shapes (index scan, the settings as a one-time filter).
 """
 
 from __future__ import annotations
@@ -115,13 +115,15 @@ class RlsOverhead:
             for q in QUERIES:  # warm-up: prepare, fill caches
                 for side in SIDES:
                     await self._timed(conns[side], q, workspaces, len(workspaces))
+            per_ws = max(1, opts.rls_iterations // len(workspaces))
             for r in range(opts.rounds):
-                order = SIDES if r % 2 == 0 else SIDES[::-1]
                 for q in QUERIES:
-                    for side in order:
-                        c, s = await self._timed(conns[side], q, workspaces, opts.rls_iterations)
-                        client.setdefault((q.name, side), []).extend(c)
-                        server.setdefault((q.name, side), []).extend(s)
+                    # Sides alternate per workspace batch (ABBA…): drift hits both alike.
+                    for k, ws in enumerate(workspaces):
+                        for side in SIDES if (r + k) % 2 == 0 else SIDES[::-1]:
+                            c, s = await self._timed(conns[side], q, [ws], per_ws)
+                            client.setdefault((q.name, side), []).extend(c)
+                            server.setdefault((q.name, side), []).extend(s)
             plans = {
                 (q.name, side): await self._plan(conns[side], q, workspaces[0])
                 for q in QUERIES
