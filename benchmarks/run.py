@@ -115,6 +115,12 @@ def server_env(db: BenchDatabase, redis_url: str) -> dict[str, str]:
     }
 
 
+def settings_from(env: dict[str, str]) -> Settings:
+    """The same settings in-process (for the harness's logins) as the server reads from `env`."""
+    values: dict[str, Any] = {k.removeprefix("WARDEN_").lower(): v for k, v in env.items()}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 def bare_env(settings: Settings, db: BenchDatabase, config: str) -> dict[str, str]:
     return {
         "BENCH_BARE_DSN": db.dsn("runtime"),
@@ -184,7 +190,7 @@ async def bench(opts: argparse.Namespace) -> list[Result]:
         async with bench_database(servers) as db:
             machine = await report.machine_info(db.dsn("admin"))
             env = server_env(db, servers.redis_url)
-            settings = Settings(_env_file=None, **{k[7:].lower(): v for k, v in env.items()})  # type: ignore[call-arg]
+            settings = settings_from(env)
             print(f"generating {opts.workspaces} workspaces x {opts.providers} providers")
             data = await generate(
                 db.dsn("admin"),

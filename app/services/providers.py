@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,8 @@ _LIST_COLUMNS = (
 
 async def list_providers(
     session: AsyncSession, limit: int, after: uuid.UUID | None
-) -> list[Row[Any]]:
+) -> list[Any]:
+    """Rows (attribute access, like the entity) with ProviderOut's fields."""
     stmt = (
         select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None)).order_by(Provider.id)
         .limit(limit)

@@ -49,9 +49,14 @@ class Result:
 
 
 class Scenario(Protocol):
-    key: str
-    title: str
-    target: str
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
 
     async def missing(self, ctx: Context) -> str | None: ...
 

@@ -63,6 +63,10 @@ QUERIES = (
 SIDES = ("runtime", "bypass")
 
 
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
 def _context(ws: WorkspaceFixture) -> str:
     return context_statement(ws.workspace_id, ws.user_id, Visibility(unlimited=True))
 
@@ -129,6 +133,8 @@ class RlsOverhead:
                 for q in QUERIES
                 for side in SIDES
             }
+            for (name, side), plan in plans.items():
+                ctx.log(f"  plan: {name}, {side} role\n" + _indent(plan, "    "))
         finally:
             for conn in conns.values():
                 await conn.close()

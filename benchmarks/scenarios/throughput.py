@@ -9,6 +9,7 @@ alike. Reported: median req/s, p50 and p99 over the rounds, and the ratio of the
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 
@@ -73,7 +74,7 @@ class Throughput:
         return self._result(ctx, runs)
 
     def _result(self, ctx: Context, runs: dict[str, list[LoadResult]]) -> Result:
-        med = {
+        med: dict[str, dict[str, Any]] = {
             name: {
                 "rps": median([x.rps for x in rs]),
                 "p50_ms": median([x.p50_ms for x in rs]),
