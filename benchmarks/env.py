@@ -13,8 +13,8 @@ import os
 import secrets
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,9 +155,3 @@ async def bench_database(servers: Servers) -> AsyncIterator[BenchDatabase]:
         for role in roles.values():
             await root.execute(f"DROP ROLE IF EXISTS {quote_ident(role)}")
         await root.close()
-
-
-@contextmanager
-def scratch_dir(prefix: str = "warden-bench-run-") -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        yield Path(tmp)

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.config import Settings
 from benchmarks import report
-from benchmarks.data import generate
+from benchmarks.data import BenchData, generate
 from benchmarks.env import BenchDatabase, bench_database, bench_servers
 from benchmarks.loadgen import WRK_HINT, wrk_path
 from benchmarks.scenarios import SCENARIOS, Context, Result
@@ -199,20 +199,31 @@ async def bench(opts: argparse.Namespace) -> list[Result]:
                 opts.providers,
                 with_tokens=max(opts.client_workspaces, min(10, opts.workspaces)),
             )
-            logs = opts.results_dir / "logs"  # kept: the servers' output, for a failed run
-            logs.mkdir(parents=True, exist_ok=True)
-            if True:
-                warden = warden_server(env, logs / "warden.log")
-                bare = bare_server(bare_env(settings, db, data.bare_config()), logs / "bare.log")
-                with warden, bare:
-                    ctx = Context(opts, db, data, warden, bare, use_wrk)
-                    results = await _scenarios(ctx, opts.only)
-                    if opts.profile:
-                        opts.results_dir.mkdir(parents=True, exist_ok=True)
-                        print(f"profile: {await _profile(ctx, opts.results_dir)}")
+            results = await _serve_and_run(opts, db, data, env, settings, use_wrk)
             options = _recorded_options(opts, use_wrk)
             for path in report.write(opts.results_dir, results, machine, options):
                 print(f"wrote {path}")
+    return results
+
+
+async def _serve_and_run(
+    opts: argparse.Namespace,
+    db: BenchDatabase,
+    data: BenchData,
+    env: dict[str, str],
+    settings: Settings,
+    use_wrk: bool,
+) -> list[Result]:
+    """Both servers up for the scenarios (and the profile); their output kept for a failed run."""
+    logs = opts.results_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    warden = warden_server(env, logs / "warden.log")
+    bare = bare_server(bare_env(settings, db, data.bare_config()), logs / "bare.log")
+    with warden, bare:
+        ctx = Context(opts, db, data, warden, bare, use_wrk)
+        results = await _scenarios(ctx, opts.only)
+        if opts.profile:
+            print(f"profile: {await _profile(ctx, opts.results_dir)}")
     return results
 
 

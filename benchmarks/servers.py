@@ -36,8 +36,10 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
-        with self.log_file.open("ab") as log:
+        # Only the settings given here: none leak in from the caller's WARDEN_* environment.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+        env = {**inherited, **self.env, "PYTHONPATH": str(ROOT)}
+        with self.log_file.open("wb") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 self.argv,
                 cwd=ROOT,

@@ -10,16 +10,14 @@ from fastapi import Depends, Query, Request
 
 from app.errors import BadRequest
 
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
+Cursor = Annotated[
+    str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+]
+
 
 class PageParams:
-    def __init__(
-        self,
-        request: Request,
-        limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
-        cursor: Annotated[
-            str | None, Query(max_length=64, description="`next_cursor` of the previous page")
-        ] = None,
-    ) -> None:
+    def __init__(self, request: Request, limit: Limit = 50, cursor: Cursor = None) -> None:
         cap = request.app.state.settings.max_page_size
         if limit > cap:
             raise BadRequest(f"limit must be at most {cap}")
@@ -39,13 +37,7 @@ class PageParams:
         return {"data": rows, "next_cursor": cursor}
 
 
-async def page_params(
-    request: Request,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
-    ] = None,
-) -> PageParams:
+async def page_params(request: Request, limit: Limit = 50, cursor: Cursor = None) -> PageParams:
     """`PageParams` as a coroutine dependency: FastAPI runs a class or plain-function dependency
     in its thread pool, which costs a thread hop on every list request."""
     return PageParams(request, limit, cursor)
