@@ -32,6 +32,14 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server process has used (Linux /proc; None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

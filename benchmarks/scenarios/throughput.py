@@ -28,6 +28,18 @@ class Throughput:
     async def missing(self, ctx: Context) -> str | None:
         return None
 
+    async def _measured(
+        self, ctx: Context, server: ServerProcess, seconds: float
+    ) -> tuple[LoadResult, float | None]:
+        """A load run, and the server's CPU milliseconds per request during it: less sensitive
+        than req/s to other work on the machine, since it counts only the server's own time."""
+        before = server.cpu_seconds()
+        res = await self._load(ctx, server, seconds)
+        after = server.cpu_seconds()
+        if before is None or after is None or not res.requests:
+            return res, None
+        return res, (after - before) * 1000 / res.requests
+
     async def _load(self, ctx: Context, server: ServerProcess, seconds: float) -> LoadResult:
         ws = ctx.data.clients[0]
         headers = {"Authorization": f"Bearer {ws.token}"}
@@ -62,24 +74,31 @@ class Throughput:
             ctx.log(f"  warm-up {name} {opts.warmup:.0f}s")
             await self._load(ctx, server, opts.warmup)
         runs: dict[str, list[LoadResult]] = {"warden": [], "bare": []}
+        cpu: dict[str, list[float]] = {"warden": [], "bare": []}
         for r in range(opts.rounds):
             order = ("warden", "bare") if r % 2 == 0 else ("bare", "warden")
             for name in order:
-                res = await self._load(ctx, sides[name], opts.duration)
+                res, cpu_ms = await self._measured(ctx, sides[name], opts.duration)
                 runs[name].append(res)
+                if cpu_ms is not None:
+                    cpu[name].append(cpu_ms)
                 ctx.log(
                     f"  round {r + 1}/{opts.rounds} {name:6} {res.rps:8.0f} req/s  "
                     f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
+                    + (f"  server CPU {cpu_ms:.2f} ms/req" if cpu_ms is not None else "")
                 )
-        return self._result(ctx, runs)
+        return self._result(ctx, runs, cpu)
 
-    def _result(self, ctx: Context, runs: dict[str, list[LoadResult]]) -> Result:
+    def _result(
+        self, ctx: Context, runs: dict[str, list[LoadResult]], cpu: dict[str, list[float]]
+    ) -> Result:
         med: dict[str, dict[str, Any]] = {
             name: {
                 "rps": median([x.rps for x in rs]),
                 "p50_ms": median([x.p50_ms for x in rs]),
                 "p99_ms": median([x.p99_ms for x in rs]),
                 "errors": sum(x.errors for x in rs),
+                "cpu_ms_per_request": median(cpu[name]) if cpu[name] else None,
                 "rounds_rps": [round(x.rps, 1) for x in rs],
             }
             for name, rs in runs.items()
@@ -93,6 +112,9 @@ class Throughput:
                 "p50 ms": f"{m['p50_ms']:.2f}",
                 "p99 ms": f"{m['p99_ms']:.2f}",
                 "errors": m["errors"],
+                "server CPU ms/req": (
+                    f"{m['cpu_ms_per_request']:.2f}" if m["cpu_ms_per_request"] else "n/a"
+                ),
                 "req/s per round": ", ".join(f"{v:.0f}" for v in m["rounds_rps"]),
             }
             for name, m in med.items()
