@@ -127,7 +127,12 @@ def console(results: list[Result]) -> str:
     return "\n".join(out)
 
 
-def markdown(results: list[Result], machine: dict[str, Any], options: dict[str, Any]) -> str:
+def markdown(
+    results: list[Result],
+    machine: dict[str, Any],
+    options: dict[str, Any],
+    comparison: list[dict[str, str]] | None = None,
+) -> str:
     load = machine.get("load_start"), machine.get("load_end")
     lines = [
         f"# Warden benchmarks, {machine['started']}",
@@ -152,6 +157,13 @@ def markdown(results: list[Result], machine: dict[str, Any], options: dict[str, 
         f"![benchmark chart]({PNG})",
         "",
     ]
+    if comparison:
+        lines += [
+            "## Against the previous run",
+            "",
+            *_table(comparison),
+            "",
+        ]
     for r in results:
         lines += [f"## {r.title}", "", f"Target: {r.target}. Status: **{_status(r)}**.", ""]
         if r.skipped:
@@ -232,12 +244,16 @@ def chart(results: list[Result], path: Path) -> None:
 
 
 def write(
-    directory: Path, results: list[Result], machine: dict[str, Any], options: dict[str, Any]
+    directory: Path,
+    results: list[Result],
+    machine: dict[str, Any],
+    options: dict[str, Any],
+    comparison: list[dict[str, str]] | None = None,
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
     md, js, png = directory / MD, directory / JSON, directory / PNG
-    md.write_text(markdown(results, machine, options))
+    md.write_text(markdown(results, machine, options, comparison))
     js.write_text(
         json.dumps(
             {"machine": machine, "options": options, "results": [asdict(r) for r in results]},

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from benchmarks import report
+from benchmarks import compare, report
 from benchmarks.data import BenchData, generate
 from benchmarks.env import BenchDatabase, bench_database, bench_servers
 from benchmarks.loadgen import WRK_HINT, wrk_path
@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample Warden with py-spy under load; write profile-warden.txt",
     )
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a previous run's latest.json to compare with (default: the results folder's)",
+    )
+    p.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a key number is worse than the baseline's beyond its tolerance",
+    )
     return p
 
 
@@ -178,7 +188,7 @@ async def _profile(ctx: Context, directory: Path) -> Path:
     return out
 
 
-async def bench(opts: argparse.Namespace) -> list[Result]:
+async def bench(opts: argparse.Namespace) -> tuple[list[Result], list[dict[str, str]]]:
     use_wrk = opts.client == "wrk" or (opts.client == "auto" and wrk_path() is not None)
     if use_wrk and wrk_path() is None:
         raise SystemExit(WRK_HINT.split(";")[0])
@@ -200,10 +210,12 @@ async def bench(opts: argparse.Namespace) -> list[Result]:
                 with_tokens=max(opts.client_workspaces, min(10, opts.workspaces)),
             )
             results = await _serve_and_run(opts, db, data, env, settings, use_wrk)
+            previous = compare.load(opts.baseline or opts.results_dir / report.JSON)
+            comparison = compare.compare(previous, results) if previous else []
             options = _recorded_options(opts, use_wrk)
-            for path in report.write(opts.results_dir, results, machine, options):
+            for path in report.write(opts.results_dir, results, machine, options, comparison):
                 print(f"wrote {path}")
-    return results
+    return results, comparison
 
 
 async def _serve_and_run(
@@ -247,11 +259,18 @@ def _recorded_options(opts: argparse.Namespace, use_wrk: bool) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_options(argv)
-    results = asyncio.run(bench(opts))
+    results, comparison = asyncio.run(bench(opts))
     print()
     print(report.console(results))
+    for row in comparison:
+        print(
+            f"vs previous: {row['metric']}: {row['previous']} -> {row['now']} ({row['change']})"
+            f" {row['verdict']}"
+        )
     missed = [r for r in results if r.passed is False]
-    return 1 if (missed and opts.fail_on_miss) else 0
+    if missed and opts.fail_on_miss:
+        return 1
+    return 1 if (opts.fail_on_regression and compare.regressed(comparison)) else 0
 
 
 if __name__ == "__main__":
