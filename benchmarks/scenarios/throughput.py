@@ -3,7 +3,8 @@
 Both serve `GET /ws/{slug}/api/v1/providers` (one workspace, 50 rows) from one uvicorn worker
 with the same pool. After a check that both return the same rows, each side is warmed up, then
 measured in several rounds alternating A/B (ABBA…), so drift on a noisy machine hits both sides
-alike. Reported: median req/s, p50 and p99 over the rounds, and the ratio of the medians.
+alike. Reported: median req/s, p50, p99 and server CPU per request over the rounds, and the
+ratio of the median req/s.
 """
 
 from __future__ import annotations
