@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -46,9 +47,11 @@ async def _postgres_answers(url: str) -> bool:
 
 
 def _redis_answers(url: str) -> bool:
-    parsed = make_url(url.replace("redis://", "postgresql://", 1))
+    parsed = urlsplit(url)
     try:
-        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 6379), 2) as s:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 6379), 2
+        ) as s:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
             return s.recv(64).startswith(b"+PONG")
     except OSError:
