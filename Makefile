@@ -29,8 +29,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy app workers
 
+# Benchmarks (not tests): `make bench`, or e.g. `make bench BENCH_ARGS=--quick`.
 bench: $(STAMP)
-	$(BIN)/warden bench
+	$(BIN)/warden bench $(BENCH_ARGS)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py $(BENCH_ARGS)

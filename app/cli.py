@@ -1,4 +1,4 @@
-"""The `warden` command: dev, serve, worker, migrate, seed, check."""
+"""The `warden` command: dev, serve, worker, migrate, seed, check, bench."""
 
 from __future__ import annotations
 
@@ -235,6 +235,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The benchmark harness (benchmarks/run.py); its options follow `bench`."""
+    try:
+        from benchmarks.run import main as bench_main
+    except ImportError as exc:
+        print(f"warden bench needs the source tree's benchmarks/ package and the `bench` extra "
+              f"(pip install -e '.[bench]'): {exc}", file=sys.stderr)
+        return 2
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warden", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,10 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="a node to check (repeatable; default: the admin or runtime URL)",
     )
     check.set_defaults(func=cmd_check)
+    bench = sub.add_parser(
+        "bench", help="benchmarks against the bare stack (`warden bench --help` for options)",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # every option after `bench` is the harness's, --help included
+        return cmd_bench(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -1,0 +1,1 @@
+"""Benchmarks: Warden against the bare stack (`warden bench`, `make bench`). Not tests."""

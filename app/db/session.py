@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import event, false
+from sqlalchemy import event, exc, false
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from app.config import Settings
 from app.db.base import WorkspaceScoped
+from app.db.pool import FairAsyncQueuePool
+
+# Pooled connections are replaced after this long, so a connection never lives for days.
+POOL_RECYCLE_SECONDS = 1800
 
 
 def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
@@ -33,13 +43,25 @@ def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__warden_{uuid.uuid4().hex}__"
         engine_url = engine_url.update_query_dict({"prepared_statement_cache_size": "0"})
-    return create_async_engine(
+    engine = create_async_engine(
         engine_url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        poolclass=FairAsyncQueuePool,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Checkout liveness without a round trip: asyncpg marks a connection closed as soon as the
+    server ends it (restart, failover, `pg_terminate_backend`), and the pool then retries with a
+    fresh one. `pool_pre_ping` would ask the server instead, and on asyncpg that is three round
+    trips (BEGIN, `;`, ROLLBACK) added to every request."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise exc.DisconnectionError("connection closed by the server")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

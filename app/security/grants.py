@@ -12,8 +12,11 @@ Attributes come from the user, overlaid by the membership's attributes in that w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import and_, false, or_, select
@@ -69,7 +72,7 @@ def row_filters(
     The audit log follows the providers: a principal who may not see every provider (a row
     grant, or provider-group visibility) does not see records about the providers it cannot see
     either (their bodies and states carry the provider's fields)."""
-    out = _grant_filters(roles, attributes)
+    out = dict(_grant_filters(roles, attributes))
     if Provider in out or not all_providers:
         visible = select(Provider.id)
         if Provider in out:
@@ -82,10 +85,21 @@ def row_filters(
     return out
 
 
-def _grant_filters(roles: Iterable[str], attributes: Attributes) -> dict[type, ColumnElement[bool]]:
-    role_set = set(roles)
+def _grant_filters(roles: Iterable[str], attributes: Attributes) -> Mapping[type, ColumnElement[bool]]:
+    """A pure function of the grants, the roles and the attribute values, which the caller reads
+    fresh on every request; the built expressions (immutable) are memoized on exactly those, so
+    a changed role or attribute is a different key, never a stale answer."""
+    key = json.dumps(attributes, sort_keys=True, default=str)
+    return _row_filters(GRANTS, frozenset(roles), key)
+
+
+@lru_cache(maxsize=1024)
+def _row_filters(
+    grants: tuple[Grant, ...], role_set: frozenset[str], attributes_json: str
+) -> Mapping[type, ColumnElement[bool]]:
+    attributes = json.loads(attributes_json)
     by_resource: dict[type, list[ColumnElement[bool] | None]] = {}
-    for grant in GRANTS:
+    for grant in grants:
         if grant.roles & role_set:
             by_resource.setdefault(grant.resource, []).append(grant.criterion(attributes))
     out: dict[type, ColumnElement[bool]] = {}
@@ -93,4 +107,4 @@ def _grant_filters(roles: Iterable[str], attributes: Attributes) -> dict[type, C
         if any(c is None for c in criteria):
             continue  # one unrestricted grant opens the resource
         out[resource] = or_(*[c for c in criteria if c is not None])
-    return out
+    return MappingProxyType(out)  # shared between requests: read-only

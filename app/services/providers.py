@@ -26,9 +26,17 @@ def _active() -> Any:
     return select(Provider).where(Provider.deleted_at.is_(None))
 
 
+# What a list returns (ProviderOut's fields). Selected as ORM attributes, so the central
+# workspace filter, provider visibility and row grants apply exactly as to `select(Provider)`,
+# but as plain rows: no identity map and no tracked instance per row on the hottest read.
+_LIST_COLUMNS = (
+    Provider.id, Provider.provider_type, Provider.uid, Provider.alias, Provider.region,
+    Provider.created_at, Provider.updated_at,
+)
+
 PROVIDERS = Resource(
     name="provider",
-    base=_active,
+    base=lambda: select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None)),
     fields={
         "id": Field(Provider.id, Uuid()),
         "provider_type": Field(Provider.provider_type, Enum(tuple(t.value for t in ProviderType))),
@@ -52,8 +60,9 @@ PROVIDER_GROUPS = Resource(
 )
 
 
-async def list_providers(session: AsyncSession, query: ListQuery) -> list[Provider]:
-    return list((await session.execute(query.statement())).scalars())
+async def list_providers(session: AsyncSession, query: ListQuery) -> list[Any]:
+    """Rows (attribute access, like the entity) with ProviderOut's fields."""
+    return list((await session.execute(query.statement())).all())
 
 
 async def get_provider(session: AsyncSession, provider_id: uuid.UUID) -> Provider:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import pathlib
 
 import httpx
@@ -149,3 +150,29 @@ async def test_serve_refuses_an_unsafe_role(database, servers):
     with pytest.raises(UnsafeDatabaseRole, match="superuser"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_a_connection_closed_by_the_server_is_replaced(database, servers, admin_engine):
+    """No pre-ping round trip: a pooled connection the server ended (restart, failover,
+    pg_terminate_backend) is noticed at checkout and replaced; the request still succeeds."""
+    settings = make_settings(database, servers, db_pool_size=1, db_max_overflow=0)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            api = Api(client)
+            user = await api.user("terminated")
+            slug = await api.workspace(user)
+            r = await client.get(f"/ws/{slug}/api/v1/providers", headers=user.headers)
+            assert r.status_code == 200
+            # Only this app's pooled connection: other tests' pools share the role.
+            async with app.state.db.engine.connect() as own:
+                pid = (await own.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            async with admin_engine.connect() as conn:
+                ended = await conn.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                )
+                assert ended.scalar_one() is True  # the pooled connection was there, and is gone
+            await asyncio.sleep(0.2)  # the loop sees the server's EOF
+            r = await client.get(f"/ws/{slug}/api/v1/providers", headers=user.headers)
+            assert r.status_code == 200, r.text

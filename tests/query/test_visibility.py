@@ -141,13 +141,13 @@ async def test_orm_criteria_reach_distinct_search_and_subqueries(regions, app, a
         session.info["workspace_id"] = regions["ws_id"]
         scoped = (await session.execute(distinct.statement())).scalars().all()
         assert scoped == ["eu-0", "eu-1", "eu-2", "us-0", "us-1"]
-        rows = (await session.execute(search.statement())).scalars().all()
+        rows = (await session.execute(search.statement())).all()
         assert sorted(p.alias for p in rows) == ["eu-0", "us-0"]
         session.info["row_filters"] = row_filters(["viewer"], {"region": "eu"})
         assert (await session.execute(distinct.statement())).scalars().all() == [
             "eu-0", "eu-1", "eu-2"
         ]
-        rows = (await session.execute(search.statement())).scalars().all()
+        rows = (await session.execute(search.statement())).all()
         assert [p.alias for p in rows] == ["eu-0"]
         history = HISTORY.list_query(
             _request(app, path_params={"resource_type": "provider",

@@ -1,0 +1,62 @@
+"""A smoke run of the benchmark harness (`warden bench --quick` with tiny sizes): the real
+servers, the real scenarios and the report files, in seconds. Numbers are not checked here,
+except the ones that are correctness: no errors, no row of another workspace."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import run
+
+
+def test_bench_quick_run_writes_the_report(servers, tmp_path):
+    argv = [
+        "--quick",
+        "--client",
+        "python",
+        "--results-dir",
+        str(tmp_path),
+        "--database-url",
+        servers.postgres_admin_url,
+        "--redis-url",
+        servers.redis_url,
+        "--workspaces",
+        "6",
+        "--client-workspaces",
+        "3",
+        "--clients",
+        "6",
+        "--rounds",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.3",
+        "--connections",
+        "2",
+        "--rls-iterations",
+        "20",
+        "--concurrency-duration",
+        "1",
+    ]
+    assert run.main(argv) == 0
+    for name in ("latest.md", "latest.json", "latest.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "latest.json").read_text())
+    results = {r["key"]: r for r in report["results"]}
+    assert set(results) == {"throughput", "rls", "scale", "ingest", "concurrency"}
+    assert results["scale"]["skipped"] and results["ingest"]["skipped"]
+    throughput = results["throughput"]["metrics"]
+    assert throughput["warden"]["errors"] == 0 and throughput["bare"]["errors"] == 0
+    assert throughput["warden"]["rps"] > 0 and throughput["bare"]["rps"] > 0
+    concurrency = results["concurrency"]["metrics"]
+    assert concurrency["errors"] == 0, concurrency["error_samples"]
+    assert concurrency["checked_rows"] > 0 and concurrency["bad_rows"] == 0
+    assert set(results["rls"]["metrics"]["queries"]) == {
+        "scoped list",
+        "get by id",
+        "filtered list",
+    }
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "PostgreSQL" in markdown and "cores" in markdown and "latest.png" in markdown
