@@ -50,7 +50,7 @@ from app.services.ocsf import map_record  # noqa: E402
 SEVERITIES = ("critical", "high", "medium", "low", "informational")
 STATUSES = ("FAIL", "PASS", "MANUAL")
 REGIONS = ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-southeast-2")
-TEMPLATE = ROOT.parent / "shared" / "data" / "ocsf" / "example_output_aws.ocsf.json"
+TEMPLATE = ROOT / "tests" / "data" / "ocsf" / "example_output_aws.ocsf.json"
 
 
 def records(count: int, account: str) -> Iterator[dict[str, Any]]:
