@@ -1,1 +1,1 @@
-"""Warden: a multi-tenant operations API with tenant isolation enforced twice (app + PostgreSQL RLS)."""
+"""Warden: a multi-tenant operations API; tenant isolation enforced twice (app + PostgreSQL RLS)."""

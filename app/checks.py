@@ -14,7 +14,10 @@ def settings_problems(settings: Settings) -> list[str]:
         problems.append("WARDEN_DEBUG is on")
     if settings.environment != "production":
         problems.append(f"WARDEN_ENVIRONMENT is {settings.environment}, not production")
-    if settings.jwt_algorithm == "HS256" and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+    if (
+        settings.jwt_algorithm == "HS256"
+        and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
+    ):
         problems.append("WARDEN_JWT_SECRET is the built-in development secret")
     if not settings.require_tls:
         problems.append("WARDEN_REQUIRE_TLS is off (set it once TLS terminates in front of Warden)")
@@ -39,12 +42,18 @@ async def run_checks(settings: Settings, *, rls: bool, database_urls: list[str])
         finally:
             await engine.dispose()
     if rls:
-        urls = database_urls or [u for u in (settings.admin_database_url, settings.database_url) if u][:1]
+        urls = (
+            database_urls
+            or [u for u in (settings.admin_database_url, settings.database_url) if u][:1]
+        )
         for url in urls:
             engine = create_async_engine(url)
             try:
                 async with engine.connect() as conn:
-                    problems += [f"{url.split('@')[-1]}: {p}" for p in await rls_problems(conn, settings.runtime_role)]
+                    problems += [
+                        f"{url.split('@')[-1]}: {p}"
+                        for p in await rls_problems(conn, settings.runtime_role)
+                    ]
             finally:
                 await engine.dispose()
     return problems

@@ -85,12 +85,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if not settings.admin_database_url or not settings.database_url:
-        print("warden migrate needs WARDEN_ADMIN_DATABASE_URL and WARDEN_DATABASE_URL", file=sys.stderr)
+        print(
+            "warden migrate needs WARDEN_ADMIN_DATABASE_URL and WARDEN_DATABASE_URL",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(
         migrate(
-            settings.admin_database_url, settings.database_url,
-            settings.definer_role, settings.platform_role,
+            settings.admin_database_url,
+            settings.database_url,
+            settings.definer_role,
+            settings.platform_role,
         )
     )
     print(
@@ -206,21 +211,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
             asyncio.run(ensure_database(settings.admin_database_url))
             asyncio.run(
                 migrate(
-                    settings.admin_database_url, str(settings.database_url),
-                    settings.definer_role, settings.platform_role,
+                    settings.admin_database_url,
+                    str(settings.database_url),
+                    settings.definer_role,
+                    settings.platform_role,
                 )
             )
         logins = asyncio.run(seed_demo(settings))
         _print_logins(logins)
         runtime = make_url(str(settings.database_url))
+        workspace = logins["workspaces"]["acme-prod"]  # type: ignore[index]
         print(
             "\nWatch RLS at work as the runtime role:\n"
             f"  psql 'postgresql://{runtime.username}:{runtime.password}@{runtime.host}:"
             f"{runtime.port}/{runtime.database}'\n"
-            "  => SELECT count(*) FROM provider;                      -- 0: no context\n"
-            "  => BEGIN; SET LOCAL app.current_workspace_id = '{}';\n"
-            "  => SELECT uid, alias FROM provider;  COMMIT;           -- that workspace only\n"
-            .format(logins["workspaces"]["acme-prod"])  # type: ignore[index]
+            "  => SELECT count(*) FROM provider;                -- 0: no context\n"
+            f"  => BEGIN; SET LOCAL app.current_workspace_id = '{workspace}';\n"
+            "  => SET LOCAL app.unlimited_visibility = 'on';    -- provider-group visibility\n"
+            "  => SELECT uid, alias FROM provider;  COMMIT;     -- that workspace only\n"
         )
         print(f"Swagger UI: http://{args.host}:{args.port}/docs   (Ctrl-C stops everything)\n")
         worker = _start_worker()
@@ -240,8 +248,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         from benchmarks.run import main as bench_main
     except ImportError as exc:
-        print(f"warden bench needs the source tree's benchmarks/ package and the `bench` extra "
-              f"(pip install -e '.[bench]'): {exc}", file=sys.stderr)
+        print(
+            f"warden bench needs the source tree's benchmarks/ package and the `bench` extra "
+            f"(pip install -e '.[bench]'): {exc}",
+            file=sys.stderr,
+        )
         return 2
     return bench_main(args.bench_args)
 
@@ -273,14 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     padmin.add_argument("--revoke", action="store_true")
     padmin.set_defaults(func=cmd_platform_admin)
     check = sub.add_parser("check", help="production readiness checks")
-    check.add_argument("--rls", action="store_true", help="also run the RLS catalog conformance check")
     check.add_argument(
-        "--database-url", action="append", default=[],
+        "--rls", action="store_true", help="also run the RLS catalog conformance check"
+    )
+    check.add_argument(
+        "--database-url",
+        action="append",
+        default=[],
         help="a node to check (repeatable; default: the admin or runtime URL)",
     )
     check.set_defaults(func=cmd_check)
     bench = sub.add_parser(
-        "bench", help="benchmarks against the bare stack (`warden bench --help` for options)",
+        "bench",
+        help="benchmarks against the bare stack (`warden bench --help` for options)",
         add_help=False,
     )
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)

@@ -1,4 +1,4 @@
-"""Settings: one `Settings` object, read from `WARDEN_`-prefixed environment variables (or `.env`)."""
+"""Settings: one `Settings` object, from `WARDEN_`-prefixed environment variables (or `.env`)."""
 
 from __future__ import annotations
 

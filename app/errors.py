@@ -146,15 +146,24 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
     async def _app_error(request: Request, exc: AppError) -> Response:
         await denied(request, exc.status, exc.detail)
         return problem(
-            exc.status, exc.title, exc.detail, slug=exc.slug, headers=exc.headers,
-            request=request, **exc.extra,
+            exc.status,
+            exc.title,
+            exc.detail,
+            slug=exc.slug,
+            headers=exc.headers,
+            request=request,
+            **exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return problem(
-            422, "Validation failed", "The request did not match the expected shape",
-            slug="validation", request=request, errors=_clean_errors(exc),
+            422,
+            "Validation failed",
+            "The request did not match the expected shape",
+            slug="validation",
+            request=request,
+            errors=_clean_errors(exc),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -163,7 +172,11 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
         detail = exc.detail if isinstance(exc.detail, str) else title
         await denied(request, exc.status_code, detail)
         return problem(
-            exc.status_code, title, detail, slug=slug, headers=getattr(exc, "headers", None),
+            exc.status_code,
+            title,
+            detail,
+            slug=slug,
+            headers=getattr(exc, "headers", None),
             request=request,
         )
 
@@ -171,7 +184,10 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
     async def _integrity(request: Request, exc: IntegrityError) -> Response:
         log.info("integrity error", extra={"sqlstate": getattr(exc.orig, "sqlstate", None)})
         return problem(
-            409, "Conflict", "The change conflicts with existing data", slug="conflict",
+            409,
+            "Conflict",
+            "The change conflicts with existing data",
+            slug="conflict",
             request=request,
         )
 
@@ -188,19 +204,29 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
             # the caller may see. The app layer normally refuses first; this is the safety net.
             log.warning("write refused by row-level security")
             return problem(
-                403, "Forbidden", "The change is outside what your role may access",
-                slug="forbidden", request=request,
+                403,
+                "Forbidden",
+                "The change is outside what your role may access",
+                slug="forbidden",
+                request=request,
             )
         log.exception("database error")
         return problem(
-            503, "Service unavailable", "The database could not complete the request",
-            slug="service-unavailable", request=request, headers={"Retry-After": "1"},
+            503,
+            "Service unavailable",
+            "The database could not complete the request",
+            slug="service-unavailable",
+            request=request,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
         return problem(
-            500, "Internal server error", "An unexpected error occurred",
-            slug="internal", request=request,
+            500,
+            "Internal server error",
+            "An unexpected error occurred",
+            slug="internal",
+            request=request,
         )

@@ -10,11 +10,19 @@ from typing import Any
 
 import orjson
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-workspace_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("workspace", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+workspace_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "workspace", default=None
+)
 user_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +34,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, var in (("request_id", request_id_var), ("workspace", workspace_var), ("user", user_var)):
+        for key, var in (
+            ("request_id", request_id_var),
+            ("workspace", workspace_var),
+            ("user", user_var),
+        ):
             value = var.get()
             if value:
                 out[key] = value

@@ -71,7 +71,9 @@ async def _relay_leftovers(app: FastAPI) -> int:
     settings = app.state.settings
     try:
         return await outbox.sweep(
-            app.state.db.engine, app.state.arq, settings.job_queue_name,
+            app.state.db.engine,
+            app.state.arq,
+            settings.job_queue_name,
             settings.outbox_redeliver_seconds,
         )
     except Exception:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
@@ -126,9 +128,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app, on_denied=record_denial)
     for module in (
-        health, auth, me, platform, workspaces, members, roles, providers, provider_groups,
-        scans, findings, tasks,
-        workspace_settings, audit,
+        health,
+        auth,
+        me,
+        platform,
+        workspaces,
+        members,
+        roles,
+        providers,
+        provider_groups,
+        scans,
+        findings,
+        tasks,
+        workspace_settings,
+        audit,
     ):
         app.include_router(module.router)
     _annotate_openapi(app)

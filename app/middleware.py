@@ -88,8 +88,9 @@ class RequireTLSMiddleware:
         if scope.get("scheme") != "https":
             from app.errors import problem
 
-            response = problem(403, "HTTPS required", "This API is served over HTTPS only",
-                               slug="https-required")
+            response = problem(
+                403, "HTTPS required", "This API is served over HTTPS only", slug="https-required"
+            )
             await response(scope, receive, send)
             return
 
@@ -130,8 +131,9 @@ class BodyLimitMiddleware:
         if declared.isdigit() and int(declared) > limit:
             from app.errors import problem
 
-            response = problem(413, "Payload too large", BodyTooLarge(limit).detail,
-                               slug="payload-too-large")
+            response = problem(
+                413, "Payload too large", BodyTooLarge(limit).detail, slug="payload-too-large"
+            )
             await response(scope, receive, send)
             return
         received = 0

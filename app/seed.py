@@ -35,8 +35,12 @@ WORKSPACES: dict[str, dict[str, Any]] = {
         "providers": [
             {"provider_type": "aws", "uid": "123456789012", "alias": "acme-prod", "region": "eu"},
             {"provider_type": "aws", "uid": "210987654321", "alias": "acme-us", "region": "us"},
-            {"provider_type": "azure", "uid": "8f0d2c4e-5b6a-4c3d-9e8f-1a2b3c4d5e6f",
-             "alias": "acme-azure", "region": "eu"},
+            {
+                "provider_type": "azure",
+                "uid": "8f0d2c4e-5b6a-4c3d-9e8f-1a2b3c4d5e6f",
+                "alias": "acme-azure",
+                "region": "eu",
+            },
             {"provider_type": "gcp", "uid": "acme-analytics", "alias": "analytics"},
         ],
     },
@@ -60,7 +64,9 @@ async def _token(client: httpx.AsyncClient, email: str) -> dict[str, str]:
             json={"email": email, "password": DEMO_PASSWORD, "name": USERS[email]},
         )
         r.raise_for_status()
-        r = await client.post("/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD})
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD}
+        )
     r.raise_for_status()
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -97,18 +103,27 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
             headers = {email: await _token(client, email) for email in USERS}
             for slug, spec in WORKSPACES.items():
                 owner = headers[spec["owner"]]
-                _ok(await client.post(
-                    "/api/v1/workspaces", json={"slug": slug, "name": spec["name"]}, headers=owner
-                ))
-                for email, role in spec["members"].items():
-                    _ok(await client.post(
-                        f"/ws/{slug}/api/v1/members", json={"email": email, "role": role},
+                _ok(
+                    await client.post(
+                        "/api/v1/workspaces",
+                        json={"slug": slug, "name": spec["name"]},
                         headers=owner,
-                    ))
+                    )
+                )
+                for email, role in spec["members"].items():
+                    _ok(
+                        await client.post(
+                            f"/ws/{slug}/api/v1/members",
+                            json={"email": email, "role": role},
+                            headers=owner,
+                        )
+                    )
                 for provider in spec["providers"]:
-                    _ok(await client.post(
-                        f"/ws/{slug}/api/v1/providers", json=provider, headers=owner
-                    ))
+                    _ok(
+                        await client.post(
+                            f"/ws/{slug}/api/v1/providers", json=provider, headers=owner
+                        )
+                    )
                 listed = await client.get("/api/v1/workspaces", headers=owner)
                 listed.raise_for_status()
                 for ws in listed.json()["data"]:

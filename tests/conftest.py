@@ -37,14 +37,19 @@ async def database(servers: Servers) -> AsyncIterator[dict[str, str]]:
     async with root.connect() as conn:
         await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin_url = server.set(database=name).render_as_string(hide_password=False)
-    runtime_url = (
-        server.set(database=name, username=runtime, password=password)
-        .render_as_string(hide_password=False)
+    runtime_url = server.set(database=name, username=runtime, password=password).render_as_string(
+        hide_password=False
     )
     try:
         await migrate(admin_url, runtime_url, definer, platform)
-        yield {"admin_url": admin_url, "runtime_url": runtime_url, "runtime_role": runtime,
-               "definer_role": definer, "platform_role": platform, "name": name}
+        yield {
+            "admin_url": admin_url,
+            "runtime_url": runtime_url,
+            "runtime_role": runtime,
+            "definer_role": definer,
+            "platform_role": platform,
+            "name": name,
+        }
     finally:
         async with root.connect() as conn:
             await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -42,7 +42,9 @@ class Api:
         return await self.login(email, user_id)
 
     async def login(self, email: str, user_id: str = "") -> User:
-        r = await self.client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        r = await self.client.post(
+            "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         return User(
@@ -63,7 +65,8 @@ class Api:
 
     async def add_member(self, owner: User, slug: str, member: User, role: str) -> None:
         r = await self.client.post(
-            f"/ws/{slug}/api/v1/members", json={"email": member.email, "role": role},
+            f"/ws/{slug}/api/v1/members",
+            json={"email": member.email, "role": role},
             headers=owner.headers,
         )
         assert r.status_code == 201, r.text
@@ -157,7 +160,6 @@ async def serve(
             yield application, c
 
 
-
 def api_routes(app: FastAPI) -> list[Any]:
     """Every API route with its effective path and dependant, routers included."""
     try:
@@ -216,7 +218,11 @@ def report_bytes(records: Any) -> bytes:
 
 
 async def upload_scan(
-    client: httpx.AsyncClient, user: User, slug: str, provider_id: str, content: bytes,
+    client: httpx.AsyncClient,
+    user: User,
+    slug: str,
+    provider_id: str,
+    content: bytes,
     name: str = "report.ocsf.json",
 ) -> httpx.Response:
     return await client.post(

@@ -26,8 +26,15 @@ def test_check_refuses_unsafe_settings():
     unsafe = Settings(_env_file=None, environment="development", debug=True, signup_enabled=True)
     problems = settings_problems(unsafe)
     joined = "\n".join(problems)
-    for needle in ("WARDEN_DEBUG", "development", "development secret", "REQUIRE_TLS",
-                   "SIGNUP", "WARDEN_DATABASE_URL", "WARDEN_REDIS_URL"):
+    for needle in (
+        "WARDEN_DEBUG",
+        "development",
+        "development secret",
+        "REQUIRE_TLS",
+        "SIGNUP",
+        "WARDEN_DATABASE_URL",
+        "WARDEN_REDIS_URL",
+    ):
         assert needle in joined, (needle, problems)
 
 
@@ -43,8 +50,12 @@ async def test_check_rls_on_the_test_database(database, servers):
 
 
 async def test_migrate_is_idempotent(database, admin_engine):
-    await migrate(database["admin_url"], database["runtime_url"], database["definer_role"],
-                  database["platform_role"])
+    await migrate(
+        database["admin_url"],
+        database["runtime_url"],
+        database["definer_role"],
+        database["platform_role"],
+    )
     async with admin_engine.connect() as conn:
         assert await rls_problems(conn, database["runtime_role"]) == []
         head = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()

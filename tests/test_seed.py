@@ -12,7 +12,9 @@ async def test_seed_twice_then_use_it(settings, client):
     assert set(first["workspaces"]) == {"acme-prod", "globex"}
 
     async def token(email):
-        r = await client.post("/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD})
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD}
+        )
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
 

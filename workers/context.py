@@ -74,9 +74,9 @@ class JobPrincipal:
     workspace_deleted: bool
 
 
-async def member(session: AsyncSession, workspace_id: uuid.UUID, user_id: uuid.UUID) -> (
-    JobPrincipal | None
-):
+async def member(
+    session: AsyncSession, workspace_id: uuid.UUID, user_id: uuid.UUID
+) -> JobPrincipal | None:
     row = (
         await session.execute(_MEMBER_SQL, {"user_id": user_id, "workspace_id": workspace_id})
     ).one_or_none()
@@ -129,9 +129,9 @@ async def with_rls_context(
 
 
 @asynccontextmanager
-async def _bookkeeping(db: Database, workspace_id: uuid.UUID, user_id: uuid.UUID) -> (
-    AsyncIterator[AsyncSession]
-):
+async def _bookkeeping(
+    db: Database, workspace_id: uuid.UUID, user_id: uuid.UUID
+) -> AsyncIterator[AsyncSession]:
     """Context for recording a job's outcome on its own task/outbox rows (and its resource's
     state), also when the user was refused. Never hands a session to job code."""
     async with db.sessionmaker() as session, session.begin():
@@ -186,7 +186,10 @@ class JobContext:
     def transaction(self) -> Any:
         """A new `with_rls_context` transaction for this job (membership re-checked)."""
         return with_rls_context(
-            self.db, self.workspace_id, self.user_id, self.spec.kind.permission,
+            self.db,
+            self.workspace_id,
+            self.user_id,
+            self.spec.kind.permission,
             allow_deleted_workspace=self.spec.allow_deleted_workspace,
             all_providers=self.spec.all_providers,
         )
@@ -280,7 +283,8 @@ async def _note_retry(jc: JobContext, exc: BaseException, delay: float) -> None:
         async with _bookkeeping(jc.db, jc.workspace_id, jc.user_id) as session:
             if jc.task_id is not None:
                 await session.execute(
-                    update(Task).where(Task.id == jc.task_id, Task.state == "running")
+                    update(Task)
+                    .where(Task.id == jc.task_id, Task.state == "running")
                     .values(error=note)
                 )
     except Exception:  # noqa: BLE001 - the database may be what is failing
@@ -306,8 +310,13 @@ async def execute(
     """Run one delivery of a job: claim, run within the time limits, record the outcome."""
     settings: Settings = ctx["settings"]
     jc = JobContext(
-        db=ctx["db"], settings=settings, spec=spec, workspace_id=uuid.UUID(workspace_id),
-        user_id=uuid.UUID(user_id), outbox_id=uuid.UUID(outbox_id), attempt=ctx.get("job_try", 1),
+        db=ctx["db"],
+        settings=settings,
+        spec=spec,
+        workspace_id=uuid.UUID(workspace_id),
+        user_id=uuid.UUID(user_id),
+        outbox_id=uuid.UUID(outbox_id),
+        attempt=ctx.get("job_try", 1),
     )
     hard = settings.job_hard_time_limit
     try:
@@ -338,7 +347,10 @@ async def _retry_or_fail(jc: JobContext, exc: BaseException) -> dict[str, Any]:
         delay = _delay(jc)
         log.warning(
             "job %s %s: transient %s, retry in %.1fs",
-            jc.spec.kind.name, jc.outbox_id, type(exc).__name__, delay,
+            jc.spec.kind.name,
+            jc.outbox_id,
+            type(exc).__name__,
+            delay,
         )
         await _note_retry(jc, exc, delay)
         raise Retry(defer=delay) from exc

@@ -24,9 +24,7 @@ async def maintain_partitions(ctx: dict[str, Any]) -> dict[str, Any]:
 async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     stale = int(settings.job_hard_time_limit + settings.job_retry_max_seconds + 300)
-    return await maintenance.task_retention(
-        ctx["db"].engine, settings.task_retention_days, stale
-    )
+    return await maintenance.task_retention(ctx["db"].engine, settings.task_retention_days, stale)
 
 
 async def seal_audit(ctx: dict[str, Any]) -> int:

@@ -100,8 +100,7 @@ class WorkerSettings:
         cron(cron_jobs.maintain_partitions, name=CRON_PARTITIONS, hour=3, minute=17, timeout=600),
         cron(cron_jobs.task_retention, name=CRON_RETENTION, hour=4, minute=7, timeout=1800),
         cron(cron_jobs.seal_audit, name=CRON_AUDIT_SEAL, second=set(range(0, 60, 5)), timeout=60),
-        cron(cron_jobs.audit_retention, name=CRON_AUDIT_RETENTION, hour=4, minute=37,
-             timeout=1800),
+        cron(cron_jobs.audit_retention, name=CRON_AUDIT_RETENTION, hour=4, minute=37, timeout=1800),
     ]
     on_startup = startup
     on_shutdown = shutdown

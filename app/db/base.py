@@ -56,7 +56,6 @@ class WorkspaceScoped:
         )
 
 
-
 class ScopedEntity(WorkspaceScoped):
     """A workspace-scoped row with its own UUIDv7 id; primary key `(workspace_id, id)`."""
 

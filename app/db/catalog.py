@@ -33,7 +33,9 @@ def expected_scopes(columns: set[str], table: str) -> set[Scope]:
     if "workspace_id" in columns and "provider_id" in columns:
         return {Scope.WORKSPACE_PROVIDER}
     if "workspace_id" in columns:
-        return {Scope.WORKSPACE, Scope.WORKSPACE_USER} if "user_id" in columns else {Scope.WORKSPACE}
+        return (
+            {Scope.WORKSPACE, Scope.WORKSPACE_USER} if "user_id" in columns else {Scope.WORKSPACE}
+        )
     if "user_id" in columns:
         return {Scope.USER}
     return set()
@@ -222,22 +224,28 @@ async def _object_problems(conn: AsyncConnection) -> list[str]:
                           WHERE cfg LIKE 'search_path=%')
         """,
     )
-    problems += [f"SECURITY DEFINER function {d['proname']} does not pin search_path" for d in definers]
+    problems += [
+        f"SECURITY DEFINER function {d['proname']} does not pin search_path" for d in definers
+    ]
     return problems
 
 
 async def runtime_role_refusal(conn: AsyncConnection) -> str | None:
     """Why the connected role must not serve requests (None when it is fit to)."""
     row = (
-        await conn.execute(
-            text(
-                "SELECT r.rolname, r.rolsuper, r.rolbypassrls, "
-                "EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid "
-                "        AND c.relnamespace = 'public'::regnamespace) AS owns "
-                "FROM pg_roles r WHERE r.rolname = current_user"
+        (
+            await conn.execute(
+                text(
+                    "SELECT r.rolname, r.rolsuper, r.rolbypassrls, "
+                    "EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid "
+                    "        AND c.relnamespace = 'public'::regnamespace) AS owns "
+                    "FROM pg_roles r WHERE r.rolname = current_user"
+                )
             )
         )
-    ).mappings().one()
+        .mappings()
+        .one()
+    )
     if row["rolsuper"]:
         return f"database role {row['rolname']} is a superuser"
     if row["rolbypassrls"]:

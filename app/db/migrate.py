@@ -63,12 +63,8 @@ async def ensure_database(admin_url: str) -> None:
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
-            exists = await raw.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", name
-            )
+            exists = await raw.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
             if not exists:
-                await raw.execute(
-                    'CREATE DATABASE "' + str(name).replace('"', '""') + '"'
-                )
+                await raw.execute('CREATE DATABASE "' + str(name).replace('"', '""') + '"')
     finally:
         await engine.dispose()

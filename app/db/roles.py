@@ -36,17 +36,49 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
 # (granted by the installation with `warden platform-admin`).
 RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     "app_user": {
-        "INSERT": ("id", "email", "name", "password_hash", "attributes", "is_active",
-                   "created_at", "updated_at"),
-        "SELECT": ("id", "email", "name", "attributes", "is_active", "is_platform_admin",
-                   "created_at", "updated_at"),
+        "INSERT": (
+            "id",
+            "email",
+            "name",
+            "password_hash",
+            "attributes",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ),
+        "SELECT": (
+            "id",
+            "email",
+            "name",
+            "attributes",
+            "is_active",
+            "is_platform_admin",
+            "created_at",
+            "updated_at",
+        ),
         "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
     },
     "audit_record": {
-        "INSERT": ("workspace_id", "id", "user_id", "created_at", "action", "method", "path",
-                   "path_params", "query_params", "body", "state", "resource_type",
-                   "resource_id", "status", "api_key_id", "source_ip", "user_agent",
-                   "request_id"),
+        "INSERT": (
+            "workspace_id",
+            "id",
+            "user_id",
+            "created_at",
+            "action",
+            "method",
+            "path",
+            "path_params",
+            "query_params",
+            "body",
+            "state",
+            "resource_type",
+            "resource_id",
+            "status",
+            "api_key_id",
+            "source_ip",
+            "user_agent",
+            "request_id",
+        ),
     },
 }
 
@@ -67,8 +99,13 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction(
         "warden_request_context(uuid, uuid, text)",
         reads=(
-            "app_user", "auth_session", "workspace", "membership", "custom_role",
-            "role_provider_group", "provider_group_member",
+            "app_user",
+            "auth_session",
+            "workspace",
+            "membership",
+            "custom_role",
+            "role_provider_group",
+            "provider_group_member",
         ),
     ),
     DefinerFunction(
@@ -76,9 +113,7 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         reads=("app_user", "workspace", "membership", "provider"),
         platform=True,
     ),
-    DefinerFunction(
-        "warden_user_workspaces()", reads=("membership", "workspace", "custom_role")
-    ),
+    DefinerFunction("warden_user_workspaces()", reads=("membership", "workspace", "custom_role")),
     DefinerFunction(
         "warden_create_workspace(uuid, text, text)",
         reads=(),
@@ -87,7 +122,11 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction(
         "warden_member_context(uuid, uuid)",
         reads=(
-            "app_user", "workspace", "membership", "custom_role", "role_provider_group",
+            "app_user",
+            "workspace",
+            "membership",
+            "custom_role",
+            "role_provider_group",
             "provider_group_member",
         ),
     ),
@@ -183,7 +222,9 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
     """Reset and grant every privilege of the three roles on the database's public schema."""
     rt, df, pf = quote_ident(roles.runtime), quote_ident(roles.definer), quote_ident(roles.platform)
     database = (await conn.execute(text("SELECT current_database()"))).scalar_one()
-    await conn.execute(text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}"))
+    await conn.execute(
+        text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}")
+    )
     await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {rt}, {df}, {pf}"))
     await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     # Only for warden_create_finding_partition (new partitions of a table it owns).

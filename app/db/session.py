@@ -129,9 +129,7 @@ def provider_bound_entities() -> list[type]:
     """Mapped classes subject to provider-group visibility (they name their provider column)."""
     from app.db.base import Base
 
-    return [
-        m.class_ for m in Base.registry.mappers if hasattr(m.class_, "__visibility_column__")
-    ]
+    return [m.class_ for m in Base.registry.mappers if hasattr(m.class_, "__visibility_column__")]
 
 
 class CrossWorkspaceWrite(Exception):

@@ -17,8 +17,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.query.types import Day, FieldType
 
 OPERATORS = (
-    "eq", "ne", "in", "startswith", "contains", "notcontains", "exists",
-    "gt", "lt", "gte", "lte", "between",
+    "eq",
+    "ne",
+    "in",
+    "startswith",
+    "contains",
+    "notcontains",
+    "exists",
+    "gt",
+    "lt",
+    "gte",
+    "lte",
+    "between",
 )
 MAX_JSON = 20_000
 

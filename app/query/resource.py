@@ -63,8 +63,7 @@ class Resource:
     def visible(self, *, sortable: bool = False) -> dict[str, Field]:
         hidden = excluded(self.name)
         return {
-            n: f for n, f in self.fields.items()
-            if n not in hidden and (f.sortable or not sortable)
+            n: f for n, f in self.fields.items() if n not in hidden and (f.sortable or not sortable)
         }
 
     def field(self, name: str, *, kind: str = "filterable") -> Field:
@@ -173,7 +172,8 @@ class _BaseQuery:
         field is ignored, because the path wins. Then the query parameters."""
         out, seen = [], set()
         path_fields = {
-            n: v for n, v in self.path_params.items()
+            n: v
+            for n, v in self.path_params.items()
             if n in self.resource.fields and n not in ("slug", "field")
         }
         for name, raw in path_fields.items():
@@ -215,8 +215,13 @@ class ListQuery(_BaseQuery):
 
     Nothing is checked against the field rules until `statement()` runs (in the handler)."""
 
-    def __init__(self, resource: Resource, req: _Request, sort: str | None,
-                 search: tuple[str, list[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        req: _Request,
+        sort: str | None,
+        search: tuple[str, list[Any]] | None = None,
+    ) -> None:
         super().__init__(resource, req)
         self.sort_param = sort
         self.search = search

@@ -29,11 +29,12 @@ async def _page(ctx: WorkspaceContext, query: ListQuery) -> dict[str, Any]:
 
 
 @router.get(
-    "/audit", response_model=Page[AuditOut],
+    "/audit",
+    response_model=Page[AuditOut],
     description=AUDIT.doc(
         "The workspace's audit log: every authorized, successful call, newest first. E.g. "
         "`?action=delete`, `?user_id=…`, `?resource_type=provider`, "
-        "`?created_at__between=[\"2024-05-01\",\"2024-05-31\"]`, `?sealed=false`."
+        '`?created_at__between=["2024-05-01","2024-05-31"]`, `?sealed=false`.'
     ),
 )
 async def list_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
@@ -65,7 +66,8 @@ async def verify_audit(ctx: Reader) -> dict[str, Any]:
 
 
 @router.get(
-    "/audit/{resource_id}", response_model=Page[AuditOut],
+    "/audit/{resource_id}",
+    response_model=Page[AuditOut],
     description=AUDIT.doc("The audit records about one resource (any type), newest first."),
 )
 async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
@@ -73,7 +75,8 @@ async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
 
 
 @router.get(
-    "/history/{resource_type}/{resource_id}", response_model=Page[HistoryEntryOut],
+    "/history/{resource_type}/{resource_id}",
+    response_model=Page[HistoryEntryOut],
     openapi_extra={"x-audit-action": "history"},
     description=HISTORY.doc(
         "The changes made to one resource (e.g. `/history/provider/{id}`), oldest first: each "

@@ -42,7 +42,11 @@ async def register_user(body: RegisterIn, request: Request) -> User:
         raise Forbidden("Sign-up is disabled on this installation")
     async with request.app.state.db.sessionmaker() as session, session.begin():
         user = await auth.register(
-            session, settings, body.email, body.password, body.name,
+            session,
+            settings,
+            body.email,
+            body.password,
+            body.name,
             _client(request, body.model_dump()),
         )
     return user
@@ -74,7 +78,9 @@ async def token(
 async def refresh(body: RefreshIn, request: Request) -> TokenOut:
     state = request.app.state
     tokens = await auth.refresh(
-        state.db.sessionmaker, state.settings, body.refresh_token,
+        state.db.sessionmaker,
+        state.settings,
+        body.refresh_token,
         _client(request, body.model_dump()),
     )
     return TokenOut(**tokens.__dict__)
@@ -92,7 +98,12 @@ async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Req
     """Change the password; every session of the user (this one too) is revoked."""
     state = request.app.state
     await auth.change_password(
-        ctx.session, state.redis, state.settings, ctx.principal.user_id,
-        body.current_password, body.new_password, _client(request),
+        ctx.session,
+        state.redis,
+        state.settings,
+        ctx.principal.user_id,
+        body.current_password,
+        body.new_password,
+        _client(request),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

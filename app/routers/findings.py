@@ -16,9 +16,7 @@ from app.security.principal import WorkspaceContext
 from app.services import findings
 from app.services.findings import FINDINGS
 
-router = APIRouter(
-    prefix="/ws/{slug}/api/v1/findings", tags=["findings"], route_class=AuditedRoute
-)
+router = APIRouter(prefix="/ws/{slug}/api/v1/findings", tags=["findings"], route_class=AuditedRoute)
 
 Reader = Annotated[WorkspaceContext, Depends(require("finding.read"))]
 

@@ -32,9 +32,13 @@ def _membership(ws: dict[str, Any]) -> dict[str, Any]:
         "workspace_id": ws["id"],
         "role": ws["role"],
         "custom_role": (
-            {"id": ws["custom_role_id"], "name": ws["custom_role_name"],
-             "inherits_from": ws["inherits_from"]}
-            if ws["custom_role_id"] else None
+            {
+                "id": ws["custom_role_id"],
+                "name": ws["custom_role_name"],
+                "inherits_from": ws["inherits_from"],
+            }
+            if ws["custom_role_id"]
+            else None
         ),
         "permissions": sorted(permissions),
     }
@@ -58,7 +62,9 @@ async def me(ctx: UserSession) -> dict[str, Any]:
 
 
 @router.post("/me/has-permission", response_model=HasPermissionOut)
-async def has_permission(body: HasPermissionIn, ctx: UserSession, request: Request) -> dict[str, Any]:
+async def has_permission(
+    body: HasPermissionIn, ctx: UserSession, request: Request
+) -> dict[str, Any]:
     """May I do this? Give `{workspace, permission}` or `{workspace, method, path}`; the answer
     says which role, grant or revoke decided."""
     if (body.permission is None) == (body.method is None or body.path is None):
@@ -80,17 +86,25 @@ async def has_permission(body: HasPermissionIn, ctx: UserSession, request: Reque
         None,
     )
     if ws is None:
-        return {"allowed": False, "permission": permission,
-                "reason": "you are not a member of this workspace"}
+        return {
+            "allowed": False,
+            "permission": permission,
+            "reason": "you are not a member of this workspace",
+        }
     allowed, reason = explain(
-        permission, ws["role"], ws["custom_role_name"], ws["inherits_from"],
-        ws["grants"] or (), ws["revokes"] or (),
+        permission,
+        ws["role"],
+        ws["custom_role_name"],
+        ws["inherits_from"],
+        ws["grants"] or (),
+        ws["revokes"] or (),
     )
     return {"allowed": allowed, "permission": permission, "reason": reason}
 
 
 @router.get(
-    "/me/events", response_model=Page[UserEventOut],
+    "/me/events",
+    response_model=Page[UserEventOut],
     description=USER_EVENTS.doc(
         "Your own security log: logins, token refreshes, logouts, password changes and every "
         "call you made outside a workspace."
@@ -104,7 +118,8 @@ async def list_my_events(
 
 
 @router.get(
-    "/me/denials", response_model=Page[DenialOut],
+    "/me/denials",
+    response_model=Page[DenialOut],
     description=DENIALS.doc(
         "Your own refused calls (401/403/404) on workspace and platform routes. They are kept "
         "here, not in the workspace you tried, so nobody can write into a workspace's log "
@@ -123,8 +138,11 @@ async def list_permissions() -> dict[str, Any]:
     """Every permission key and the built-in roles that hold it."""
     return {
         "permissions": [
-            {"key": key, "description": text,
-             "roles": [r for r, held in BUILTIN_ROLES.items() if key in held]}
+            {
+                "key": key,
+                "description": text,
+                "roles": [r for r, held in BUILTIN_ROLES.items() if key in held],
+            }
             for key, text in PERMISSIONS.items()
         ]
     }

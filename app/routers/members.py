@@ -16,9 +16,7 @@ from app.security.principal import WorkspaceContext
 from app.services import members
 from app.services.members import MEMBERS
 
-router = APIRouter(
-    prefix="/ws/{slug}/api/v1/members", tags=["members"], route_class=AuditedRoute
-)
+router = APIRouter(prefix="/ws/{slug}/api/v1/members", tags=["members"], route_class=AuditedRoute)
 
 Reader = Annotated[WorkspaceContext, Depends(require("member.read"))]
 Manager = Annotated[WorkspaceContext, Depends(require("member.manage"))]

@@ -55,7 +55,8 @@ async def platform_denials(
         ctx,
         "SELECT id, created_at, user_id, status, reason, method, path, workspace_slug, "
         "source_ip, user_agent, request_id FROM warden_platform_denials(:limit, :before)",
-        limit=limit, before=cursor,
+        limit=limit,
+        before=cursor,
     )
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
     return {"data": rows, "next_cursor": next_cursor}

@@ -16,7 +16,8 @@ from app.services import providers
 from app.services.providers import PROVIDER_GROUPS
 
 router = APIRouter(
-    prefix="/ws/{slug}/api/v1/provider-groups", tags=["provider groups"],
+    prefix="/ws/{slug}/api/v1/provider-groups",
+    tags=["provider groups"],
     route_class=AuditedRoute,
 )
 
@@ -25,7 +26,8 @@ Manager = Annotated[WorkspaceContext, Depends(require("provider_group.manage"))]
 
 
 @router.get(
-    "", response_model=Page[ProviderGroupOut],
+    "",
+    response_model=Page[ProviderGroupOut],
     description=PROVIDER_GROUPS.doc("List provider groups with their providers."),
 )
 async def list_provider_groups(

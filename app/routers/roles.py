@@ -15,9 +15,7 @@ from app.security.principal import WorkspaceContext
 from app.services import roles
 from app.services.roles import ROLES
 
-router = APIRouter(
-    prefix="/ws/{slug}/api/v1/roles", tags=["roles"], route_class=AuditedRoute
-)
+router = APIRouter(prefix="/ws/{slug}/api/v1/roles", tags=["roles"], route_class=AuditedRoute)
 
 Reader = Annotated[WorkspaceContext, Depends(require("member.read"))]
 Manager = Annotated[WorkspaceContext, Depends(require("role.manage"))]

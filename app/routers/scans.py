@@ -49,8 +49,12 @@ async def create_scan(
     cloud account are rejected (counted), duplicates by finding uid are skipped (counted)."""
     settings = request.app.state.settings
     _, task = await scans.create_scan(
-        ctx.session, ctx.principal, provider_id, file,
-        chunk_bytes=settings.upload_chunk_bytes, max_bytes=settings.max_upload_bytes,
+        ctx.session,
+        ctx.principal,
+        provider_id,
+        file,
+        chunk_bytes=settings.upload_chunk_bytes,
+        max_bytes=settings.max_upload_bytes,
     )
     response.headers["Content-Location"] = tasks.location(ctx.principal.slug, task.id)
     return task

@@ -13,9 +13,7 @@ from app.security.deps import require
 from app.security.principal import WorkspaceContext
 from app.services import workspaces
 
-router = APIRouter(
-    prefix="/ws/{slug}/api/v1/settings", tags=["settings"], route_class=AuditedRoute
-)
+router = APIRouter(prefix="/ws/{slug}/api/v1/settings", tags=["settings"], route_class=AuditedRoute)
 
 
 @router.get("", response_model=WorkspaceSettingsOut)

@@ -155,7 +155,9 @@ class WorkspaceSettingsUpdate(Input):
     __update__ = True
     name: str | None = Field(default=None, min_length=1, max_length=200)
     audit_retention_days: int | None = Field(
-        default=None, ge=1, le=36500,
+        default=None,
+        ge=1,
+        le=36500,
         description="Days audit records are kept; null keeps them forever",
     )
 

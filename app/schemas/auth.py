@@ -18,7 +18,9 @@ class RegisterIn(Input):
 
     model_config = {
         "json_schema_extra": {
-            "examples": [{"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}]
+            "examples": [
+                {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+            ]
         }
     }
 

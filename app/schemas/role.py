@@ -23,7 +23,8 @@ class CustomRoleCreate(Input):
     grants: list[str] = PermissionKeys
     revokes: list[str] = PermissionKeys
     provider_group_ids: list[uuid.UUID] = Field(
-        default_factory=list, max_length=1000,
+        default_factory=list,
+        max_length=1000,
         description="Provider groups visible to the role when it lacks `unlimited_visibility`",
     )
 
@@ -63,11 +64,14 @@ class CustomRoleOut(Output):
 
 class MemberUpdate(Input):
     role: str | None = Field(
-        default=None, min_length=1, max_length=40,
+        default=None,
+        min_length=1,
+        max_length=40,
         description="A built-in role name or a custom role id",
     )
     attributes: Attributes | None = Field(
-        default=None, max_length=50,
+        default=None,
+        max_length=50,
         description="Per-workspace attributes used by row grants, e.g. {'region': 'eu'}",
     )
 

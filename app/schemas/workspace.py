@@ -16,7 +16,9 @@ class WorkspaceCreate(Input):
     slug: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     name: str = Field(min_length=1, max_length=200)
 
-    model_config = {"json_schema_extra": {"examples": [{"slug": "acme-prod", "name": "Acme production"}]}}
+    model_config = {
+        "json_schema_extra": {"examples": [{"slug": "acme-prod", "name": "Acme production"}]}
+    }
 
 
 class WorkspaceOut(Output):
@@ -31,7 +33,8 @@ class WorkspaceOut(Output):
 class MemberCreate(Input):
     email: EmailStr = Field(max_length=320)
     role: str = Field(
-        min_length=1, max_length=40,
+        min_length=1,
+        max_length=40,
         description=f"A built-in role ({', '.join(ROLE_NAMES)}) or a custom role id",
     )
 

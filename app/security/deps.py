@@ -225,4 +225,3 @@ def parse_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound() from None
-

@@ -59,7 +59,9 @@ GRANTS: tuple[Grant, ...] = (
         resource=Provider,
         roles=frozenset({"viewer", "approver"}),
         filters=(_attribute_in(Provider.region, "region"),),
-        description="viewers and approvers with a `region` attribute see only that region's providers",
+        description=(
+            "viewers and approvers with a `region` attribute see only that region's providers"
+        ),
     ),
 )
 
@@ -85,7 +87,9 @@ def row_filters(
     return out
 
 
-def _grant_filters(roles: Iterable[str], attributes: Attributes) -> Mapping[type, ColumnElement[bool]]:
+def _grant_filters(
+    roles: Iterable[str], attributes: Attributes
+) -> Mapping[type, ColumnElement[bool]]:
     """A pure function of the grants, the roles and the attribute values, which the caller reads
     fresh on every request; the built expressions (immutable) are memoized on exactly those, so
     a changed role or attribute is a different key, never a stale answer."""

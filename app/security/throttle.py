@@ -37,7 +37,9 @@ async def retry_after(redis: Redis | None, settings: Settings, email: str, ip: s
     return 0
 
 
-async def record_failure(redis: Redis | None, settings: Settings, email: str, ip: str | None) -> None:
+async def record_failure(
+    redis: Redis | None, settings: Settings, email: str, ip: str | None
+) -> None:
     if redis is None:
         return
     try:

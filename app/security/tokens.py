@@ -49,9 +49,11 @@ def _public_from_private(private_pem: str, algorithm: str) -> str:
     from cryptography.hazmat.primitives import serialization
 
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _verify_key(settings: Settings) -> str:
@@ -80,7 +82,9 @@ def issue_access_token(
         "typ": "access",
     }
     headers = {"kid": settings.jwt_key_id} if settings.jwt_algorithm != "HS256" else None
-    token = jwt.encode(claims, _signing_key(settings), algorithm=settings.jwt_algorithm, headers=headers)
+    token = jwt.encode(
+        claims, _signing_key(settings), algorithm=settings.jwt_algorithm, headers=headers
+    )
     return token, ttl
 
 

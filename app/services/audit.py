@@ -251,7 +251,8 @@ async def verify_chain(session: AsyncSession, workspace_id: uuid.UUID) -> dict[s
         "head": {"seq": head.seq, "hash": head.hash.hex() if head.hash else None} if head else None,
         "cut": (
             {"up_to_seq": cut.up_to_seq, "last_hash": cut.last_hash.hex(), "cut_at": cut.cut_at}
-            if cut else None
+            if cut
+            else None
         ),
         "first_broken": (
             {
@@ -259,7 +260,8 @@ async def verify_chain(session: AsyncSession, workspace_id: uuid.UUID) -> dict[s
                 "seq": broken.seq,
                 "reason": _REASONS[broken.problem].format(prior=broken.prior_seq, seq=broken.seq),
             }
-            if broken else None
+            if broken
+            else None
         ),
     }
 
@@ -290,9 +292,7 @@ def _history_base() -> Any:
         .correlate(AuditRecord)
         .scalar_subquery()
     )
-    return select(AuditRecord, before.label("before")).where(
-        AuditRecord.method.in_(WRITE_METHODS)
-    )
+    return select(AuditRecord, before.label("before")).where(AuditRecord.method.in_(WRITE_METHODS))
 
 
 HISTORY = Resource(
@@ -348,4 +348,3 @@ async def list_user_rows(
     """The caller's own user events or denials (RLS on `user_id` says the same)."""
     stmt = query.statement(query.resource.base().where(model.user_id == user_id))
     return list((await session.execute(stmt)).scalars())
-

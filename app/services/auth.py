@@ -61,16 +61,28 @@ async def _event(
     await add_user_event(
         session,
         {
-            "user_id": user_id, "action": action, "method": client.method, "path": client.path,
-            "path_params": {}, "query_params": {}, "body": client.body, "resource_type": "auth",
-            "status": status, "source_ip": client.ip, "user_agent": client.user_agent,
+            "user_id": user_id,
+            "action": action,
+            "method": client.method,
+            "path": client.path,
+            "path_params": {},
+            "query_params": {},
+            "body": client.body,
+            "resource_type": "auth",
+            "status": status,
+            "source_ip": client.ip,
+            "user_agent": client.user_agent,
             "request_id": client.request_id,
         },
     )
 
 
 async def register(
-    session: AsyncSession, settings: Settings, email: str, password: str, name: str,
+    session: AsyncSession,
+    settings: Settings,
+    email: str,
+    password: str,
+    name: str,
     client: Client,
 ) -> User:
     user = User(

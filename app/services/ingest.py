@@ -32,9 +32,26 @@ from app.services.json_stream import JsonArrayReader, JsonStreamError
 from app.services.ocsf import MappedFinding, ReportError, belongs_to, map_record
 
 COLUMNS = (
-    "workspace_id", "id", "scan_id", "provider_id", "uid", "check_id", "title", "severity",
-    "status", "status_extended", "muted", "region", "resource_uid", "resource_name",
-    "resource_type", "compliance", "remediation", "raw", "observed_at", "inserted_at",
+    "workspace_id",
+    "id",
+    "scan_id",
+    "provider_id",
+    "uid",
+    "check_id",
+    "title",
+    "severity",
+    "status",
+    "status_extended",
+    "muted",
+    "region",
+    "resource_uid",
+    "resource_name",
+    "resource_type",
+    "compliance",
+    "remediation",
+    "raw",
+    "observed_at",
+    "inserted_at",
 )
 INSERT_SQL = (
     f"INSERT INTO finding ({', '.join(COLUMNS)}) "
@@ -97,12 +114,30 @@ class _Batcher:
 
     def add(self, f: MappedFinding) -> None:
         finding_id = uuid7_at(time.time_ns() // 1_000_000)
-        self.rows.append((
-            self.scan.workspace_id, finding_id, self.scan.id, self.scan.provider_id, f.uid,
-            f.check_id, f.title, f.severity, f.status, f.status_extended, f.muted, f.region,
-            f.resource_uid, f.resource_name, f.resource_type, f.compliance, f.remediation,
-            f.raw, f.observed_at, uuid7_time(finding_id),
-        ))
+        self.rows.append(
+            (
+                self.scan.workspace_id,
+                finding_id,
+                self.scan.id,
+                self.scan.provider_id,
+                f.uid,
+                f.check_id,
+                f.title,
+                f.severity,
+                f.status,
+                f.status_extended,
+                f.muted,
+                f.region,
+                f.resource_uid,
+                f.resource_name,
+                f.resource_type,
+                f.compliance,
+                f.remediation,
+                f.raw,
+                f.observed_at,
+                uuid7_time(finding_id),
+            )
+        )
 
     async def submit(self) -> None:
         """Start inserting the collected rows (after the previous batch has finished)."""

@@ -105,9 +105,7 @@ class JsonArrayReader:
             exc.pos >= len(exc.doc) or detail.startswith("Unterminated")
         )
         if truncated and pending <= self._max:
-            return JsonStreamError(
-                f"the file ends in the middle of element {self.count + 1}"
-            )
+            return JsonStreamError(f"the file ends in the middle of element {self.count + 1}")
         if pending > self._max:
             detail += f" (or an element larger than {self._max} characters)"
         return JsonStreamError(f"invalid JSON after {self.count} elements: {detail}")

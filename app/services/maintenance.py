@@ -43,7 +43,8 @@ async def ensure_partitions(engine: AsyncEngine, ahead: int) -> dict[str, Any]:
     if stray:
         log.warning(
             "%d findings are in %s: a monthly partition was missing when they were imported",
-            stray, DEFAULT_PARTITION,
+            stray,
+            DEFAULT_PARTITION,
         )
     return {"created": created, "default_partition_rows": stray}
 
@@ -52,8 +53,11 @@ async def task_retention(engine: AsyncEngine, keep_days: int, stale_seconds: int
     """Delete finished tasks older than `keep_days`; fail tasks whose worker vanished."""
     async with engine.begin() as conn:
         expired = int(
-            (await conn.execute(text("SELECT warden_expire_stuck_tasks(:s)"), {"s": stale_seconds}))
-            .scalar_one()
+            (
+                await conn.execute(
+                    text("SELECT warden_expire_stuck_tasks(:s)"), {"s": stale_seconds}
+                )
+            ).scalar_one()
         )
     pruned = 0
     while True:

@@ -57,8 +57,10 @@ async def list_members(session: AsyncSession, query: ListQuery) -> list[dict[str
 
 async def get_member(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any]:
     row = (
-        await session.execute(_member_select().where(Membership.user_id == user_id))
-    ).mappings().one_or_none()
+        (await session.execute(_member_select().where(Membership.user_id == user_id)))
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         raise NotFound("Member not found")
     return dict(row)
@@ -97,10 +99,14 @@ async def _other_owners(session: AsyncSession, user_id: uuid.UUID) -> int:
     """Owners other than `user_id`, with every owner row locked so two concurrent demotions
     cannot both see the other owner and leave none."""
     owners = (
-        await session.execute(
-            select(Membership.user_id).where(Membership.role == "owner").with_for_update()
+        (
+            await session.execute(
+                select(Membership.user_id).where(Membership.role == "owner").with_for_update()
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return sum(1 for o in owners if o != user_id)
 
 

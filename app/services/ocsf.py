@@ -67,8 +67,10 @@ def _severity(record: dict[str, Any]) -> str:
     if name in SEVERITIES:
         return name
     severity_id = record.get("severity_id")
-    return _SEVERITY_IDS.get(severity_id, "informational") if isinstance(severity_id, int) else (
-        "informational"
+    return (
+        _SEVERITY_IDS.get(severity_id, "informational")
+        if isinstance(severity_id, int)
+        else ("informational")
     )
 
 

@@ -65,8 +65,12 @@ async def send(arq: Any, queue: str, jobs: Sequence[Pending]) -> list[uuid.UUID]
     sent = []
     for job in jobs:
         await arq.enqueue_job(
-            job.job, str(job.workspace_id), str(job.user_id), str(job.id),
-            _job_id=str(job.id), _queue_name=queue,
+            job.job,
+            str(job.workspace_id),
+            str(job.user_id),
+            str(job.id),
+            _job_id=str(job.id),
+            _queue_name=queue,
         )
         sent.append(job.id)  # None from arq means "already queued or done": also delivered
     return sent

@@ -78,7 +78,8 @@ RULES: dict[ProviderType, tuple[Callable[[str], bool], str]] = {
         "an Oracle Cloud uid is an OCID, e.g. ocid1.tenancy.oc1..aaaa…",
     ),
     ProviderType.mongodbatlas: (
-        _regex(r"[0-9a-fA-F]{24}"), "a MongoDB Atlas organization id is 24 hex characters"
+        _regex(r"[0-9a-fA-F]{24}"),
+        "a MongoDB Atlas organization id is 24 hex characters",
     ),
     ProviderType.alibabacloud: (_regex(r"\d{16}"), "an Alibaba Cloud account id is 16 digits"),
 }

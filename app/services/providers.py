@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,13 +30,23 @@ def _active() -> Any:
 # workspace filter, provider visibility and row grants apply exactly as to `select(Provider)`,
 # but as plain rows: no identity map and no tracked instance per row on the hottest read.
 _LIST_COLUMNS = (
-    Provider.id, Provider.provider_type, Provider.uid, Provider.alias, Provider.region,
-    Provider.created_at, Provider.updated_at,
+    Provider.id,
+    Provider.provider_type,
+    Provider.uid,
+    Provider.alias,
+    Provider.region,
+    Provider.created_at,
+    Provider.updated_at,
 )
+
+
+def _listed() -> Select[Any]:
+    return select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None))
+
 
 PROVIDERS = Resource(
     name="provider",
-    base=lambda: select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None)),
+    base=_listed,
     fields={
         "id": Field(Provider.id, Uuid()),
         "provider_type": Field(Provider.provider_type, Enum(tuple(t.value for t in ProviderType))),
@@ -169,9 +179,7 @@ async def _set_members(
         )
         missing = wanted - found
         if missing:
-            raise BadRequest(
-                "Unknown provider ids: " + ", ".join(sorted(str(m) for m in missing))
-            )
+            raise BadRequest("Unknown provider ids: " + ", ".join(sorted(str(m) for m in missing)))
     await session.execute(
         delete(ProviderGroupMember).where(ProviderGroupMember.provider_group_id == group_id)
     )

@@ -60,17 +60,22 @@ async def _group_ids(session: AsyncSession, role_id: uuid.UUID) -> list[uuid.UUI
     return list(rows.scalars())
 
 
-async def _set_groups(session: AsyncSession, role_id: uuid.UUID, group_ids: list[uuid.UUID]) -> None:
+async def _set_groups(
+    session: AsyncSession, role_id: uuid.UUID, group_ids: list[uuid.UUID]
+) -> None:
     wanted = set(group_ids)
     if wanted:
         found = set(
-            (await session.execute(select(ProviderGroup.id).where(ProviderGroup.id.in_(wanted))))
-            .scalars()
+            (
+                await session.execute(select(ProviderGroup.id).where(ProviderGroup.id.in_(wanted)))
+            ).scalars()
         )
         if wanted - found:
             missing = ", ".join(sorted(str(m) for m in wanted - found))
             raise BadRequest(f"Unknown provider group ids: {missing}")
-    await session.execute(delete(RoleProviderGroup).where(RoleProviderGroup.role_key == str(role_id)))
+    await session.execute(
+        delete(RoleProviderGroup).where(RoleProviderGroup.role_key == str(role_id))
+    )
     session.add_all(
         RoleProviderGroup(role_key=str(role_id), provider_group_id=g) for g in sorted(wanted)
     )
@@ -160,7 +165,9 @@ async def delete_role(session: AsyncSession, role_id: uuid.UUID) -> None:
     ).scalar_one()
     if in_use:
         raise Conflict(f"The role is held by {in_use} member(s); give them another role first")
-    await session.execute(delete(RoleProviderGroup).where(RoleProviderGroup.role_key == str(role_id)))
+    await session.execute(
+        delete(RoleProviderGroup).where(RoleProviderGroup.role_key == str(role_id))
+    )
     await session.delete(role)
     await session.flush()
 

@@ -60,8 +60,12 @@ async def create_scan(
         raise BadRequest("The uploaded report is empty")
     scan.file_size, scan.file_sha256 = size, digest.hexdigest()
     task = await tasks.start(
-        session, IMPORT_SCAN, user_id=principal.user_id,
-        resource_type="scan", resource_id=scan.id, provider_id=provider.id,
+        session,
+        IMPORT_SCAN,
+        user_id=principal.user_id,
+        resource_type="scan",
+        resource_id=scan.id,
+        provider_id=provider.id,
         args={"scan_id": str(scan.id)},
     )
     scan.task_id = task.id

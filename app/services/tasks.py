@@ -34,8 +34,12 @@ async def start(
 ) -> Task:
     """A pending task and the outbox row of its job, in the caller's transaction."""
     task = Task(
-        kind=kind.name, state="pending", created_by=user_id,
-        resource_type=resource_type, resource_id=resource_id, provider_id=provider_id,
+        kind=kind.name,
+        state="pending",
+        created_by=user_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        provider_id=provider_id,
     )
     session.add(task)
     await session.flush()

@@ -54,7 +54,8 @@ def _children_first(tables: dict[str, PurgeTable]) -> list[PurgeTable]:
     while len(order) < len(tables):
         left = {n: t for n, t in tables.items() if n not in placed}
         ready = [
-            t for n, t in left.items()
+            t
+            for n, t in left.items()
             if not any(n in other.refs for m, other in left.items() if m != n)
         ]
         if not ready:
@@ -70,7 +71,8 @@ async def purge_plan(session: AsyncSession) -> tuple[list[PurgeTable], list[Purg
     rows = (await session.execute(_TABLES)).all()
     tables = {
         r.name: PurgeTable(r.name, tuple(r.pkey), frozenset(r.refs) - GLOBAL)
-        for r in rows if r.name not in GLOBAL | APPEND_ONLY
+        for r in rows
+        if r.name not in GLOBAL | APPEND_ONLY
     }
     final = {LAST} & set(tables)
     while True:  # the member rows' own references (custom roles, ...) must outlive them
@@ -106,9 +108,7 @@ async def purge_audit_batch(session: AsyncSession, workspace_id: uuid.UUID, limi
     return int(result.scalar_one())
 
 
-async def finish(
-    session: AsyncSession, workspace_id: uuid.UUID, tables: list[PurgeTable]
-) -> int:
+async def finish(session: AsyncSession, workspace_id: uuid.UUID, tables: list[PurgeTable]) -> int:
     """The member rows and what they reference, then the workspace row itself."""
     removed = 0
     for table in tables:

@@ -57,8 +57,11 @@ async def request_deletion(session: AsyncSession, principal: WorkspacePrincipal)
     ).scalar_one()
     workspace.deleted_at = datetime.now(UTC)
     return await tasks.start(
-        session, DELETE_WORKSPACE, user_id=principal.user_id,
-        resource_type="workspace", resource_id=workspace.id,
+        session,
+        DELETE_WORKSPACE,
+        user_id=principal.user_id,
+        resource_type="workspace",
+        resource_id=workspace.id,
     )
 
 

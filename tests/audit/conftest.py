@@ -41,8 +41,7 @@ async def records(admin_engine, workspace_id: uuid.UUID) -> list[dict[str, Any]]
     """The workspace's audit rows in chain order (unsealed last), read as the owner role."""
     async with admin_engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT * FROM audit_record WHERE workspace_id = :w "
-                 "ORDER BY seq NULLS LAST, id"),
+            text("SELECT * FROM audit_record WHERE workspace_id = :w ORDER BY seq NULLS LAST, id"),
             {"w": workspace_id},
         )
         return [dict(r) for r in rows.mappings()]

@@ -34,9 +34,15 @@ async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, 
         assert cur["prev_hash"] == prev["hash"]
     # the hash is sha256 over the canonical content and the previous hash, as documented
     async with admin_engine.connect() as conn:
-        canonical = (await conn.execute(text(
-            "SELECT warden_audit_canonical(a) FROM audit_record a "
-            "WHERE a.workspace_id = :w AND a.seq = 2"), {"w": ws.id})).scalar_one()
+        canonical = (
+            await conn.execute(
+                text(
+                    "SELECT warden_audit_canonical(a) FROM audit_record a "
+                    "WHERE a.workspace_id = :w AND a.seq = 2"
+                ),
+                {"w": ws.id},
+            )
+        ).scalar_one()
     assert hashlib.sha256(canonical.encode() + sealed[0]["hash"]).digest() == sealed[1]["hash"]
     after = await verify(client, ws)
     assert after["ok"] and after["first_broken"] is None
@@ -48,23 +54,32 @@ async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, 
 @pytest.mark.parametrize(
     "tamper,reason",
     [
-        ("UPDATE audit_record SET body = '{\"alias\": \"innocent\"}' WHERE {row}",
-         "content does not match its hash"),
-        ("UPDATE audit_record SET user_id = gen_random_uuid() WHERE {row}",
-         "content does not match its hash"),
-        ("UPDATE audit_record SET created_at = created_at - interval '1 day' WHERE {row}",
-         "content does not match its hash"),
-        ("UPDATE audit_record SET action = 'get' WHERE {row};;"
-         "UPDATE audit_record SET "
-         "hash = sha256(convert_to(warden_audit_canonical(audit_record.*), 'UTF8') "
-         "|| coalesce(prev_hash, '\\x'::bytea)) WHERE {row}",
-         "NEXT:does not link to the previous record's hash"),
+        (
+            'UPDATE audit_record SET body = \'{"alias": "innocent"}\' WHERE {row}',
+            "content does not match its hash",
+        ),
+        (
+            "UPDATE audit_record SET user_id = gen_random_uuid() WHERE {row}",
+            "content does not match its hash",
+        ),
+        (
+            "UPDATE audit_record SET created_at = created_at - interval '1 day' WHERE {row}",
+            "content does not match its hash",
+        ),
+        (
+            "UPDATE audit_record SET action = 'get' WHERE {row};;"
+            "UPDATE audit_record SET "
+            "hash = sha256(convert_to(warden_audit_canonical(audit_record.*), 'UTF8') "
+            "|| coalesce(prev_hash, '\\x'::bytea)) WHERE {row}",
+            "NEXT:does not link to the previous record's hash",
+        ),
         ("DELETE FROM audit_record WHERE {row}", "NEXT:records are missing"),
         ("UPDATE audit_record SET seq = seq + 1000 WHERE {row}", "NEXT:records are missing"),
     ],
 )
-async def test_tampering_as_the_owner_is_reported(tamper, reason, api, client, app, ws,
-                                                  admin_engine):
+async def test_tampering_as_the_owner_is_reported(
+    tamper, reason, api, client, app, ws, admin_engine
+):
     """The owner role can change anything; verification still names the first broken link."""
     await _calls(api, ws, 4)
     await seal_pending(app.state.db.sessionmaker)
@@ -83,16 +98,16 @@ async def test_tampering_as_the_owner_is_reported(tamper, reason, api, client, a
     assert reason.removeprefix("NEXT:") in result["first_broken"]["reason"]
 
 
-async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app, ws,
-                                                                admin_engine):
+async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app, ws, admin_engine):
     other_owner = await api.user("other")
     other_slug = await api.workspace(other_owner)
     await api.provider(other_owner, other_slug)
     await _calls(api, ws, 2)
     await seal_pending(app.state.db.sessionmaker)
     async with admin_engine.begin() as conn:
-        await conn.execute(text("UPDATE audit_record SET status = 418 WHERE workspace_id = :w"),
-                           {"w": ws.id})
+        await conn.execute(
+            text("UPDATE audit_record SET status = 418 WHERE workspace_id = :w"), {"w": ws.id}
+        )
     assert (await verify(client, ws))["ok"] is False
     r = await client.get(f"/ws/{other_slug}/api/v1/audit/verify", headers=other_owner.headers)
     assert r.json()["ok"] is True and r.json()["sealed"] >= 1
@@ -104,8 +119,11 @@ async def test_sealers_and_requests_run_concurrently(api, client, app, ws, admin
     maker = app.state.db.sessionmaker
 
     async def create(i: int) -> int:
-        r = await client.post(f"{ws.base}/providers", headers=ws.owner.headers,
-                              json={"provider_type": "aws", "uid": aws_uid()})
+        r = await client.post(
+            f"{ws.base}/providers",
+            headers=ws.owner.headers,
+            json={"provider_type": "aws", "uid": aws_uid()},
+        )
         return r.status_code
 
     async def seal_loop() -> None:
@@ -123,8 +141,9 @@ async def test_sealers_and_requests_run_concurrently(api, client, app, ws, admin
     assert result["ok"] and result["sealed"] == len(rows) and result["unsealed"] == 0
 
 
-async def test_a_busy_chain_neither_blocks_requests_nor_other_sealers(api, client, app, ws,
-                                                                      runtime_engine):
+async def test_a_busy_chain_neither_blocks_requests_nor_other_sealers(
+    api, client, app, ws, runtime_engine
+):
     """While one sealer holds a workspace's chain (its transaction still open), a request on
     that workspace commits at once and a second sealer skips the workspace instead of
     waiting."""
@@ -134,8 +153,11 @@ async def test_a_busy_chain_neither_blocks_requests_nor_other_sealers(api, clien
         held = (await conn.execute(text("SELECT sum(sealed) FROM warden_audit_seal(100)"))).scalar()
         assert held >= 2
         r = await asyncio.wait_for(
-            client.post(f"{ws.base}/providers", headers=ws.owner.headers,
-                        json={"provider_type": "aws", "uid": aws_uid()}),
+            client.post(
+                f"{ws.base}/providers",
+                headers=ws.owner.headers,
+                json={"provider_type": "aws", "uid": aws_uid()},
+            ),
             timeout=5,
         )
         assert r.status_code == 201
@@ -191,14 +213,19 @@ def test_runtime_may_insert_every_content_column_and_no_chain_column():
 async def test_the_definer_may_touch_only_the_chain_columns(admin_engine, database):
     definer = database["definer_role"]
     async with admin_engine.connect() as conn:
-        def can(column: str, privilege: str) -> str:
-            return (f"has_column_privilege('{definer}', 'audit_record', '{column}', "
-                    f"'{privilege}')")
 
-        row = (await conn.execute(text(
-            f"SELECT {can('hash', 'UPDATE')}, {can('seq', 'UPDATE')}, {can('body', 'UPDATE')}, "
-            f"{can('created_at', 'UPDATE')}, has_table_privilege('{definer}', 'audit_record', "
-            "'UPDATE'), has_table_privilege(:r, 'audit_record', 'UPDATE'), "
-            "has_table_privilege(:r, 'audit_record', 'DELETE')"
-        ), {"r": database["runtime_role"]})).one()
+        def can(column: str, privilege: str) -> str:
+            return f"has_column_privilege('{definer}', 'audit_record', '{column}', '{privilege}')"
+
+        row = (
+            await conn.execute(
+                text(
+                    f"SELECT {can('hash', 'UPDATE')}, {can('seq', 'UPDATE')}, {can('body', 'UPDATE')}, "
+                    f"{can('created_at', 'UPDATE')}, has_table_privilege('{definer}', 'audit_record', "
+                    "'UPDATE'), has_table_privilege(:r, 'audit_record', 'UPDATE'), "
+                    "has_table_privilege(:r, 'audit_record', 'DELETE')"
+                ),
+                {"r": database["runtime_role"]},
+            )
+        ).one()
     assert tuple(row) == (True, True, False, False, False, False, False)

@@ -26,14 +26,21 @@ from tests.helpers import (
 
 # Routes anyone may call (no credentials, nothing to attribute); everything else is audited.
 PUBLIC = {
-    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
-    ("GET", "/.well-known/jwks.json"), ("GET", "/api/v1/permissions"), ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/api/v1/permissions"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
 }
 # Routes that establish who the caller is: they write the user's security event themselves.
 AUTHENTICATING = {
-    ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"),
-    ("POST", "/api/v1/auth/token"), ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/register"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/refresh"),
 }
 
 
@@ -56,8 +63,16 @@ class Caller:
         self.calls: list[Call] = []
 
     async def __call__(
-        self, user: User | None, method: str, route: str, values: dict[str, str], table: str,
-        action: str, resource_type: str | None, resource_id: Any = None, **kw: Any,
+        self,
+        user: User | None,
+        method: str,
+        route: str,
+        values: dict[str, str],
+        table: str,
+        action: str,
+        resource_type: str | None,
+        resource_id: Any = None,
+        **kw: Any,
     ) -> httpx.Response:
         request_id = uuid.uuid4().hex
         headers = {"x-request-id": request_id, "user-agent": "completeness/1.0"}
@@ -66,8 +81,19 @@ class Caller:
         r = await self.client.request(method, route.format(**values), headers=headers, **kw)
         assert r.status_code < 300, (method, route, r.status_code, r.text)
         rid = resource_id(r) if callable(resource_id) else resource_id
-        self.calls.append(Call(method, route, request_id, table, action, resource_type,
-                               str(rid) if rid else None, user or User("", "", ""), r.status_code))
+        self.calls.append(
+            Call(
+                method,
+                route,
+                request_id,
+                table,
+                action,
+                resource_type,
+                str(rid) if rid else None,
+                user or User("", "", ""),
+                r.status_code,
+            )
+        )
         return r
 
 
@@ -75,154 +101,413 @@ def _id(r: httpx.Response) -> str:
     return r.json()["id"]
 
 
-async def _workspace_calls(
-    call: Caller, api: Api, owner: User, slug: str, settings: Any
-) -> None:
+async def _workspace_calls(call: Caller, api: Api, owner: User, slug: str, settings: Any) -> None:
     ws = "/ws/{slug}/api/v1"
     v = {"slug": slug}
     A = "audit_record"  # noqa: N806
-    r = await call(owner, "POST", ws + "/providers", v, A, "create", "provider", _id,
-                   json={"provider_type": "aws", "uid": aws_uid(), "alias": "prod"})
+    r = await call(
+        owner,
+        "POST",
+        ws + "/providers",
+        v,
+        A,
+        "create",
+        "provider",
+        _id,
+        json={"provider_type": "aws", "uid": aws_uid(), "alias": "prod"},
+    )
     v["provider_id"] = pid = r.json()["id"]
     puid = r.json()["uid"]
     await call(owner, "GET", ws + "/providers", v, A, "list", "provider")
-    await call(owner, "POST", ws + "/providers/search/{field}", {**v, "field": "alias"}, A,
-               "search", "provider", json=["prod"])
-    await call(owner, "GET", ws + "/providers/distinct/{field}", {**v, "field": "alias"}, A,
-               "distinct", "provider")
+    await call(
+        owner,
+        "POST",
+        ws + "/providers/search/{field}",
+        {**v, "field": "alias"},
+        A,
+        "search",
+        "provider",
+        json=["prod"],
+    )
+    await call(
+        owner,
+        "GET",
+        ws + "/providers/distinct/{field}",
+        {**v, "field": "alias"},
+        A,
+        "distinct",
+        "provider",
+    )
     await call(owner, "GET", ws + "/providers/{provider_id}", v, A, "get", "provider", pid)
-    await call(owner, "PATCH", ws + "/providers/{provider_id}", v, A, "update", "provider", pid,
-               json={"alias": "staging"})
+    await call(
+        owner,
+        "PATCH",
+        ws + "/providers/{provider_id}",
+        v,
+        A,
+        "update",
+        "provider",
+        pid,
+        json={"alias": "staging"},
+    )
 
-    r = await call(owner, "POST", ws + "/provider-groups", v, A, "create", "provider_group", _id,
-                   json={"name": "core", "provider_ids": [pid]})
+    r = await call(
+        owner,
+        "POST",
+        ws + "/provider-groups",
+        v,
+        A,
+        "create",
+        "provider_group",
+        _id,
+        json={"name": "core", "provider_ids": [pid]},
+    )
     v["group_id"] = gid = r.json()["id"]
     await call(owner, "GET", ws + "/provider-groups", v, A, "list", "provider_group")
-    await call(owner, "POST", ws + "/provider-groups/search/{field}", {**v, "field": "name"}, A,
-               "search", "provider_group", json=["core"])
-    await call(owner, "GET", ws + "/provider-groups/distinct/{field}", {**v, "field": "name"}, A,
-               "distinct", "provider_group")
-    await call(owner, "GET", ws + "/provider-groups/{group_id}", v, A, "get", "provider_group",
-               gid)
-    await call(owner, "PATCH", ws + "/provider-groups/{group_id}", v, A, "update",
-               "provider_group", gid, json={"name": "core-2"})
+    await call(
+        owner,
+        "POST",
+        ws + "/provider-groups/search/{field}",
+        {**v, "field": "name"},
+        A,
+        "search",
+        "provider_group",
+        json=["core"],
+    )
+    await call(
+        owner,
+        "GET",
+        ws + "/provider-groups/distinct/{field}",
+        {**v, "field": "name"},
+        A,
+        "distinct",
+        "provider_group",
+    )
+    await call(owner, "GET", ws + "/provider-groups/{group_id}", v, A, "get", "provider_group", gid)
+    await call(
+        owner,
+        "PATCH",
+        ws + "/provider-groups/{group_id}",
+        v,
+        A,
+        "update",
+        "provider_group",
+        gid,
+        json={"name": "core-2"},
+    )
 
     member = await api.user("member")
-    r = await call(owner, "POST", ws + "/members", v, A, "create", "member",
-                   lambda r: r.json()["user_id"], json={"email": member.email, "role": "viewer"})
+    r = await call(
+        owner,
+        "POST",
+        ws + "/members",
+        v,
+        A,
+        "create",
+        "member",
+        lambda r: r.json()["user_id"],
+        json={"email": member.email, "role": "viewer"},
+    )
     v["user_id"] = uid = r.json()["user_id"]
     await call(owner, "GET", ws + "/members", v, A, "list", "member")
-    await call(owner, "POST", ws + "/members/search/{field}", {**v, "field": "role"}, A,
-               "search", "member", json=["viewer"])
-    await call(owner, "GET", ws + "/members/distinct/{field}", {**v, "field": "role"}, A,
-               "distinct", "member")
+    await call(
+        owner,
+        "POST",
+        ws + "/members/search/{field}",
+        {**v, "field": "role"},
+        A,
+        "search",
+        "member",
+        json=["viewer"],
+    )
+    await call(
+        owner,
+        "GET",
+        ws + "/members/distinct/{field}",
+        {**v, "field": "role"},
+        A,
+        "distinct",
+        "member",
+    )
     await call(owner, "GET", ws + "/members/{user_id}", v, A, "get", "member", uid)
-    await call(owner, "PATCH", ws + "/members/{user_id}", v, A, "update", "member", uid,
-               json={"role": "engineer"})
+    await call(
+        owner,
+        "PATCH",
+        ws + "/members/{user_id}",
+        v,
+        A,
+        "update",
+        "member",
+        uid,
+        json={"role": "engineer"},
+    )
 
-    r = await call(owner, "POST", ws + "/roles", v, A, "create", "role", _id,
-                   json={"name": "Auditor", "inherits_from": "viewer", "grants": ["audit.read"]})
+    r = await call(
+        owner,
+        "POST",
+        ws + "/roles",
+        v,
+        A,
+        "create",
+        "role",
+        _id,
+        json={"name": "Auditor", "inherits_from": "viewer", "grants": ["audit.read"]},
+    )
     v["role_id"] = rid = r.json()["id"]
     await call(owner, "GET", ws + "/roles", v, A, "list", "role")
-    await call(owner, "POST", ws + "/roles/search/{field}", {**v, "field": "name"}, A, "search",
-               "role", json=["Auditor"])
-    await call(owner, "GET", ws + "/roles/distinct/{field}", {**v, "field": "name"}, A,
-               "distinct", "role")
+    await call(
+        owner,
+        "POST",
+        ws + "/roles/search/{field}",
+        {**v, "field": "name"},
+        A,
+        "search",
+        "role",
+        json=["Auditor"],
+    )
+    await call(
+        owner, "GET", ws + "/roles/distinct/{field}", {**v, "field": "name"}, A, "distinct", "role"
+    )
     await call(owner, "GET", ws + "/roles/{role_id}", v, A, "get", "role", rid)
-    await call(owner, "PATCH", ws + "/roles/{role_id}", v, A, "update", "role", rid,
-               json={"revokes": ["provider.read"]})
+    await call(
+        owner,
+        "PATCH",
+        ws + "/roles/{role_id}",
+        v,
+        A,
+        "update",
+        "role",
+        rid,
+        json={"revokes": ["provider.read"]},
+    )
 
     ws_id = await api.workspace_id(owner, slug)
     await call(owner, "GET", ws + "/settings", v, A, "get", "workspace", ws_id)
-    await call(owner, "PATCH", ws + "/settings", v, A, "update", "workspace", ws_id,
-               json={"audit_retention_days": 90})
+    await call(
+        owner,
+        "PATCH",
+        ws + "/settings",
+        v,
+        A,
+        "update",
+        "workspace",
+        ws_id,
+        json={"audit_retention_days": 90},
+    )
 
     await call(owner, "GET", ws + "/audit", v, A, "list", "audit")
-    await call(owner, "POST", ws + "/audit/search/{field}", {**v, "field": "action"}, A,
-               "search", "audit", json=["create"])
-    await call(owner, "GET", ws + "/audit/distinct/{field}", {**v, "field": "action"}, A,
-               "distinct", "audit")
+    await call(
+        owner,
+        "POST",
+        ws + "/audit/search/{field}",
+        {**v, "field": "action"},
+        A,
+        "search",
+        "audit",
+        json=["create"],
+    )
+    await call(
+        owner,
+        "GET",
+        ws + "/audit/distinct/{field}",
+        {**v, "field": "action"},
+        A,
+        "distinct",
+        "audit",
+    )
     await call(owner, "GET", ws + "/audit/verify", v, A, "verify", "audit")
-    await call(owner, "GET", ws + "/audit/{resource_id}", {**v, "resource_id": pid}, A, "list",
-               "audit", pid)
-    await call(owner, "GET", ws + "/history/{resource_type}/{resource_id}",
-               {**v, "resource_type": "provider", "resource_id": pid}, A, "history", "provider",
-               pid)
+    await call(
+        owner,
+        "GET",
+        ws + "/audit/{resource_id}",
+        {**v, "resource_id": pid},
+        A,
+        "list",
+        "audit",
+        pid,
+    )
+    await call(
+        owner,
+        "GET",
+        ws + "/history/{resource_type}/{resource_id}",
+        {**v, "resource_type": "provider", "resource_id": pid},
+        A,
+        "history",
+        "provider",
+        pid,
+    )
 
     # Scans, findings and tasks: an import answered 202, run by a real worker.
-    r = await call(owner, "POST", ws + "/scans", v, A, "create", "scan",
-                   lambda r: r.json()["resource_id"], data={"provider_id": pid},
-                   files={"file": ("r.json", report_bytes(sample_report("aws", puid)),
-                                   "application/json")})
+    r = await call(
+        owner,
+        "POST",
+        ws + "/scans",
+        v,
+        A,
+        "create",
+        "scan",
+        lambda r: r.json()["resource_id"],
+        data={"provider_id": pid},
+        files={"file": ("r.json", report_bytes(sample_report("aws", puid)), "application/json")},
+    )
     v["scan_id"], v["task_id"] = r.json()["resource_id"], r.json()["id"]
     await run_jobs(settings)
     await call(owner, "GET", ws + "/scans", v, A, "list", "scan")
-    await call(owner, "POST", ws + "/scans/search/{field}", {**v, "field": "state"}, A,
-               "search", "scan", json=["completed"])
-    await call(owner, "GET", ws + "/scans/distinct/{field}", {**v, "field": "state"}, A,
-               "distinct", "scan")
+    await call(
+        owner,
+        "POST",
+        ws + "/scans/search/{field}",
+        {**v, "field": "state"},
+        A,
+        "search",
+        "scan",
+        json=["completed"],
+    )
+    await call(
+        owner, "GET", ws + "/scans/distinct/{field}", {**v, "field": "state"}, A, "distinct", "scan"
+    )
     await call(owner, "GET", ws + "/scans/{scan_id}", v, A, "get", "scan", v["scan_id"])
     r = await call(owner, "GET", ws + "/findings", v, A, "list", "finding")
     v["finding_id"] = fid = r.json()["data"][0]["id"]
-    await call(owner, "POST", ws + "/findings/search/{field}", {**v, "field": "severity"}, A,
-               "search", "finding", json=["high"])
-    await call(owner, "GET", ws + "/findings/distinct/{field}", {**v, "field": "severity"}, A,
-               "distinct", "finding")
+    await call(
+        owner,
+        "POST",
+        ws + "/findings/search/{field}",
+        {**v, "field": "severity"},
+        A,
+        "search",
+        "finding",
+        json=["high"],
+    )
+    await call(
+        owner,
+        "GET",
+        ws + "/findings/distinct/{field}",
+        {**v, "field": "severity"},
+        A,
+        "distinct",
+        "finding",
+    )
     await call(owner, "GET", ws + "/findings/{finding_id}", v, A, "get", "finding", fid)
     await call(owner, "GET", ws + "/tasks", v, A, "list", "task")
-    await call(owner, "POST", ws + "/tasks/search/{field}", {**v, "field": "state"}, A,
-               "search", "task", json=["succeeded"])
-    await call(owner, "GET", ws + "/tasks/distinct/{field}", {**v, "field": "state"}, A,
-               "distinct", "task")
+    await call(
+        owner,
+        "POST",
+        ws + "/tasks/search/{field}",
+        {**v, "field": "state"},
+        A,
+        "search",
+        "task",
+        json=["succeeded"],
+    )
+    await call(
+        owner, "GET", ws + "/tasks/distinct/{field}", {**v, "field": "state"}, A, "distinct", "task"
+    )
     await call(owner, "GET", ws + "/tasks/{task_id}", v, A, "get", "task", v["task_id"])
     pending = await api.client.post(
-        ws.format(**v) + "/scans", data={"provider_id": pid}, headers=owner.headers,
+        ws.format(**v) + "/scans",
+        data={"provider_id": pid},
+        headers=owner.headers,
         files={"file": ("r.json", report_bytes(sample_report("aws", puid)), "application/json")},
     )
     v["task_id"] = pending.json()["id"]
-    await call(owner, "POST", ws + "/tasks/{task_id}/cancel", v, A, "cancel", "task",
-               v["task_id"])
+    await call(owner, "POST", ws + "/tasks/{task_id}/cancel", v, A, "cancel", "task", v["task_id"])
 
     await call(owner, "DELETE", ws + "/members/{user_id}", v, A, "delete", "member", uid)
     await call(owner, "DELETE", ws + "/roles/{role_id}", v, A, "delete", "role", rid)
-    await call(owner, "DELETE", ws + "/provider-groups/{group_id}", v, A, "delete",
-               "provider_group", gid)
+    await call(
+        owner, "DELETE", ws + "/provider-groups/{group_id}", v, A, "delete", "provider_group", gid
+    )
     await call(owner, "DELETE", ws + "/providers/{provider_id}", v, A, "delete", "provider", pid)
 
 
 async def _user_calls(call: Caller, api: Api, admin_engine) -> User:
     E = "user_event"  # noqa: N806
     email = f"complete-{uuid.uuid4().hex[:8]}@example.com"
-    r = await call(None, "POST", "/api/v1/auth/register", {}, E, "register", "auth",
-                   json={"email": email, "password": PASSWORD, "name": "C"})
+    r = await call(
+        None,
+        "POST",
+        "/api/v1/auth/register",
+        {},
+        E,
+        "register",
+        "auth",
+        json={"email": email, "password": PASSWORD, "name": "C"},
+    )
     user_id = r.json()["id"]
-    r = await call(None, "POST", "/api/v1/auth/login", {}, E, "login", "auth",
-                   json={"email": email, "password": PASSWORD})
-    user = User(email, r.json()["access_token"], r.json()["refresh_token"], user_id,
-                {"Authorization": f"Bearer {r.json()['access_token']}"})
-    await call(None, "POST", "/api/v1/auth/token", {}, E, "login", "auth",
-               data={"username": email, "password": PASSWORD})
-    r = await call(None, "POST", "/api/v1/auth/refresh", {}, E, "refresh", "auth",
-                   json={"refresh_token": user.refresh_token})
+    r = await call(
+        None,
+        "POST",
+        "/api/v1/auth/login",
+        {},
+        E,
+        "login",
+        "auth",
+        json={"email": email, "password": PASSWORD},
+    )
+    user = User(
+        email,
+        r.json()["access_token"],
+        r.json()["refresh_token"],
+        user_id,
+        {"Authorization": f"Bearer {r.json()['access_token']}"},
+    )
+    await call(
+        None,
+        "POST",
+        "/api/v1/auth/token",
+        {},
+        E,
+        "login",
+        "auth",
+        data={"username": email, "password": PASSWORD},
+    )
+    r = await call(
+        None,
+        "POST",
+        "/api/v1/auth/refresh",
+        {},
+        E,
+        "refresh",
+        "auth",
+        json={"refresh_token": user.refresh_token},
+    )
     user.access_token, user.refresh_token = r.json()["access_token"], r.json()["refresh_token"]
     user.headers = {"Authorization": f"Bearer {user.access_token}"}
     for c in call.calls:  # the anonymous calls are filed under the user they authenticated
         c.user = user
     async with admin_engine.begin() as conn:
-        await conn.execute(text("UPDATE app_user SET is_platform_admin = true WHERE id = :u"),
-                           {"u": user_id})
+        await conn.execute(
+            text("UPDATE app_user SET is_platform_admin = true WHERE id = :u"), {"u": user_id}
+        )
 
     slug = f"ws-{uuid.uuid4().hex[:8]}"
-    await call(user, "POST", "/api/v1/workspaces", {}, E, "create_workspace", "workspace", _id,
-               json={"slug": slug, "name": "Complete"})
+    await call(
+        user,
+        "POST",
+        "/api/v1/workspaces",
+        {},
+        E,
+        "create_workspace",
+        "workspace",
+        _id,
+        json={"slug": slug, "name": "Complete"},
+    )
     await call(user, "GET", "/api/v1/workspaces", {}, E, "list_workspaces", "workspace")
     await call(user, "GET", "/api/v1/me", {}, E, "me", "me", user_id)
-    await call(user, "POST", "/api/v1/me/has-permission", {}, E, "has_permission", "me",
-               json={"workspace": slug, "permission": "audit.read"})
+    await call(
+        user,
+        "POST",
+        "/api/v1/me/has-permission",
+        {},
+        E,
+        "has_permission",
+        "me",
+        json={"workspace": slug, "permission": "audit.read"},
+    )
     await call(user, "GET", "/api/v1/me/events", {}, E, "list_my_events", "me")
     await call(user, "GET", "/api/v1/me/denials", {}, E, "list_my_denials", "me")
-    await call(user, "GET", "/api/v1/platform/workspaces", {}, E, "platform_workspaces",
-               "platform")
+    await call(user, "GET", "/api/v1/platform/workspaces", {}, E, "platform_workspaces", "platform")
     await call(user, "GET", "/api/v1/platform/denials", {}, E, "platform_denials", "platform")
     return user
 
@@ -234,12 +519,29 @@ async def test_every_successful_call_is_recorded_once(app, client, admin_engine,
     slug = (await client.get("/api/v1/workspaces", headers=user.headers)).json()["data"][0]
     await _workspace_calls(call, api, user, slug["slug"], settings)
     doomed = await api.workspace(user)
-    await call(user, "DELETE", "/api/v1/workspaces/{slug}", {"slug": doomed}, "audit_record",
-               "delete", "workspace", await api.workspace_id(user, doomed))
-    await call(user, "POST", "/api/v1/auth/password", {}, "user_event", "change_password", "auth",
-               json={"current_password": PASSWORD, "new_password": PASSWORD + "!"})
-    relogin = await api.client.post("/api/v1/auth/login", json={
-        "email": user.email, "password": PASSWORD + "!"})
+    await call(
+        user,
+        "DELETE",
+        "/api/v1/workspaces/{slug}",
+        {"slug": doomed},
+        "audit_record",
+        "delete",
+        "workspace",
+        await api.workspace_id(user, doomed),
+    )
+    await call(
+        user,
+        "POST",
+        "/api/v1/auth/password",
+        {},
+        "user_event",
+        "change_password",
+        "auth",
+        json={"current_password": PASSWORD, "new_password": PASSWORD + "!"},
+    )
+    relogin = await api.client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD + "!"}
+    )
     user.headers = {"Authorization": f"Bearer {relogin.json()['access_token']}"}
     await call(user, "POST", "/api/v1/auth/logout", {}, "user_event", "logout", "auth")
 
@@ -250,9 +552,16 @@ async def test_every_successful_call_is_recorded_once(app, client, admin_engine,
         for c in call.calls:
             found = {}
             for table in ("audit_record", "user_event", "audit_denial"):
-                found[table] = (await conn.execute(text(
-                    f"SELECT * FROM {table} WHERE request_id = :r"), {"r": c.request_id}
-                )).mappings().all()
+                found[table] = (
+                    (
+                        await conn.execute(
+                            text(f"SELECT * FROM {table} WHERE request_id = :r"),
+                            {"r": c.request_id},
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
             where = (c.method, c.route)
             assert len(found[c.table]) == 1, (where, found)
             others = [t for t in found if t != c.table and found[t]]
@@ -260,7 +569,10 @@ async def test_every_successful_call_is_recorded_once(app, client, admin_engine,
             rec = found[c.table][0]
             assert (rec["action"], rec["resource_type"]) == (c.action, c.resource_type), where
             assert (str(rec["resource_id"]) if rec["resource_id"] else None) == c.resource_id, (
-                where, rec["resource_id"], c.resource_id)
+                where,
+                rec["resource_id"],
+                c.resource_id,
+            )
             assert str(rec["user_id"]) == c.user.id, where
             assert rec["method"] == c.method and rec["status"] == c.status, where
             assert rec["path"] == c.route.format(**rec["path_params"]) or c.table == "user_event"

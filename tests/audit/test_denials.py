@@ -11,9 +11,11 @@ from tests.helpers import assert_problem, aws_uid
 
 async def _count(admin_engine, table: str, request_id: str) -> int:
     async with admin_engine.connect() as conn:
-        return (await conn.execute(
-            text(f"SELECT count(*) FROM {table} WHERE request_id = :r"), {"r": request_id}
-        )).scalar_one()
+        return (
+            await conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE request_id = :r"), {"r": request_id}
+            )
+        ).scalar_one()
 
 
 async def _denials(client, user):
@@ -35,8 +37,9 @@ async def test_an_outsider_writes_nothing_into_the_workspace(api, client, ws, ad
     ids = []
     for method, path, body in calls:
         rid = uuid.uuid4().hex
-        r = await client.request(method, path, json=body,
-                                 headers={**outsider.headers, "x-request-id": rid})
+        r = await client.request(
+            method, path, json=body, headers={**outsider.headers, "x-request-id": rid}
+        )
         assert_problem(r, 404)
         assert await _count(admin_engine, "audit_record", rid) == 0
         assert await _count(admin_engine, "audit_denial", rid) == 1
@@ -50,13 +53,17 @@ async def test_an_outsider_writes_nothing_into_the_workspace(api, client, ws, ad
     assert all(r["user_id"] != outsider_id for r in listed.json()["data"])
 
 
-async def test_members_lacking_a_permission_are_denied_in_their_own_log(api, client, ws,
-                                                                          admin_engine):
+async def test_members_lacking_a_permission_are_denied_in_their_own_log(
+    api, client, ws, admin_engine
+):
     viewer = await api.user("viewer")
     await api.add_member(ws.owner, ws.slug, viewer, "viewer")
     rid = uuid.uuid4().hex
-    r = await client.post(f"{ws.base}/providers", headers={**viewer.headers, "x-request-id": rid},
-                          json={"provider_type": "aws", "uid": aws_uid()})
+    r = await client.post(
+        f"{ws.base}/providers",
+        headers={**viewer.headers, "x-request-id": rid},
+        json={"provider_type": "aws", "uid": aws_uid()},
+    )
     assert_problem(r, 403)
     assert await _count(admin_engine, "audit_record", rid) == 0
     [denial] = await _denials(client, viewer)
@@ -67,28 +74,38 @@ async def test_members_lacking_a_permission_are_denied_in_their_own_log(api, cli
     assert [d["status"] for d in await _denials(client, viewer)] == [404, 403]
 
 
-async def test_anonymous_and_forged_callers_are_filed_under_nobody(api, client, ws,
-                                                                    admin_engine):
+async def test_anonymous_and_forged_callers_are_filed_under_nobody(api, client, ws, admin_engine):
     admin = await api.user("platform")
     async with admin_engine.begin() as conn:
-        await conn.execute(text("UPDATE app_user SET is_platform_admin = true WHERE email = :e"),
-                           {"e": admin.email})
+        await conn.execute(
+            text("UPDATE app_user SET is_platform_admin = true WHERE email = :e"),
+            {"e": admin.email},
+        )
     anonymous, forged = uuid.uuid4().hex, uuid.uuid4().hex
-    assert_problem(await client.get(f"{ws.base}/providers", headers={"x-request-id": anonymous}),
-                   401)
-    token = ws.owner.access_token[:-4] + ("AAAA" if not ws.owner.access_token.endswith("AAAA")
-                                           else "BBBB")
-    r = await client.get(f"{ws.base}/providers",
-                         headers={"Authorization": f"Bearer {token}", "x-request-id": forged})
+    assert_problem(
+        await client.get(f"{ws.base}/providers", headers={"x-request-id": anonymous}), 401
+    )
+    token = ws.owner.access_token[:-4] + (
+        "AAAA" if not ws.owner.access_token.endswith("AAAA") else "BBBB"
+    )
+    r = await client.get(
+        f"{ws.base}/providers", headers={"Authorization": f"Bearer {token}", "x-request-id": forged}
+    )
     assert_problem(r, 401)
     async with admin_engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT request_id, user_id, status FROM audit_denial WHERE request_id = ANY(:r)"),
-            {"r": [anonymous, forged]})).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT request_id, user_id, status FROM audit_denial WHERE request_id = ANY(:r)"
+                ),
+                {"r": [anonymous, forged]},
+            )
+        ).all()
     assert sorted(rows) == sorted([(anonymous, None, 401), (forged, None, 401)])
     assert await _denials(client, ws.owner) == []  # a forged token names nobody
-    seen = await client.get("/api/v1/platform/denials", params={"limit": 200},
-                            headers=admin.headers)
+    seen = await client.get(
+        "/api/v1/platform/denials", params={"limit": 200}, headers=admin.headers
+    )
     assert {anonymous, forged} <= {d["request_id"] for d in seen.json()["data"]}
     # a non-admin is refused, and that refusal is their own denial
     r = await client.get("/api/v1/platform/denials", headers=ws.owner.headers)
@@ -102,19 +119,27 @@ async def test_denial_logs_are_private(api, client, ws):
     await client.get(f"{ws.base}/members", headers=a.headers)
     assert len(await _denials(client, a)) == 1
     assert await _denials(client, b) == []
-    r = await client.get("/api/v1/me/denials", params={"status__in": "[401, 403, 404]"},
-                         headers=b.headers)
+    r = await client.get(
+        "/api/v1/me/denials", params={"status__in": "[401, 403, 404]"}, headers=b.headers
+    )
     assert r.json()["data"] == []
 
 
-async def test_successful_calls_and_validation_errors_are_not_denials(api, client, ws,
-                                                                       admin_engine):
+async def test_successful_calls_and_validation_errors_are_not_denials(
+    api, client, ws, admin_engine
+):
     rid = uuid.uuid4().hex
-    r = await client.post(f"{ws.base}/providers", json={"provider_type": "aws", "uid": "x"},
-                          headers={**ws.owner.headers, "x-request-id": rid})
+    r = await client.post(
+        f"{ws.base}/providers",
+        json={"provider_type": "aws", "uid": "x"},
+        headers={**ws.owner.headers, "x-request-id": rid},
+    )
     assert_problem(r, 422)
-    bad = await client.get(f"{ws.base}/providers", params={"nope": 1},
-                           headers={**ws.owner.headers, "x-request-id": rid + "b"})
+    bad = await client.get(
+        f"{ws.base}/providers",
+        params={"nope": 1},
+        headers={**ws.owner.headers, "x-request-id": rid + "b"},
+    )
     assert_problem(bad, 400)
     for request_id in (rid, rid + "b"):
         assert await _count(admin_engine, "audit_denial", request_id) == 0
@@ -129,7 +154,8 @@ async def test_unstorable_paths_are_still_recorded(api, client, ws, admin_engine
     paths = [d["path"] for d in await _denials(client, ws.owner)]
     assert paths == [f"{ws.base}/providers/\ufffdx"]
     rid = uuid.uuid4().hex
-    r = await client.get("/ws/%00bad/api/v1/providers",
-                         headers={**ws.owner.headers, "x-request-id": rid})
+    r = await client.get(
+        "/ws/%00bad/api/v1/providers", headers={**ws.owner.headers, "x-request-id": rid}
+    )
     assert_problem(r, 404)  # an impossible slug is refused before the caller is looked up
     assert await _count(admin_engine, "audit_denial", rid) == 1

@@ -13,15 +13,18 @@ from tests.helpers import assert_problem
 async def _backdate(admin_engine, ws, ids, days: int) -> None:
     async with admin_engine.begin() as conn:
         await conn.execute(
-            text("UPDATE audit_record SET created_at = created_at - make_interval(days => :d) "
-                 "WHERE workspace_id = :w AND id = ANY(:ids)"),
+            text(
+                "UPDATE audit_record SET created_at = created_at - make_interval(days => :d) "
+                "WHERE workspace_id = :w AND id = ANY(:ids)"
+            ),
             {"d": days, "w": ws.id, "ids": ids},
         )
 
 
 async def _set_days(client, ws, days) -> None:
-    r = await client.patch(f"{ws.base}/settings", json={"audit_retention_days": days},
-                           headers=ws.owner.headers)
+    r = await client.patch(
+        f"{ws.base}/settings", json={"audit_retention_days": days}, headers=ws.owner.headers
+    )
     assert r.status_code == 200 and r.json()["audit_retention_days"] == days, r.text
 
 
@@ -44,8 +47,9 @@ async def test_expired_prefix_is_cut_in_batches_and_the_chain_still_verifies(
     assert check["ok"], check
     assert check["first_seq"] == 5
     assert check["cut"]["up_to_seq"] == 4
-    listed = (await client.get(f"{ws.base}/audit", params={"limit": 200},
-                               headers=ws.owner.headers)).json()["data"]
+    listed = (
+        await client.get(f"{ws.base}/audit", params={"limit": 200}, headers=ws.owner.headers)
+    ).json()["data"]
     assert not {r["id"] for r in listed} & {str(i) for i in old}
     # the chain goes on from the cut
     await api.provider(ws.owner, ws.slug, alias="later")
@@ -73,9 +77,13 @@ async def _backdate_sealed(admin_engine, ws) -> None:
     """Age sealed records without breaking them: rewrite and re-hash the whole chain (what an
     owner could do; here it only stands in for time passing)."""
     async with admin_engine.begin() as conn:
-        await conn.execute(text(
-            "UPDATE audit_record SET created_at = created_at - interval '10 days', hash = NULL, "
-            "prev_hash = NULL, seq = NULL WHERE workspace_id = :w"), {"w": ws.id})
+        await conn.execute(
+            text(
+                "UPDATE audit_record SET created_at = created_at - interval '10 days', hash = NULL, "
+                "prev_hash = NULL, seq = NULL WHERE workspace_id = :w"
+            ),
+            {"w": ws.id},
+        )
         await conn.execute(text("SELECT * FROM warden_audit_seal(1000)"))
 
 
@@ -100,14 +108,21 @@ async def test_personal_logs_expire(api, client, app, admin_engine):
     me = await api.me(user)
     async with admin_engine.begin() as conn:
         for table in ("user_event", "audit_denial"):
-            await conn.execute(text(
-                f"UPDATE {table} SET created_at = now() - interval '400 days' WHERE user_id = :u"
-            ), {"u": me["id"]})
+            await conn.execute(
+                text(
+                    f"UPDATE {table} SET created_at = now() - interval '400 days' WHERE user_id = :u"
+                ),
+                {"u": me["id"]},
+            )
     await client.get("/api/v1/me", headers=user.headers)
     async with admin_engine.begin() as conn:
-        await conn.execute(text(
-            "UPDATE user_event SET created_at = now() - interval '10 days' WHERE user_id = :u "
-            "AND action = 'me' AND created_at > now() - interval '1 day'"), {"u": me["id"]})
+        await conn.execute(
+            text(
+                "UPDATE user_event SET created_at = now() - interval '10 days' WHERE user_id = :u "
+                "AND action = 'me' AND created_at > now() - interval '1 day'"
+            ),
+            {"u": me["id"]},
+        )
     # asking for 1 day keeps 30: the runtime role cannot wipe recent evidence
     await apply_retention(app.state.db.sessionmaker, personal_days=1)
     events = (await client.get("/api/v1/me/events", headers=user.headers)).json()["data"]
@@ -119,14 +134,16 @@ async def test_personal_logs_expire(api, client, app, admin_engine):
 async def test_retention_setting_is_guarded(api, client, ws):
     engineer = await api.user("engineer")
     await api.add_member(ws.owner, ws.slug, engineer, "engineer")
-    r = await client.patch(f"{ws.base}/settings", json={"audit_retention_days": 1},
-                           headers=engineer.headers)
+    r = await client.patch(
+        f"{ws.base}/settings", json={"audit_retention_days": 1}, headers=engineer.headers
+    )
     assert_problem(r, 403)
     got = await client.get(f"{ws.base}/settings", headers=engineer.headers)
     assert got.status_code == 200 and got.json()["audit_retention_days"] == 365
     for bad in (0, -5, 36501, "ten"):
-        r = await client.patch(f"{ws.base}/settings", json={"audit_retention_days": bad},
-                               headers=ws.owner.headers)
+        r = await client.patch(
+            f"{ws.base}/settings", json={"audit_retention_days": bad}, headers=ws.owner.headers
+        )
         assert_problem(r, 422)
     r = await client.patch(f"{ws.base}/settings", json={"slug": "x"}, headers=ws.owner.headers)
     assert_problem(r, 422)

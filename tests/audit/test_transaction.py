@@ -18,12 +18,16 @@ from tests.helpers import assert_problem, aws_uid
 async def test_a_failing_audit_write_undoes_the_call(api, client, ws, admin_engine):
     path = f"{ws.base}/providers"
     async with admin_engine.begin() as conn:
-        await conn.execute(text(
-            f"ALTER TABLE audit_record ADD CONSTRAINT test_refuse CHECK (path <> '{path}') "
-            "NOT VALID"))
+        await conn.execute(
+            text(
+                f"ALTER TABLE audit_record ADD CONSTRAINT test_refuse CHECK (path <> '{path}') "
+                "NOT VALID"
+            )
+        )
     try:
-        r = await client.post(path, json={"provider_type": "aws", "uid": aws_uid()},
-                              headers=ws.owner.headers)
+        r = await client.post(
+            path, json={"provider_type": "aws", "uid": aws_uid()}, headers=ws.owner.headers
+        )
         assert r.status_code >= 500 or r.status_code == 409
         assert_problem(r)
     finally:
@@ -43,22 +47,31 @@ async def test_replica_reads_record_on_the_primary(database, servers, api, ws, a
         )
         old = app.state.db.read_engine
         app.state.db.read_engine, app.state.db.read_sessionmaker = (
-            read_only, make_sessionmaker(read_only)
+            read_only,
+            make_sessionmaker(read_only),
         )
         await old.dispose()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            login = await c.post("/api/v1/auth/login", json={
-                "email": ws.owner.email, "password": "correct horse battery staple"})
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}",
-                       "x-request-id": "replica-read-1"}
+            login = await c.post(
+                "/api/v1/auth/login",
+                json={"email": ws.owner.email, "password": "correct horse battery staple"},
+            )
+            headers = {
+                "Authorization": f"Bearer {login.json()['access_token']}",
+                "x-request-id": "replica-read-1",
+            }
             r = await c.get(f"{ws.base}/providers", headers=headers)
             assert r.status_code == 200, r.text
-            w = await c.post(f"{ws.base}/providers", headers=headers,
-                             json={"provider_type": "aws", "uid": aws_uid()})
+            w = await c.post(
+                f"{ws.base}/providers",
+                headers=headers,
+                json={"provider_type": "aws", "uid": aws_uid()},
+            )
             assert w.status_code == 201  # writes still go to the primary
         await seal_pending(app.state.db.sessionmaker)
     rows = [r for r in await records(admin_engine, ws.id) if r["request_id"] == "replica-read-1"]
     assert [(r["action"], r["resource_type"]) for r in rows] == [
-        ("list", "provider"), ("create", "provider")
+        ("list", "provider"),
+        ("create", "provider"),
     ]

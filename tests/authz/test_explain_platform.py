@@ -35,25 +35,37 @@ async def test_has_permission_by_method_and_path(api: Api):
     await api.add_member(owner, slug, viewer, "viewer")
 
     async def ask(user, **body):
-        r = await api.client.post("/api/v1/me/has-permission", json={"workspace": slug, **body},
-                                  headers=user.headers)
+        r = await api.client.post(
+            "/api/v1/me/has-permission", json={"workspace": slug, **body}, headers=user.headers
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
     answer = await ask(viewer, method="DELETE", path=f"/ws/{slug}/api/v1/providers/{p['id']}")
-    assert answer == {"allowed": False, "permission": "provider.delete",
-                      "reason": "built-in role 'viewer' does not include it"}
+    assert answer == {
+        "allowed": False,
+        "permission": "provider.delete",
+        "reason": "built-in role 'viewer' does not include it",
+    }
     answer = await ask(viewer, method="GET", path=f"/ws/{slug}/api/v1/providers")
     assert answer["allowed"] is True and answer["permission"] == "provider.read"
-    assert (await ask(owner, method="GET", path=f"/ws/{slug}/api/v1/nothing"))["reason"] == "no such route"
+    assert (await ask(owner, method="GET", path=f"/ws/{slug}/api/v1/nothing"))[
+        "reason"
+    ] == "no such route"
     assert (await ask(owner, permission="made.up"))["allowed"] is False
     stranger = await api.user("stranger")
-    assert (await ask(stranger, permission="provider.read"))["reason"] == "you are not a member of this workspace"
-    r = await api.client.post("/api/v1/me/has-permission", json={"workspace": slug}, headers=owner.headers)
+    assert (await ask(stranger, permission="provider.read"))[
+        "reason"
+    ] == "you are not a member of this workspace"
+    r = await api.client.post(
+        "/api/v1/me/has-permission", json={"workspace": slug}, headers=owner.headers
+    )
     assert_problem(r, 400)
-    r = await api.client.post("/api/v1/me/has-permission",
-                              json={"workspace": slug, "method": "GET", "path": "/ws/other/api/v1/providers"},
-                              headers=owner.headers)
+    r = await api.client.post(
+        "/api/v1/me/has-permission",
+        json={"workspace": slug, "method": "GET", "path": "/ws/other/api/v1/providers"},
+        headers=owner.headers,
+    )
     assert_problem(r, 400)
 
 
@@ -69,14 +81,18 @@ async def test_permissions_registry_endpoint(client):
     assert "owner" in keys["workspace.delete"] and "admin" not in keys["workspace.delete"]
 
 
-async def test_platform_admin_reads_across_workspaces_only_via_platform_routes(api: Api, admin_engine, database):
+async def test_platform_admin_reads_across_workspaces_only_via_platform_routes(
+    api: Api, admin_engine, database
+):
     a, b, pa = await api.user("a"), await api.user("b"), await api.user("platform")
     ws_a, ws_b = await api.workspace(a), await api.workspace(b)
     await api.provider(b, ws_b)
     await api.provider(b, ws_b)
     assert_problem(await api.client.get("/api/v1/platform/workspaces", headers=pa.headers), 403)
     async with admin_engine.begin() as conn:
-        await conn.execute(text("UPDATE app_user SET is_platform_admin = true WHERE email = :e"), {"e": pa.email})
+        await conn.execute(
+            text("UPDATE app_user SET is_platform_admin = true WHERE email = :e"), {"e": pa.email}
+        )
     r = await api.client.get("/api/v1/platform/workspaces", headers=pa.headers)
     assert r.status_code == 200, r.text
     rows = {w["slug"]: w for w in r.json()["data"]}
@@ -86,8 +102,14 @@ async def test_platform_admin_reads_across_workspaces_only_via_platform_routes(a
     assert_problem(await api.client.get(f"/ws/{ws_b}/api/v1/providers", headers=pa.headers), 404)
     # The function's owner can read but never write.
     async with admin_engine.connect() as conn:
-        privileges = (await conn.execute(text(
-            "SELECT has_table_privilege(:r, 'provider', 'SELECT'), "
-            "has_table_privilege(:r, 'provider', 'UPDATE'), has_table_privilege(:r, 'provider', 'DELETE'), "
-            "has_table_privilege(:r, 'provider', 'INSERT')"), {"r": database["platform_role"]})).one()
+        privileges = (
+            await conn.execute(
+                text(
+                    "SELECT has_table_privilege(:r, 'provider', 'SELECT'), "
+                    "has_table_privilege(:r, 'provider', 'UPDATE'), has_table_privilege(:r, 'provider', 'DELETE'), "
+                    "has_table_privilege(:r, 'provider', 'INSERT')"
+                ),
+                {"r": database["platform_role"]},
+            )
+        ).one()
     assert tuple(privileges) == (True, False, False, False)

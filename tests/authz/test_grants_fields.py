@@ -25,7 +25,8 @@ async def test_viewer_region_grant(api: Api):
     await api.add_member(owner, slug, other_viewer, "viewer")
     r = await api.client.patch(
         f"/ws/{slug}/api/v1/members/{await _member_id(api, viewer)}",
-        json={"attributes": {"region": "eu"}}, headers=owner.headers,
+        json={"attributes": {"region": "eu"}},
+        headers=owner.headers,
     )
     assert r.status_code == 200, r.text
     assert [p["id"] for p in await api.all(viewer, slug, "providers")] == [eu["id"]]
@@ -38,7 +39,8 @@ async def test_viewer_region_grant(api: Api):
     # A list attribute widens within the grant.
     await api.client.patch(
         f"/ws/{slug}/api/v1/members/{await _member_id(api, viewer)}",
-        json={"attributes": {"region": ["eu", "us"]}}, headers=owner.headers,
+        json={"attributes": {"region": ["eu", "us"]}},
+        headers=owner.headers,
     )
     assert {p["id"] for p in await api.all(viewer, slug, "providers")} == {eu["id"], us["id"]}
 
@@ -49,17 +51,26 @@ async def test_members_cannot_set_their_own_attributes(api: Api):
     await api.add_member(owner, slug, viewer, "viewer")
     r = await api.client.patch(
         f"/ws/{slug}/api/v1/members/{await _member_id(api, viewer)}",
-        json={"attributes": {"region": "us"}}, headers=viewer.headers,
+        json={"attributes": {"region": "us"}},
+        headers=viewer.headers,
     )
     assert_problem(r, 403)
 
 
 def test_grants_combine_or_across_and_within(monkeypatch):
-    a = Grant(Provider, frozenset({"viewer"}), (lambda at: Provider.region == "eu",
-                                                  lambda at: Provider.alias == "x"), "a")
+    a = Grant(
+        Provider,
+        frozenset({"viewer"}),
+        (lambda at: Provider.region == "eu", lambda at: Provider.alias == "x"),
+        "a",
+    )
     b = Grant(Provider, frozenset({"approver"}), (lambda at: Provider.region == "us",), "b")
     monkeypatch.setattr(grants, "GRANTS", (a, b))
-    sql = str(row_filters(["viewer", "approver"], {})[Provider].compile(compile_kwargs={"literal_binds": True}))
+    sql = str(
+        row_filters(["viewer", "approver"], {})[Provider].compile(
+            compile_kwargs={"literal_binds": True}
+        )
+    )
     assert sql.count(" OR ") == 1 and sql.count(" AND ") == 1, sql
     assert row_filters(["engineer"], {}) == {}
     open_grant = Grant(Provider, frozenset({"engineer"}), (lambda at: None,), "open")
@@ -77,12 +88,26 @@ async def test_viewer_never_sees_excluded_fields(api: Api):
     await api.add_member(owner, slug, viewer, "viewer")
     listed = await api.all(viewer, slug, "providers")
     assert listed and all("uid" not in row for row in listed)
-    one = (await api.client.get(f"/ws/{slug}/api/v1/providers/{p['id']}", headers=viewer.headers)).json()
+    one = (
+        await api.client.get(f"/ws/{slug}/api/v1/providers/{p['id']}", headers=viewer.headers)
+    ).json()
     assert "uid" not in one and one["alias"] == "prod"
-    assert "uid" in (await api.client.get(f"/ws/{slug}/api/v1/providers/{p['id']}", headers=owner.headers)).json()
-    members = (await api.client.get(f"/ws/{slug}/api/v1/members", headers=viewer.headers)).json()["data"]
+    assert (
+        "uid"
+        in (
+            await api.client.get(f"/ws/{slug}/api/v1/providers/{p['id']}", headers=owner.headers)
+        ).json()
+    )
+    members = (await api.client.get(f"/ws/{slug}/api/v1/members", headers=viewer.headers)).json()[
+        "data"
+    ]
     assert members and all("email" not in m for m in members)
-    assert all("email" in m for m in (await api.client.get(f"/ws/{slug}/api/v1/members", headers=owner.headers)).json()["data"])
+    assert all(
+        "email" in m
+        for m in (await api.client.get(f"/ws/{slug}/api/v1/members", headers=owner.headers)).json()[
+            "data"
+        ]
+    )
 
 
 async def test_writes_naming_excluded_or_restricted_fields_are_refused(api: Api):
@@ -91,17 +116,23 @@ async def test_writes_naming_excluded_or_restricted_fields_are_refused(api: Api)
     p = await api.provider(owner, slug, region="eu", alias="a")
     await api.add_member(owner, slug, engineer, "engineer")
     # A viewer-based custom role that may update providers: `uid` stays excluded for it.
-    role = (await api.client.post(
-        f"/ws/{slug}/api/v1/roles", json={"name": "Editor", "inherits_from": "viewer",
-                                          "grants": ["provider.update"]},
-        headers=owner.headers,
-    )).json()
+    role = (
+        await api.client.post(
+            f"/ws/{slug}/api/v1/roles",
+            json={"name": "Editor", "inherits_from": "viewer", "grants": ["provider.update"]},
+            headers=owner.headers,
+        )
+    ).json()
     await api.add_member(owner, slug, editor, role["id"])
     url = f"/ws/{slug}/api/v1/providers/{p['id']}"
-    assert_problem(await api.client.patch(url, json={"region": "us"}, headers=engineer.headers), 403)
+    assert_problem(
+        await api.client.patch(url, json={"region": "us"}, headers=engineer.headers), 403
+    )
     ok = await api.client.patch(url, json={"alias": "b"}, headers=engineer.headers)
     assert ok.status_code == 200 and ok.json()["region"] == "eu"
-    body = assert_problem(await api.client.patch(url, json={"uid": "111111111111"}, headers=editor.headers), 403)
+    body = assert_problem(
+        await api.client.patch(url, json={"uid": "111111111111"}, headers=editor.headers), 403
+    )
     assert "uid" in body["detail"]
     ok = await api.client.patch(url, json={"alias": "c"}, headers=editor.headers)
     assert ok.status_code == 200 and "uid" not in ok.json()

@@ -60,8 +60,10 @@ async def _upload(api: Api, w: World) -> tuple[dict[str, Any], dict[str, Any]]:
     """An import request for a fresh provider of the world; returns (request kwargs, provider)."""
     provider = await api.provider(w.owner, w.slug)
     report = report_bytes(sample_report("aws", provider["uid"]))
-    return {"data": {"provider_id": provider["id"]},
-            "files": {"file": ("r.json", report, "application/json")}}, provider
+    return {
+        "data": {"provider_id": provider["id"]},
+        "files": {"file": ("r.json", report, "application/json")},
+    }, provider
 
 
 async def _scan_and_task(api: Api, w: World) -> tuple[str, str]:
@@ -78,9 +80,13 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
     rest = template.removeprefix("/ws/{slug}/api/v1")
     # The query language's routes on every list: search by a field, distinct values of it.
     lists = {
-        "providers": ("id", str(uuid.uuid4())), "provider-groups": ("name", "x"),
-        "members": ("role", "viewer"), "roles": ("name", "x"), "scans": ("state", "completed"),
-        "findings": ("severity", "high"), "tasks": ("state", "succeeded"),
+        "providers": ("id", str(uuid.uuid4())),
+        "provider-groups": ("name", "x"),
+        "members": ("role", "viewer"),
+        "roles": ("name", "x"),
+        "scans": ("state", "completed"),
+        "findings": ("severity", "high"),
+        "tasks": ("state", "succeeded"),
         "audit": ("action", "create"),
     }
     collection = rest.split("/")[1]
@@ -134,13 +140,19 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
         case "GET" | "PATCH" | "DELETE", "/roles/{role_id}":
             body = {"grants": ["audit.read"]} if method == "PATCH" else None
             return f"{base}/roles/{await _role(api, w)}", body
-    raise AssertionError(f"no matrix request for {method} {template}: add one to tests/authz/test_matrix.py")
+    raise AssertionError(
+        f"no matrix request for {method} {template}: add one to tests/authz/test_matrix.py"
+    )
 
 
 @pytest.fixture
 async def make_world(api: Api, admin_engine, settings):
     async def factory(role: str | None) -> World:
-        owner, actor, spare = await api.user("owner"), await api.user(f"actor-{role}"), await api.user("spare")
+        owner, actor, spare = (
+            await api.user("owner"),
+            await api.user(f"actor-{role}"),
+            await api.user("spare"),
+        )
         slug = await api.workspace(owner)
         world = World(slug, owner, actor, spare)
         # One imported finding per world, for the finding-by-id route.
@@ -154,8 +166,10 @@ async def make_world(api: Api, admin_engine, settings):
             await api.add_member(owner, slug, actor, "viewer")
             async with admin_engine.begin() as conn:
                 await conn.execute(
-                    text("UPDATE membership SET role = 'platform_admin' WHERE user_id = "
-                         "(SELECT id FROM app_user WHERE email = :e)"),
+                    text(
+                        "UPDATE membership SET role = 'platform_admin' WHERE user_id = "
+                        "(SELECT id FROM app_user WHERE email = :e)"
+                    ),
                     {"e": actor.email},
                 )
         elif role is not None:
@@ -195,5 +209,7 @@ async def test_route_matrix(role, app, api, make_world):
             expected = "403"
             ok = r.status_code == 403
         if not ok:
-            failures.append(f"{role} {method} {template} ({permission}): {r.status_code}, want {expected}: {r.text[:200]}")
+            failures.append(
+                f"{role} {method} {template} ({permission}): {r.status_code}, want {expected}: {r.text[:200]}"
+            )
     assert failures == []

@@ -17,8 +17,12 @@ async def _limited_world(api: Api):
     group = await api.group(owner, slug, provider_ids=[seen["id"]])
     r = await api.client.post(
         f"/ws/{slug}/api/v1/roles",
-        json={"name": "Team A", "inherits_from": "engineer", "revokes": ["unlimited_visibility"],
-              "provider_group_ids": [group["id"]]},
+        json={
+            "name": "Team A",
+            "inherits_from": "engineer",
+            "revokes": ["unlimited_visibility"],
+            "provider_group_ids": [group["id"]],
+        },
         headers=owner.headers,
     )
     assert r.status_code == 201, r.text
@@ -37,18 +41,23 @@ async def test_http_layer_shows_only_assigned_groups(api: Api):
         )
         assert_problem(r, 404)
     # Group membership lists show only what the member may see, too.
-    g = await api.client.get(f"/ws/{slug}/api/v1/provider-groups/{group['id']}", headers=member.headers)
+    g = await api.client.get(
+        f"/ws/{slug}/api/v1/provider-groups/{group['id']}", headers=member.headers
+    )
     assert g.json()["provider_ids"] == [seen["id"]]
     # Giving the group the hidden provider makes it visible on the next request.
     r = await api.client.patch(
         f"/ws/{slug}/api/v1/provider-groups/{group['id']}",
-        json={"provider_ids": [seen["id"], hidden["id"]]}, headers=owner.headers,
+        json={"provider_ids": [seen["id"], hidden["id"]]},
+        headers=owner.headers,
     )
     assert r.status_code == 200
     assert len(await api.all(member, slug, "providers")) == 2
     # And taking the role's groups away hides everything.
     r = await api.client.patch(
-        f"/ws/{slug}/api/v1/roles/{role['id']}", json={"provider_group_ids": []}, headers=owner.headers
+        f"/ws/{slug}/api/v1/roles/{role['id']}",
+        json={"provider_group_ids": []},
+        headers=owner.headers,
     )
     assert r.status_code == 200
     assert await api.all(member, slug, "providers") == []
@@ -57,7 +66,8 @@ async def test_http_layer_shows_only_assigned_groups(api: Api):
 async def test_limited_member_cannot_create_a_provider_it_would_not_see(api: Api):
     owner, member, slug, *_ = await _limited_world(api)
     r = await api.client.post(
-        f"/ws/{slug}/api/v1/providers", json={"provider_type": "aws", "uid": "424242424242"},
+        f"/ws/{slug}/api/v1/providers",
+        json={"provider_type": "aws", "uid": "424242424242"},
         headers=member.headers,
     )
     # WITH CHECK refuses a row outside the caller's visibility: nothing is written.

@@ -18,8 +18,11 @@ async def test_migrated_database_conforms(admin_engine, database):
 async def test_every_model_table_exists_and_is_checked(admin_engine):
     async with admin_engine.connect() as conn:
         tables = set(
-            (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public'")))
-            .scalars()
+            (
+                await conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+                )
+            ).scalars()
         )
     assert set(Base.metadata.tables) <= tables
 
@@ -133,8 +136,10 @@ async def test_runtime_role_attributes(admin_engine, database):
     async with admin_engine.connect() as conn:
         row = (
             await conn.execute(
-                text("SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles "
-                     "WHERE rolname = :r"),
+                text(
+                    "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles "
+                    "WHERE rolname = :r"
+                ),
                 {"r": database["runtime_role"]},
             )
         ).one()

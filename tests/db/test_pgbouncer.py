@@ -81,8 +81,9 @@ def _has_user(name: str) -> bool:
 
 
 async def test_isolation_through_pgbouncer_transaction_mode(pgbouncer, database, servers):
-    settings = make_settings(database, servers, database_url=pgbouncer, db_pgbouncer=True,
-                             db_pool_size=6)
+    settings = make_settings(
+        database, servers, database_url=pgbouncer, db_pgbouncer=True, db_pool_size=6
+    )
     async with serve(settings) as (_, client):
         api = Api(client)
         users = [await api.user(f"pgb{i}") for i in range(4)]

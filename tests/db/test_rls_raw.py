@@ -11,10 +11,13 @@ from sqlalchemy.exc import DBAPIError
 from app.db.tenant import Visibility, context_statement
 
 POPULATED = {
-    "workspace", "membership", "provider", "provider_group", "provider_group_member",
+    "workspace",
+    "membership",
+    "provider",
+    "provider_group",
+    "provider_group_member",
     "audit_record",
 }
-
 
 
 async def _scoped_tables(admin_engine) -> dict[str, set[str]]:
@@ -43,7 +46,8 @@ async def two_workspaces(api):
     pb = await api.provider(b, ws_b)
     for user, ws, pid in ((a, ws_a, pa["id"]), (b, ws_b, pb["id"])):
         r = await api.client.post(
-            f"/ws/{ws}/api/v1/provider-groups", json={"name": "g", "provider_ids": [pid]},
+            f"/ws/{ws}/api/v1/provider-groups",
+            json={"name": "g", "provider_ids": [pid]},
             headers=user.headers,
         )
         assert r.status_code == 201
@@ -59,7 +63,9 @@ async def two_workspaces(api):
     return {"a": (ids[ws_a], me_a), "b": (ids[ws_b], me_b)}
 
 
-async def test_no_context_sees_nothing_and_writes_nothing(runtime_engine, admin_engine, two_workspaces):
+async def test_no_context_sees_nothing_and_writes_nothing(
+    runtime_engine, admin_engine, two_workspaces
+):
     tables = await _scoped_tables(admin_engine)
     assert {"workspace", "membership", "provider", "auth_session"} <= set(tables)
     async with runtime_engine.connect() as conn:
@@ -69,8 +75,10 @@ async def test_no_context_sees_nothing_and_writes_nothing(runtime_engine, admin_
         ws_a, _ = two_workspaces["a"]
         with pytest.raises(DBAPIError, match="row-level security"):
             await conn.execute(
-                text("INSERT INTO provider (workspace_id, id, provider_type, uid) "
-                     "VALUES (:w, :i, 'aws', '111111111111')"),
+                text(
+                    "INSERT INTO provider (workspace_id, id, provider_type, uid) "
+                    "VALUES (:w, :i, 'aws', '111111111111')"
+                ),
                 {"w": ws_a, "i": uuid.uuid4()},
             )
         await conn.rollback()
@@ -96,14 +104,18 @@ async def test_context_sees_only_its_workspace(runtime_engine, admin_engine, two
                 key = "id" if table == "workspace" else "workspace_id"
                 if key in cols:
                     seen = set(
-                        (await conn.execute(text(f"SELECT DISTINCT {key}::text FROM {table}"))).scalars()
+                        (
+                            await conn.execute(text(f"SELECT DISTINCT {key}::text FROM {table}"))
+                        ).scalars()
                     )
                     assert seen <= {ws_b}, table
                     if table in POPULATED:
                         assert seen == {ws_b}, table
                 if "user_id" in cols and "workspace_id" not in cols:
                     seen = set(
-                        (await conn.execute(text(f"SELECT DISTINCT user_id::text FROM {table}"))).scalars()
+                        (
+                            await conn.execute(text(f"SELECT DISTINCT user_id::text FROM {table}"))
+                        ).scalars()
                     )
                     assert seen == {user_b}, table
             assert (await conn.execute(text("SELECT count(*) FROM provider"))).scalar() == 1
@@ -111,8 +123,10 @@ async def test_context_sees_only_its_workspace(runtime_engine, admin_engine, two
             with pytest.raises(DBAPIError, match="row-level security"):
                 async with conn.begin_nested():
                     await conn.execute(
-                        text("INSERT INTO provider (workspace_id, id, provider_type, uid) "
-                             "VALUES (:w, :i, 'aws', '222222222222')"),
+                        text(
+                            "INSERT INTO provider (workspace_id, id, provider_type, uid) "
+                            "VALUES (:w, :i, 'aws', '222222222222')"
+                        ),
                         {"w": ws_a, "i": uuid.uuid4()},
                     )
             # Moving B's row into A is refused too; updating A's rows touches nothing.
@@ -123,7 +137,9 @@ async def test_context_sees_only_its_workspace(runtime_engine, admin_engine, two
                 text("UPDATE provider SET alias = 'x' WHERE workspace_id = :w"), {"w": ws_a}
             )
             assert result.rowcount == 0
-            result = await conn.execute(text("DELETE FROM membership WHERE workspace_id = :w"), {"w": ws_a})
+            result = await conn.execute(
+                text("DELETE FROM membership WHERE workspace_id = :w"), {"w": ws_a}
+            )
             assert result.rowcount == 0
 
 
@@ -164,10 +180,14 @@ async def test_runtime_role_cannot_read_password_hashes(runtime_engine):
 async def test_partitions_are_reached_only_through_the_parent(runtime_engine, admin_engine):
     async with admin_engine.connect() as conn:
         partitions = list(
-            (await conn.execute(text(
-                "SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r' "
-                "AND relnamespace = 'public'::regnamespace"
-            ))).scalars()
+            (
+                await conn.execute(
+                    text(
+                        "SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r' "
+                        "AND relnamespace = 'public'::regnamespace"
+                    )
+                )
+            ).scalars()
         )
     assert "finding_default" in partitions and len(partitions) >= 2
     async with runtime_engine.connect() as conn:

@@ -51,18 +51,22 @@ async def test_failing_commit_is_never_a_success(api, client, admin_engine):
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     async with admin_engine.begin() as conn:
-        await conn.execute(text("""
+        await conn.execute(
+            text("""
             CREATE FUNCTION test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF NEW.alias = 'fail-at-commit' THEN
                     RAISE EXCEPTION 'deferred failure' USING ERRCODE = '40001';
                 END IF;
                 RETURN NEW;
-            END $$"""))
-        await conn.execute(text(
-            "CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT ON provider "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_at_commit()"
-        ))
+            END $$""")
+        )
+        await conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT ON provider "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_at_commit()"
+            )
+        )
     try:
         r = await client.post(
             f"/ws/{slug}/api/v1/providers",
@@ -95,7 +99,9 @@ def test_every_workspace_route_is_scoped_and_permissioned(app):
         deps = _dependency_calls(route.dependant, [])
         scoped = [d for d in deps if d.call is get_workspace_session]
         assert scoped, f"{route.path} lacks get_workspace_session"
-        assert all(d.scope == "function" for d in scoped), f"{route.path}: session must commit before the response"
+        assert all(d.scope == "function" for d in scoped), (
+            f"{route.path}: session must commit before the response"
+        )
         permissions = [getattr(d.call, "required_permission", None) for d in deps]
         assert any(permissions), f"{route.path} {route.methods} declares no permission"
 
@@ -117,7 +123,12 @@ def test_meta_test_catches_an_unscoped_route(app):
 def test_only_known_modules_set_the_tenant_context():
     """`apply_context` / the SET LOCAL string are used only by the session dependencies, the
     auth service (after credentials are verified, user context only) and the worker wrapper."""
-    allowed = {"app/db/tenant.py", "app/security/deps.py", "app/services/auth.py", "workers/context.py"}
+    allowed = {
+        "app/db/tenant.py",
+        "app/security/deps.py",
+        "app/services/auth.py",
+        "workers/context.py",
+    }
     offenders = []
     for path in list((ROOT / "app").rglob("*.py")) + list((ROOT / "workers").rglob("*.py")):
         rel = str(path.relative_to(ROOT))
@@ -134,7 +145,9 @@ def test_only_known_modules_set_the_tenant_context():
         sql = [
             n.value
             for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in printed
+            if isinstance(n, ast.Constant)
+            and isinstance(n.value, str)
+            and id(n) not in printed
             and ("SET LOCAL app." in n.value or "set_config" in n.value)
         ]
         if ({"apply_context", "context_statement"} & names or sql) and rel not in allowed:
@@ -169,9 +182,7 @@ async def test_a_connection_closed_by_the_server_is_replaced(database, servers, 
             async with app.state.db.engine.connect() as own:
                 pid = (await own.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             async with admin_engine.connect() as conn:
-                ended = await conn.execute(
-                    text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
-                )
+                ended = await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
                 assert ended.scalar_one() is True  # the pooled connection was there, and is gone
             await asyncio.sleep(0.2)  # the loop sees the server's EOF
             r = await client.get(f"/ws/{slug}/api/v1/providers", headers=user.headers)

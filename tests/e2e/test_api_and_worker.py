@@ -24,21 +24,23 @@ pytestmark = pytest.mark.e2e
 
 def _env(settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-    env.update({
-        "WARDEN_ENVIRONMENT": "test",
-        "WARDEN_DATABASE_URL": settings.database_url,
-        "WARDEN_DEFINER_ROLE": settings.definer_role,
-        "WARDEN_PLATFORM_ROLE": settings.platform_role,
-        "WARDEN_REDIS_URL": settings.redis_url,
-        "WARDEN_JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "WARDEN_SIGNUP_ENABLED": "true",
-        "WARDEN_ARGON2_TIME_COST": "1",
-        "WARDEN_ARGON2_MEMORY_COST": "8192",
-        # Its own queue: the in-process workers of other tests never see these jobs.
-        "WARDEN_JOB_QUEUE_NAME": f"{settings.job_queue_name}:e2e:{uuid.uuid4().hex[:8]}",
-        "WARDEN_WORKER_POLL_DELAY": "0.1",
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "WARDEN_ENVIRONMENT": "test",
+            "WARDEN_DATABASE_URL": settings.database_url,
+            "WARDEN_DEFINER_ROLE": settings.definer_role,
+            "WARDEN_PLATFORM_ROLE": settings.platform_role,
+            "WARDEN_REDIS_URL": settings.redis_url,
+            "WARDEN_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+            "WARDEN_SIGNUP_ENABLED": "true",
+            "WARDEN_ARGON2_TIME_COST": "1",
+            "WARDEN_ARGON2_MEMORY_COST": "8192",
+            # Its own queue: the in-process workers of other tests never see these jobs.
+            "WARDEN_JOB_QUEUE_NAME": f"{settings.job_queue_name}:e2e:{uuid.uuid4().hex[:8]}",
+            "WARDEN_WORKER_POLL_DELAY": "0.1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
@@ -47,8 +49,12 @@ class Proc:
         self.name, self.log = name, tmp / f"{name}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "app", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def tail(self) -> str:
@@ -82,6 +88,7 @@ async def test_upload_over_http_is_imported_by_the_worker_process(settings, tmp_
     worker = Proc("worker", ["worker"], env, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+
             async def ready():
                 try:
                     return (await c.get("/readyz")).status_code == 200
@@ -90,19 +97,31 @@ async def test_upload_over_http_is_imported_by_the_worker_process(settings, tmp_
 
             await _until(ready, 30, "the API")
             email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
-            r = await c.post("/api/v1/auth/register",
-                             json={"email": email, "password": PASSWORD, "name": "E2E"})
+            r = await c.post(
+                "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "E2E"}
+            )
             assert r.status_code == 201, r.text
-            token = (await c.post("/api/v1/auth/login",
-                                  json={"email": email, "password": PASSWORD})).json()
+            token = (
+                await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+            ).json()
             headers = {"Authorization": f"Bearer {token['access_token']}"}
             slug = f"e2e-{uuid.uuid4().hex[:8]}"
-            assert (await c.post("/api/v1/workspaces", json={"slug": slug, "name": "E2E"},
-                                 headers=headers)).status_code == 201
-            provider = (await c.post(f"/ws/{slug}/api/v1/providers", headers=headers,
-                                     json={"provider_type": "aws", "uid": "123456789012"})).json()
+            assert (
+                await c.post(
+                    "/api/v1/workspaces", json={"slug": slug, "name": "E2E"}, headers=headers
+                )
+            ).status_code == 201
+            provider = (
+                await c.post(
+                    f"/ws/{slug}/api/v1/providers",
+                    headers=headers,
+                    json={"provider_type": "aws", "uid": "123456789012"},
+                )
+            ).json()
             r = await c.post(
-                f"/ws/{slug}/api/v1/scans", data={"provider_id": provider["id"]}, headers=headers,
+                f"/ws/{slug}/api/v1/scans",
+                data={"provider_id": provider["id"]},
+                headers=headers,
                 files={"file": ("r.json", report_bytes(sample_report("aws", provider["uid"])))},
             )
             assert r.status_code == 202, r.text

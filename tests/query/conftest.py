@@ -13,8 +13,25 @@ import pytest
 from tests.helpers import Api, User, aws_uid
 
 ALIASES = [
-    "prod", "prod-eu", "Prod", "PROD eu", "staging", "100%", "100_", "a%b", "a_b", "ab",
-    "ümlaut-café", "日本語", "🚀 launch", "back\\slash", "quote'x", None, None, "pro", "z",
+    "prod",
+    "prod-eu",
+    "Prod",
+    "PROD eu",
+    "staging",
+    "100%",
+    "100_",
+    "a%b",
+    "a_b",
+    "ab",
+    "ümlaut-café",
+    "日本語",
+    "🚀 launch",
+    "back\\slash",
+    "quote'x",
+    None,
+    None,
+    "pro",
+    "z",
 ]
 REGIONS = [None, "eu", "us", "eu-west", "ap"]
 
@@ -63,8 +80,9 @@ async def catalog(client) -> Catalog:
     return Catalog(owner, slug, providers, other, other_slug, other_providers)
 
 
-async def fetch_all(client, path: str, headers: dict[str, str], params: Any = None,
-                    limit: int = 200) -> list[dict[str, Any]]:
+async def fetch_all(
+    client, path: str, headers: dict[str, str], params: Any = None, limit: int = 200
+) -> list[dict[str, Any]]:
     """Every row of a list (follows next_cursor), asserting each page is a 200."""
     rows: list[dict[str, Any]] = []
     items = list(params.items()) if isinstance(params, dict) else list(params or [])

@@ -9,8 +9,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 PROVIDER_TYPES = {
-    "id": "uuid", "provider_type": "enum", "uid": "string", "alias": "string",
-    "region": "string", "created_at": "timestamp", "updated_at": "timestamp",
+    "id": "uuid",
+    "provider_type": "enum",
+    "uid": "string",
+    "alias": "string",
+    "region": "string",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
 }
 
 
@@ -94,13 +99,15 @@ def matches(kind: str, x_raw: Any, op: str, raw: str) -> bool:
     raise AssertionError(op)
 
 
-def select(rows: list[dict[str, Any]], types: dict[str, str],
-           terms: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+def select(
+    rows: list[dict[str, Any]], types: dict[str, str], terms: list[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
     return [r for r in rows if all(matches(types[f], r[f], op, v) for f, op, v in terms)]
 
 
-def ordered(rows: list[dict[str, Any]], types: dict[str, str], sort: list[tuple[str, bool]],
-            key: str = "id") -> list[dict[str, Any]]:
+def ordered(
+    rows: list[dict[str, Any]], types: dict[str, str], sort: list[tuple[str, bool]], key: str = "id"
+) -> list[dict[str, Any]]:
     """Rows in the API's order: each key ascending or descending, nulls last ascending and first
     descending, then `key` in the last key's direction."""
     if all(name != key for name, _ in sort):

@@ -18,8 +18,10 @@ CASES = [
     ([("alias__foo", "1")], "unknown operator 'foo' in 'alias__foo'; operators: eq, ne, in,"),
     ([("alias__", "1")], "unknown operator '' in 'alias__'"),
     ([("__gt", "1")], "unknown field ''; filterable:"),
-    ([("created_at__contains", "1")],
-     "operator 'contains' does not apply to 'created_at' (timestamp); it takes: eq, exists, in,"),
+    (
+        [("created_at__contains", "1")],
+        "operator 'contains' does not apply to 'created_at' (timestamp); it takes: eq, exists, in,",
+    ),
     ([("provider_type__gt", "aws")], "operator 'gt' does not apply to 'provider_type' (enum)"),
     ([("provider_type__startswith", "a")], "operator 'startswith' does not apply"),
     ([("id__contains", "0")], "operator 'contains' does not apply to 'id' (uuid)"),
@@ -27,8 +29,10 @@ CASES = [
     ([("provider_type__in", '["aws", "ibm"]')], "'provider_type__in': 'ibm' is not one of"),
     ([("id", "abc")], "'id': 'abc' is not a UUID"),
     ([("id__in", '["abc"]')], "'id__in': 'abc' is not a UUID"),
-    ([("id__between", '["00000000-0000-0000-0000-000000000000", 5]')],
-     "'id__between': 5 is not a UUID"),
+    (
+        [("id__between", '["00000000-0000-0000-0000-000000000000", 5]')],
+        "'id__between': 5 is not a UUID",
+    ),
     ([("created_at__gt", "yesterday")], "'created_at__gt': 'yesterday' is not a timestamp"),
     ([("created_at", "2024-13-01")], "'created_at': '2024-13-01' is not a timestamp"),
     ([("created_at", "2024-02-30T10:00:00Z")], "is not a timestamp"),
@@ -133,8 +137,11 @@ async def test_search_and_distinct_errors(client, catalog):
     assert "null is not a value" in assert_problem(r, 400)["detail"]
     r = await client.post(f"{path}/search/alias", json={"a": 1}, headers=h)
     assert_problem(r, 422)
-    r = await client.post(f"{path}/search/alias", content=b"[not json", headers=h | {
-        "content-type": "application/json"})
+    r = await client.post(
+        f"{path}/search/alias",
+        content=b"[not json",
+        headers=h | {"content-type": "application/json"},
+    )
     assert_problem(r, 422)
     r = await client.get(f"{path}/distinct/nope", headers=h)
     assert assert_problem(r, 400)["detail"].startswith("unknown field 'nope'; filterable:")

@@ -13,8 +13,14 @@ from tests.query.conftest import fetch_all
 from tests.query.model import select
 
 AUDIT_TYPES = {
-    "id": "uuid", "status": "integer", "seq": "integer", "sealed": "boolean", "method": "enum",
-    "action": "string", "resource_id": "uuid", "resource_type": "string",
+    "id": "uuid",
+    "status": "integer",
+    "seq": "integer",
+    "sealed": "boolean",
+    "method": "enum",
+    "action": "string",
+    "resource_id": "uuid",
+    "resource_type": "string",
 }
 
 
@@ -34,28 +40,55 @@ async def trail(client, app):
 
 
 AUDIT_CASES = [
-    ("status", "eq", "201"), ("status", "ne", "200"), ("status", "in", "[200, 204]"),
-    ("status", "in", '["204"]'), ("status", "gt", "200"), ("status", "lt", "204"),
-    ("status", "gte", "201"), ("status", "lte", "201"), ("status", "between", "[200, 201]"),
-    ("status", "exists", "true"), ("status", "eq", "+201"),
-    ("seq", "eq", "1"), ("seq", "gt", "2"), ("seq", "exists", "false"), ("seq", "ne", "1"),
-    ("seq", "between", "[1, 3]"), ("seq", "lte", "2"), ("seq", "in", "[1, 3, 99]"),
-    ("sealed", "eq", "true"), ("sealed", "eq", "false"), ("sealed", "ne", "true"),
-    ("sealed", "in", "[false]"), ("sealed", "exists", "true"), ("sealed", "eq", "0"),
-    ("method", "eq", "DELETE"), ("method", "in", '["POST", "DELETE"]'), ("method", "ne", "GET"),
-    ("action", "eq", "create"), ("action", "startswith", "de"), ("action", "notcontains", "e"),
-    ("resource_id", "exists", "false"), ("resource_type", "eq", "provider"),
+    ("status", "eq", "201"),
+    ("status", "ne", "200"),
+    ("status", "in", "[200, 204]"),
+    ("status", "in", '["204"]'),
+    ("status", "gt", "200"),
+    ("status", "lt", "204"),
+    ("status", "gte", "201"),
+    ("status", "lte", "201"),
+    ("status", "between", "[200, 201]"),
+    ("status", "exists", "true"),
+    ("status", "eq", "+201"),
+    ("seq", "eq", "1"),
+    ("seq", "gt", "2"),
+    ("seq", "exists", "false"),
+    ("seq", "ne", "1"),
+    ("seq", "between", "[1, 3]"),
+    ("seq", "lte", "2"),
+    ("seq", "in", "[1, 3, 99]"),
+    ("sealed", "eq", "true"),
+    ("sealed", "eq", "false"),
+    ("sealed", "ne", "true"),
+    ("sealed", "in", "[false]"),
+    ("sealed", "exists", "true"),
+    ("sealed", "eq", "0"),
+    ("method", "eq", "DELETE"),
+    ("method", "in", '["POST", "DELETE"]'),
+    ("method", "ne", "GET"),
+    ("action", "eq", "create"),
+    ("action", "startswith", "de"),
+    ("action", "notcontains", "e"),
+    ("resource_id", "exists", "false"),
+    ("resource_type", "eq", "provider"),
 ]
 
 
-@pytest.mark.parametrize("field,op,value", AUDIT_CASES,
-                         ids=[f"{f}__{o}#{i}" for i, (f, o, _) in enumerate(AUDIT_CASES)])
+@pytest.mark.parametrize(
+    "field,op,value", AUDIT_CASES, ids=[f"{f}__{o}#{i}" for i, (f, o, _) in enumerate(AUDIT_CASES)]
+)
 async def test_audit_fields(field, op, value, trail, client):
     records = trail["records"]
     last = max(r["id"] for r in records)  # reading the log adds records; compare the snapshot
     key = field if op == "eq" else f"{field}__{op}"
-    rows = await fetch_all(client, f"/ws/{trail['slug']}/api/v1/audit", trail["owner"].headers,
-                           {key: value, "id__lte": last}, limit=4)
+    rows = await fetch_all(
+        client,
+        f"/ws/{trail['slug']}/api/v1/audit",
+        trail["owner"].headers,
+        {key: value, "id__lte": last},
+        limit=4,
+    )
     expected = select(records, AUDIT_TYPES, [(field, op, value)])
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in expected), key
     assert expected or op in ("ne", "exists") or value in ("[1, 3, 99]",), "case selects nothing"
@@ -79,21 +112,28 @@ async def test_audit_fields(field, op, value, trail, client):
     ],
 )
 async def test_audit_field_errors(params, detail, trail, client):
-    r = await client.get(f"/ws/{trail['slug']}/api/v1/audit", params=params,
-                         headers=trail["owner"].headers)
+    r = await client.get(
+        f"/ws/{trail['slug']}/api/v1/audit", params=params, headers=trail["owner"].headers
+    )
     assert detail in assert_problem(r, 400)["detail"]
 
 
 async def test_path_parameters_beat_query_parameters(trail, client):
     slug, h = trail["slug"], trail["owner"].headers
     target, other = trail["providers"][0]["id"], trail["providers"][2]["id"]
-    for params in ({"resource_id": other}, {"resource_id__ne": target},
-                   {"resource_id__exists": "false"}, {"resource_id__in": f'["{other}"]'}):
+    for params in (
+        {"resource_id": other},
+        {"resource_id__ne": target},
+        {"resource_id__exists": "false"},
+        {"resource_id__in": f'["{other}"]'},
+    ):
         rows = await fetch_all(client, f"/ws/{slug}/api/v1/audit/{target}", h, params)
         assert rows and {r["resource_id"] for r in rows} == {target}, params
-    history = await client.get(f"/ws/{slug}/api/v1/history/provider/{target}",
-                               params={"resource_type": "member", "resource_id": other},
-                               headers=h)
+    history = await client.get(
+        f"/ws/{slug}/api/v1/history/provider/{target}",
+        params={"resource_type": "member", "resource_id": other},
+        headers=h,
+    )
     assert [e["action"] for e in history.json()["data"]] == ["create"]
 
 
@@ -108,8 +148,9 @@ async def test_every_list_speaks_the_language(client):
     await api.group(owner, slug, name="alpha", provider_ids=[p["id"]])
     await api.group(owner, slug, name="beta")
     for name in ("Release", "Audit"):
-        r = await client.post(f"{base}/roles", json={"name": name, "inherits_from": "viewer"},
-                              headers=h)
+        r = await client.post(
+            f"{base}/roles", json={"name": name, "inherits_from": "viewer"}, headers=h
+        )
         assert r.status_code == 201
     await client.get(f"{base}/providers/{p['id']}x", headers=member.headers)  # a denial
     checks = [
@@ -149,8 +190,9 @@ async def test_distinct_pages_with_a_cursor(trail, client):
     h = trail["owner"].headers
     got, cursor = [], None
     while True:
-        r = await client.get(path, params={"limit": 1, **({"cursor": cursor} if cursor else {})},
-                             headers=h)
+        r = await client.get(
+            path, params={"limit": 1, **({"cursor": cursor} if cursor else {})}, headers=h
+        )
         body = r.json()
         got += body["data"]
         cursor = body["next_cursor"]
@@ -168,8 +210,11 @@ def _query_names(dependant) -> set[str]:
 
 def test_every_list_documents_the_language(app):
     schema = app.openapi()
-    lists = [r for r in api_routes(app) if r.endpoint.__name__.startswith("list_")
-             and "sort" in _query_names(r.dependant)]
+    lists = [
+        r
+        for r in api_routes(app)
+        if r.endpoint.__name__.startswith("list_") and "sort" in _query_names(r.dependant)
+    ]
     assert len(lists) >= 8
     for route in lists:
         operation = schema["paths"][route.path]["get"]
@@ -179,8 +224,10 @@ def test_every_list_documents_the_language(app):
         assert {"limit", "cursor", "sort"} <= names, route.path
     workspace_lists = {r.path for r in lists if r.path.startswith("/ws/")}
     paths = set(schema["paths"])
-    for path in workspace_lists - {"/ws/{slug}/api/v1/audit/{resource_id}",
-                                   "/ws/{slug}/api/v1/history/{resource_type}/{resource_id}"}:
+    for path in workspace_lists - {
+        "/ws/{slug}/api/v1/audit/{resource_id}",
+        "/ws/{slug}/api/v1/history/{resource_type}/{resource_id}",
+    }:
         assert f"{path}/search/{{field}}" in paths and f"{path}/distinct/{{field}}" in paths
 
 

@@ -31,31 +31,62 @@ def _ids(cat, a, b):
 # (field, op, value or value(catalog))
 CASES = [
     # string
-    ("alias", "eq", "prod"), ("alias", "eq", "日本語"), ("alias", "eq", "🚀 launch"),
-    ("alias", "eq", "back\\slash"), ("alias", "eq", "quote'x"), ("alias", "eq", "nothing"),
-    ("alias", "ne", "prod"), ("alias", "in", json.dumps(["prod", "Prod", "nope", "a%b"])),
-    ("alias", "in", "[]"), ("alias", "startswith", "pro"), ("alias", "startswith", "100%"),
-    ("alias", "startswith", "100_"), ("alias", "startswith", "P"), ("alias", "contains", "%"),
-    ("alias", "contains", "_"), ("alias", "contains", "a%b"), ("alias", "contains", "\\"),
-    ("alias", "contains", "'"), ("alias", "contains", "é"), ("alias", "contains", "本"),
-    ("alias", "contains", "rod"), ("alias", "notcontains", "o"), ("alias", "notcontains", "%"),
-    ("alias", "exists", "true"), ("alias", "exists", "false"), ("alias", "gt", "prod"),
-    ("alias", "gt", "Z"), ("alias", "lt", "a"), ("alias", "gte", "prod"), ("alias", "lte", "Prod"),
-    ("alias", "between", json.dumps(["a", "q"])), ("alias", "between", json.dumps(["z", "a"])),
-    ("region", "eq", "eu"), ("region", "ne", "eu"), ("region", "startswith", "eu"),
-    ("region", "exists", "false"), ("region", "in", json.dumps(["eu", "ap"])),
-    ("uid", "startswith", "proj-"), ("uid", "contains", ".onmicrosoft."),
+    ("alias", "eq", "prod"),
+    ("alias", "eq", "日本語"),
+    ("alias", "eq", "🚀 launch"),
+    ("alias", "eq", "back\\slash"),
+    ("alias", "eq", "quote'x"),
+    ("alias", "eq", "nothing"),
+    ("alias", "ne", "prod"),
+    ("alias", "in", json.dumps(["prod", "Prod", "nope", "a%b"])),
+    ("alias", "in", "[]"),
+    ("alias", "startswith", "pro"),
+    ("alias", "startswith", "100%"),
+    ("alias", "startswith", "100_"),
+    ("alias", "startswith", "P"),
+    ("alias", "contains", "%"),
+    ("alias", "contains", "_"),
+    ("alias", "contains", "a%b"),
+    ("alias", "contains", "\\"),
+    ("alias", "contains", "'"),
+    ("alias", "contains", "é"),
+    ("alias", "contains", "本"),
+    ("alias", "contains", "rod"),
+    ("alias", "notcontains", "o"),
+    ("alias", "notcontains", "%"),
+    ("alias", "exists", "true"),
+    ("alias", "exists", "false"),
+    ("alias", "gt", "prod"),
+    ("alias", "gt", "Z"),
+    ("alias", "lt", "a"),
+    ("alias", "gte", "prod"),
+    ("alias", "lte", "Prod"),
+    ("alias", "between", json.dumps(["a", "q"])),
+    ("alias", "between", json.dumps(["z", "a"])),
+    ("region", "eq", "eu"),
+    ("region", "ne", "eu"),
+    ("region", "startswith", "eu"),
+    ("region", "exists", "false"),
+    ("region", "in", json.dumps(["eu", "ap"])),
+    ("uid", "startswith", "proj-"),
+    ("uid", "contains", ".onmicrosoft."),
     # enum
-    ("provider_type", "eq", "aws"), ("provider_type", "ne", "aws"),
-    ("provider_type", "in", json.dumps(["gcp", "azure"])), ("provider_type", "exists", "true"),
+    ("provider_type", "eq", "aws"),
+    ("provider_type", "ne", "aws"),
+    ("provider_type", "in", json.dumps(["gcp", "azure"])),
+    ("provider_type", "exists", "true"),
     ("provider_type", "exists", "false"),
     # uuid
-    ("id", "eq", lambda c: c.providers[3]["id"]), ("id", "ne", lambda c: c.providers[3]["id"]),
+    ("id", "eq", lambda c: c.providers[3]["id"]),
+    ("id", "ne", lambda c: c.providers[3]["id"]),
     ("id", "eq", lambda c: c.other_providers[0]["id"]),
     ("id", "in", lambda c: json.dumps([c.providers[1]["id"], c.other_providers[0]["id"]])),
-    ("id", "gt", lambda c: c.providers[5]["id"]), ("id", "lt", lambda c: c.providers[5]["id"]),
-    ("id", "gte", lambda c: c.providers[5]["id"]), ("id", "lte", lambda c: c.providers[5]["id"]),
-    ("id", "between", lambda c: _ids(c, 2, 6)), ("id", "exists", "true"),
+    ("id", "gt", lambda c: c.providers[5]["id"]),
+    ("id", "lt", lambda c: c.providers[5]["id"]),
+    ("id", "gte", lambda c: c.providers[5]["id"]),
+    ("id", "lte", lambda c: c.providers[5]["id"]),
+    ("id", "between", lambda c: _ids(c, 2, 6)),
+    ("id", "exists", "true"),
     ("id", "eq", lambda c: c.providers[3]["id"].upper()),
     # timestamp: instants and whole days
     ("created_at", "eq", lambda c: c.providers[4]["created_at"]),
@@ -65,14 +96,23 @@ CASES = [
     ("created_at", "lt", lambda c: c.providers[4]["created_at"]),
     ("created_at", "gte", lambda c: c.providers[4]["created_at"]),
     ("created_at", "lte", lambda c: c.providers[4]["created_at"]),
-    ("created_at", "between",
-     lambda c: json.dumps([c.providers[2]["created_at"], c.providers[7]["created_at"]])),
-    ("created_at", "eq", _day), ("created_at", "ne", _day), ("created_at", "gt", _day),
-    ("created_at", "gte", _day), ("created_at", "lt", _day), ("created_at", "lte", _day),
-    ("created_at", "lt", lambda c: _day(c, 1)), ("created_at", "gt", lambda c: _day(c, -1)),
+    (
+        "created_at",
+        "between",
+        lambda c: json.dumps([c.providers[2]["created_at"], c.providers[7]["created_at"]]),
+    ),
+    ("created_at", "eq", _day),
+    ("created_at", "ne", _day),
+    ("created_at", "gt", _day),
+    ("created_at", "gte", _day),
+    ("created_at", "lt", _day),
+    ("created_at", "lte", _day),
+    ("created_at", "lt", lambda c: _day(c, 1)),
+    ("created_at", "gt", lambda c: _day(c, -1)),
     ("created_at", "between", lambda c: json.dumps([_day(c), _day(c)])),
     ("created_at", "in", lambda c: json.dumps([_day(c, -1), _day(c)])),
-    ("created_at", "exists", "true"), ("updated_at", "gte", _day),
+    ("created_at", "exists", "true"),
+    ("updated_at", "gte", _day),
     ("created_at", "gt", lambda c: c.providers[4]["created_at"].replace("Z", "+02:00")),
 ]
 
@@ -101,9 +141,13 @@ async def test_terms_combine_with_and(catalog, client):
     params = {"alias__startswith": "pro", "region__exists": "true", "provider_type__ne": "gcp"}
     rows = await fetch_all(client, PATH.format(slug=catalog.slug), catalog.owner.headers, params)
     expected = select(
-        catalog.providers, PROVIDER_TYPES,
-        [("alias", "startswith", "pro"), ("region", "exists", "true"),
-         ("provider_type", "ne", "gcp")],
+        catalog.providers,
+        PROVIDER_TYPES,
+        [
+            ("alias", "startswith", "pro"),
+            ("region", "exists", "true"),
+            ("provider_type", "ne", "gcp"),
+        ],
     )
     assert sorted(r["id"] for r in rows) == sorted(p["id"] for p in expected)
     assert expected, "the case should select something"
@@ -121,13 +165,16 @@ async def test_contains_percent_and_underscore_are_literal(catalog, client):
 
 async def test_in_list_is_capped(catalog, client):
     path = PATH.format(slug=catalog.slug)
-    ok = await client.get(path, params={"alias__in": json.dumps(["x"] * 100)},
-                          headers=catalog.owner.headers)
+    ok = await client.get(
+        path, params={"alias__in": json.dumps(["x"] * 100)}, headers=catalog.owner.headers
+    )
     assert ok.status_code == 200
-    r = await client.get(path, params={"alias__in": json.dumps(["x"] * 101)},
-                         headers=catalog.owner.headers)
+    r = await client.get(
+        path, params={"alias__in": json.dumps(["x"] * 101)}, headers=catalog.owner.headers
+    )
     assert r.status_code == 400
     assert "'alias__in': takes at most 100 values, got 101" in r.json()["detail"]
-    huge = await client.get(path, params={"id__in": json.dumps(["x"] * 5000)},
-                            headers=catalog.owner.headers)
+    huge = await client.get(
+        path, params={"id__in": json.dumps(["x"] * 5000)}, headers=catalog.owner.headers
+    )
     assert huge.status_code == 400 and "at most" in huge.json()["detail"]

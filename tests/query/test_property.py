@@ -17,8 +17,20 @@ from tests.query.model import PROVIDER_TYPES, ordered, select, ts
 
 PATH = "/ws/{slug}/api/v1/providers"
 OPS = {
-    "string": ["eq", "ne", "in", "startswith", "contains", "notcontains", "exists",
-               "gt", "lt", "gte", "lte", "between"],
+    "string": [
+        "eq",
+        "ne",
+        "in",
+        "startswith",
+        "contains",
+        "notcontains",
+        "exists",
+        "gt",
+        "lt",
+        "gte",
+        "lte",
+        "between",
+    ],
     "enum": ["eq", "ne", "in", "exists"],
     "uuid": ["eq", "ne", "in", "exists", "gt", "lt", "gte", "lte", "between"],
     "timestamp": ["eq", "ne", "in", "exists", "gt", "lt", "gte", "lte", "between"],
@@ -96,8 +108,11 @@ async def test_two_keys_mixed_directions_with_nulls(catalog, client):
     for sort in (["region", "-alias"], ["-region", "alias"], ["-provider_type", "-region"]):
         keys = [(s.lstrip("-"), s.startswith("-")) for s in sort]
         rows = await fetch_all(
-            client, PATH.format(slug=catalog.slug), catalog.owner.headers,
-            {"sort": ",".join(sort)}, limit=2,
+            client,
+            PATH.format(slug=catalog.slug),
+            catalog.owner.headers,
+            {"sort": ",".join(sort)},
+            limit=2,
         )
         expected = ordered(catalog.providers, PROVIDER_TYPES, keys)
         assert [r["id"] for r in rows] == [p["id"] for p in expected], sort
@@ -107,9 +122,11 @@ async def test_default_page_size_and_cap(catalog, client, settings):
     path = PATH.format(slug=catalog.slug)
     r = await client.get(path, headers=catalog.owner.headers)
     assert len(r.json()["data"]) == min(50, len(catalog.providers))
-    r = await client.get(path, params={"limit": settings.max_page_size},
-                         headers=catalog.owner.headers)
+    r = await client.get(
+        path, params={"limit": settings.max_page_size}, headers=catalog.owner.headers
+    )
     assert r.status_code == 200
-    last = await client.get(path, params={"limit": len(catalog.providers)},
-                            headers=catalog.owner.headers)
+    last = await client.get(
+        path, params={"limit": len(catalog.providers)}, headers=catalog.owner.headers
+    )
     assert last.json()["next_cursor"] is None  # an exactly full last page has no next page

@@ -27,7 +27,8 @@ async def regions(client):
     await api.add_member(owner, slug, viewer, "viewer")
     viewer_id = (await api.me(viewer))["id"]
     r = await client.patch(
-        f"/ws/{slug}/api/v1/members/{viewer_id}", json={"attributes": {"region": "eu"}},
+        f"/ws/{slug}/api/v1/members/{viewer_id}",
+        json={"attributes": {"region": "eu"}},
         headers=owner.headers,
     )
     assert r.status_code == 200, r.text
@@ -35,8 +36,15 @@ async def regions(client):
     other_slug = await api.workspace(other)
     foreign = await api.provider(other, other_slug, alias="foreign", region="eu")
     ws_id = uuid.UUID(await api.workspace_id(owner, slug))
-    return {"owner": owner, "viewer": viewer, "slug": slug, "eu": eu, "us": us,
-            "foreign": foreign, "ws_id": ws_id}
+    return {
+        "owner": owner,
+        "viewer": viewer,
+        "slug": slug,
+        "eu": eu,
+        "us": us,
+        "foreign": foreign,
+        "ws_id": ws_id,
+    }
 
 
 def _same_as_unknown(hidden: dict, unknown: dict, name: str, stand_in: str) -> None:
@@ -57,22 +65,32 @@ def _same_as_unknown(hidden: dict, unknown: dict, name: str, stand_in: str) -> N
         ("POST", "/providers/search/{f}", {}, ["1"]),
     ],
 )
-async def test_hidden_field_answers_like_an_unknown_one(method, path, params, body, regions,
-                                                        client):
+async def test_hidden_field_answers_like_an_unknown_one(
+    method, path, params, body, regions, client
+):
     """Viewers may not see provider uids: filtering, sorting, distinct and search on `uid`
     answer exactly as for a field that does not exist (and the listed fields omit it)."""
     base = f"/ws/{regions['slug']}/api/v1"
     answers = {}
     for name in ("uid", "zzz"):
         p = {k.replace("{f}", name): v.replace("{f}", name) for k, v in params.items()}
-        r = await client.request(method, base + path.replace("{f}", name), params=p, json=body,
-                                 headers=regions["viewer"].headers)
+        r = await client.request(
+            method,
+            base + path.replace("{f}", name),
+            params=p,
+            json=body,
+            headers=regions["viewer"].headers,
+        )
         answers[name] = assert_problem(r, 400)
     _same_as_unknown(answers["uid"], answers["zzz"], "uid", "zzz")
     assert "uid" not in answers["uid"]["detail"].split(";")[1]
-    r = await client.request(method, base + path.replace("{f}", "uid"), params={
-        k.replace("{f}", "uid"): v.replace("{f}", "uid") for k, v in params.items()
-    }, json=body, headers=regions["owner"].headers)
+    r = await client.request(
+        method,
+        base + path.replace("{f}", "uid"),
+        params={k.replace("{f}", "uid"): v.replace("{f}", "uid") for k, v in params.items()},
+        json=body,
+        headers=regions["owner"].headers,
+    )
     assert r.status_code == 200, r.text  # the field exists for the owner
 
 
@@ -113,8 +131,12 @@ async def test_other_workspaces_never_show(regions, client):
     foreign = regions["foreign"]
     aliases = (await client.get(f"{base}/distinct/alias", headers=h)).json()["data"]
     assert "foreign" not in aliases
-    for params in ({"id": foreign["id"]}, {"id__in": f'["{foreign["id"]}"]'},
-                   {"alias": "foreign"}, {"uid": foreign["uid"]}):
+    for params in (
+        {"id": foreign["id"]},
+        {"id__in": f'["{foreign["id"]}"]'},
+        {"alias": "foreign"},
+        {"uid": foreign["uid"]},
+    ):
         assert (await client.get(base, params=params, headers=h)).json()["data"] == []
     found = await client.post(f"{base}/search/id", json=[foreign["id"]], headers=h)
     assert found.json()["data"] == []
@@ -123,8 +145,17 @@ async def test_other_workspaces_never_show(regions, client):
 
 
 def _request(app, query: bytes = b"", path_params: dict | None = None) -> Request:
-    return Request({"type": "http", "app": app, "query_string": query, "method": "GET",
-                    "path_params": path_params or {}, "headers": [], "path": "/"})
+    return Request(
+        {
+            "type": "http",
+            "app": app,
+            "query_string": query,
+            "method": "GET",
+            "path_params": path_params or {},
+            "headers": [],
+            "path": "/",
+        }
+    )
 
 
 async def test_orm_criteria_reach_distinct_search_and_subqueries(regions, app, admin_engine):
@@ -145,14 +176,20 @@ async def test_orm_criteria_reach_distinct_search_and_subqueries(regions, app, a
         assert sorted(p.alias for p in rows) == ["eu-0", "us-0"]
         session.info["row_filters"] = row_filters(["viewer"], {"region": "eu"})
         assert (await session.execute(distinct.statement())).scalars().all() == [
-            "eu-0", "eu-1", "eu-2"
+            "eu-0",
+            "eu-1",
+            "eu-2",
         ]
         rows = (await session.execute(search.statement())).all()
         assert [p.alias for p in rows] == ["eu-0"]
         history = HISTORY.list_query(
-            _request(app, path_params={"resource_type": "provider",
-                                       "resource_id": regions["eu"][0]["id"]}),
-            None, None, None,
+            _request(
+                app,
+                path_params={"resource_type": "provider", "resource_id": regions["eu"][0]["id"]},
+            ),
+            None,
+            None,
+            None,
         )
         rows = (await session.execute(history.statement())).all()
         assert [r[0].action for r in rows] == ["create"]

@@ -611,7 +611,8 @@ async def test_body_limit_counts_streamed_bytes(
         yield b'"}'
 
     r = await client.post(
-        f"/ws/{slug}/api/v1/providers", content=chunks(),
+        f"/ws/{slug}/api/v1/providers",
+        content=chunks(),
         headers={**owner.headers, "content-type": "application/json"},
     )
     assert "content-length" not in r.request.headers

@@ -56,11 +56,16 @@ async def test_import_aws_sample(api, client, settings, owner_ws):
     result = done["result"]
     assert result["imported"] == 5 and result["rejected"] == 0 and result["duplicates"] == 0
     assert result["severity_counts"] == {
-        "critical": 0, "high": 0, "medium": 4, "low": 1, "informational": 0
+        "critical": 0,
+        "high": 0,
+        "medium": 4,
+        "low": 1,
+        "informational": 0,
     }
 
-    scan = (await client.get(f"/ws/{slug}/api/v1/scans/{done['resource_id']}",
-                             headers=owner.headers)).json()
+    scan = (
+        await client.get(f"/ws/{slug}/api/v1/scans/{done['resource_id']}", headers=owner.headers)
+    ).json()
     assert scan["state"] == "completed" and scan["findings_count"] == 5
     assert scan["status_counts"] == {"FAIL": 2, "PASS": 0, "MANUAL": 3}
     assert scan["file_size"] == len(report_bytes(records))
@@ -76,8 +81,9 @@ async def test_import_aws_sample(api, client, settings, owner_ws):
     assert "aws accessanalyzer create-analyzer" in first["remediation"]["references"][0]
     assert first["provider_id"] == provider["id"] and first["scan_id"] == scan["id"]
     assert uuid.UUID(first["id"]).version == 7
-    detail = (await client.get(f"/ws/{slug}/api/v1/findings/{first['id']}",
-                               headers=owner.headers)).json()
+    detail = (
+        await client.get(f"/ws/{slug}/api/v1/findings/{first['id']}", headers=owner.headers)
+    ).json()
     assert detail["raw"]["metadata"]["event_code"] == "accessanalyzer_enabled"
     root = by_check["account_maintain_current_contact_details"]
     assert root["resource_uid"] == f"arn:aws:iam::{provider['uid']}:root"
@@ -106,10 +112,20 @@ async def test_placeholder_uids_are_deduplicated_within_the_scan(api, client, se
     owner, slug = owner_ws
     aws = await api.provider(owner, slug)
     azure = await api.provider(owner, slug, provider_type="azure", uid=str(uuid.uuid4()))
-    ra = await upload_scan(client, owner, slug, aws["id"],
-                           report_bytes(sample_report("aws", aws["uid"], unique_uids=False)))
-    rz = await upload_scan(client, owner, slug, azure["id"],
-                           report_bytes(sample_report("azure", azure["uid"], unique_uids=False)))
+    ra = await upload_scan(
+        client,
+        owner,
+        slug,
+        aws["id"],
+        report_bytes(sample_report("aws", aws["uid"], unique_uids=False)),
+    )
+    rz = await upload_scan(
+        client,
+        owner,
+        slug,
+        azure["id"],
+        report_bytes(sample_report("azure", azure["uid"], unique_uids=False)),
+    )
     await run_jobs(settings)
     a, z = await _task(client, owner, ra), await _task(client, owner, rz)
     assert (a["result"]["imported"], a["result"]["duplicates"]) == (1, 4)
@@ -126,16 +142,18 @@ async def test_records_for_another_account_are_rejected_and_counted(
     for record in theirs:
         record["finding_info"]["uid"] += "-theirs"
     azure = sample_report("azure", str(uuid.uuid4()))[:2]
-    r = await upload_scan(client, owner, slug, provider["id"],
-                          report_bytes(mine[:2] + theirs + azure))
+    r = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(mine[:2] + theirs + azure)
+    )
     await run_jobs(settings)
     done = await _task(client, owner, r)
     assert done["state"] == "succeeded", done
     assert (done["result"]["imported"], done["result"]["rejected"]) == (2, 7)
     assert "aws:999999999999" in done["result"]["rejected_accounts"]
     assert any(a.startswith("azure:") for a in done["result"]["rejected_accounts"])
-    scan = (await client.get(f"/ws/{slug}/api/v1/scans/{done['resource_id']}",
-                             headers=owner.headers)).json()
+    scan = (
+        await client.get(f"/ws/{slug}/api/v1/scans/{done['resource_id']}", headers=owner.headers)
+    ).json()
     assert (scan["findings_count"], scan["rejected_count"]) == (2, 7)
 
 
@@ -193,10 +211,14 @@ async def test_malformed_report_fails_and_writes_nothing(
     scan = (await client.get(f"/ws/{slug}/api/v1/scans/{scan_id}", headers=owner.headers)).json()
     assert scan["state"] == "failed" and scan["findings_count"] == 0
     assert expected in scan["error"]
-    assert await _count(admin_engine, "SELECT count(*) FROM finding WHERE scan_id = :s",
-                        s=scan_id) == 0
-    assert await _count(admin_engine, "SELECT count(*) FROM scan_upload WHERE scan_id = :s",
-                        s=scan_id) == 0
+    assert (
+        await _count(admin_engine, "SELECT count(*) FROM finding WHERE scan_id = :s", s=scan_id)
+        == 0
+    )
+    assert (
+        await _count(admin_engine, "SELECT count(*) FROM scan_upload WHERE scan_id = :s", s=scan_id)
+        == 0
+    )
 
 
 async def test_upload_rules(api, client, owner_ws):
@@ -216,8 +238,9 @@ async def test_upload_rules(api, client, owner_ws):
     assert_problem(await upload_scan(client, viewer, slug, provider["id"], body), 403)
     # Empty file, missing file, bad provider id.
     assert_problem(await upload_scan(client, owner, slug, provider["id"], b""), 400)
-    r = await client.post(f"/ws/{slug}/api/v1/scans", data={"provider_id": provider["id"]},
-                          headers=owner.headers)
+    r = await client.post(
+        f"/ws/{slug}/api/v1/scans", data={"provider_id": provider["id"]}, headers=owner.headers
+    )
     assert_problem(r, 422)
     assert_problem(await upload_scan(client, owner, slug, "nope", body), 422)
     # The viewer may still read scans and tasks.
@@ -236,22 +259,28 @@ async def test_oversized_upload_is_refused(api, database, servers, owner_ws, adm
         user = await type(api)(client).login(owner.email)
         body = report_bytes(sample_report("aws", provider["uid"]) * 2)
         assert_problem(await upload_scan(client, user, slug, provider["id"], body), 413)
-    assert await _count(admin_engine, "SELECT count(*) FROM scan WHERE provider_id = :p",
-                        p=provider["id"]) == 0
+    assert (
+        await _count(
+            admin_engine, "SELECT count(*) FROM scan WHERE provider_id = :p", p=provider["id"]
+        )
+        == 0
+    )
 
 
 async def test_scans_list_counts_per_severity(api, client, settings, owner_ws):
     owner, slug = owner_ws
     p1, p2 = await api.provider(owner, slug), await api.provider(owner, slug)
     for p in (p1, p2):
-        r = await upload_scan(client, owner, slug, p["id"],
-                              report_bytes(sample_report("aws", p["uid"])))
+        r = await upload_scan(
+            client, owner, slug, p["id"], report_bytes(sample_report("aws", p["uid"]))
+        )
         assert r.status_code == 202
     await run_jobs(settings)
     scans = await api.all(owner, slug, "scans")
     assert len(scans) == 2
     for scan in scans:
         assert scan["severity_counts"]["medium"] == 4 and scan["severity_counts"]["low"] == 1
-    r = await client.get(f"/ws/{slug}/api/v1/scans", params={"provider_id": p2["id"]},
-                         headers=owner.headers)
+    r = await client.get(
+        f"/ws/{slug}/api/v1/scans", params={"provider_id": p2["id"]}, headers=owner.headers
+    )
     assert [s["provider_id"] for s in r.json()["data"]] == [p2["id"]]

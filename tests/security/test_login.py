@@ -300,13 +300,17 @@ async def test_signup_can_be_disabled(
     assert_problem(await _login(client, email, PASSWORD), 401)
 
 
-async def test_password_change_guesses_are_throttled(api: Api, app: Any, settings: Settings) -> None:
+async def test_password_change_guesses_are_throttled(
+    api: Api, app: Any, settings: Settings
+) -> None:
     """A stolen session cannot guess the current password without limit."""
     user = await api.user("pwchange")
     async with client_for(app, "10.9.0.1") as c:
         body = {"current_password": "wrong password", "new_password": "another long password"}
         for _ in range(settings.login_max_failures):
-            assert_problem(await c.post("/api/v1/auth/password", json=body, headers=user.headers), 400)
+            assert_problem(
+                await c.post("/api/v1/auth/password", json=body, headers=user.headers), 400
+            )
         right = {"current_password": PASSWORD, "new_password": "another long password"}
         r = await c.post("/api/v1/auth/password", json=right, headers=user.headers)
         assert_problem(r, 429)
@@ -319,13 +323,18 @@ async def test_verify_only_instance_refuses_login_clearly(database: Any, servers
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    public = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     settings = make_settings(database, servers, jwt_algorithm="ES256", jwt_public_key=public)
     async with serve(settings) as (_, c):
         email = _email("verify-only")
-        r = await c.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "V"})
+        r = await c.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "V"}
+        )
         assert r.status_code == 201
         assert_problem(await _login(c, email, PASSWORD), 503)
         assert (await c.get("/.well-known/jwks.json")).json()["keys"][0]["kty"] == "EC"
@@ -341,6 +350,9 @@ async def test_login_rehashes_passwords_stored_at_an_old_cost(
     async with serve(stronger) as (_, c):
         assert (await _login(c, user.email, PASSWORD)).status_code == 200
     async with admin_engine.connect() as conn:
-        stored = (await conn.execute(text("SELECT password_hash FROM app_user WHERE email = :e"),
-                                     {"e": user.email})).scalar_one()
+        stored = (
+            await conn.execute(
+                text("SELECT password_hash FROM app_user WHERE email = :e"), {"e": user.email}
+            )
+        ).scalar_one()
     assert ",t=2," in stored, stored

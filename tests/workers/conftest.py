@@ -37,7 +37,12 @@ def functions_with(*specs: JobSpec, settings: Any) -> list[Any]:
 
 
 async def enqueue_spec(
-    db: Database, arq: ArqRedis, settings: Any, spec: JobSpec, workspace_id: str, user_id: str,
+    db: Database,
+    arq: ArqRedis,
+    settings: Any,
+    spec: JobSpec,
+    workspace_id: str,
+    user_id: str,
     args: dict[str, Any] | None = None,
 ) -> uuid.UUID:
     """What a service does for a job: a task and an outbox row in one transaction (in the
@@ -74,9 +79,21 @@ class ThrowawayRedis:
 
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(  # noqa: S603
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while not _redis_call(self.port, b"PING").startswith(b"+PONG"):

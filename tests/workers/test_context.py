@@ -21,8 +21,9 @@ async def _workspace_with_findings(api, client, settings):
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
-    r = await upload_scan(client, owner, slug, provider["id"],
-                          report_bytes(sample_report("aws", provider["uid"])))
+    r = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     assert r.status_code == 202
     await run_jobs(settings)
     owner.id = (await api.me(owner))["id"]
@@ -59,8 +60,12 @@ async def peek(jc, session) -> dict[str, Any]:
         for model in (Provider, Scan, Finding, Task, Outbox)
     }
     raw = {
-        t: sorted(str(w) for w in (await session.execute(
-            text(f"SELECT DISTINCT workspace_id FROM {t}"))).scalars())
+        t: sorted(
+            str(w)
+            for w in (
+                await session.execute(text(f"SELECT DISTINCT workspace_id FROM {t}"))
+            ).scalars()
+        )
         for t in ("provider", "scan", "finding", "task", "outbox", "membership")
     }
     seen["peek"] = {"orm": orm, "raw": raw}
@@ -79,12 +84,19 @@ async def test_a_job_never_sees_another_workspaces_rows(
     }
     async with admin_engine.connect() as conn:
         for table, ids in seen["peek"]["orm"].items():
-            expected = sorted(str(i) for i in (await conn.execute(
-                text(f"SELECT id FROM {table} WHERE workspace_id = :w"), {"w": ws_a})).scalars())
+            expected = sorted(
+                str(i)
+                for i in (
+                    await conn.execute(
+                        text(f"SELECT id FROM {table} WHERE workspace_id = :w"), {"w": ws_a}
+                    )
+                ).scalars()
+            )
             assert sorted(ids) == expected, table
             assert ids, table
-        state = (await conn.execute(text("SELECT state FROM task WHERE id = :t"),
-                                    {"t": task_id})).scalar_one()
+        state = (
+            await conn.execute(text("SELECT state FROM task WHERE id = :t"), {"t": task_id})
+        ).scalar_one()
     assert state == "succeeded"
 
 
@@ -111,8 +123,9 @@ async def _engineer_upload(api, client):
     await api.add_member(owner, slug, engineer, "engineer")
     engineer.id = (await api.me(engineer))["id"]
     provider = await api.provider(owner, slug)
-    r = await upload_scan(client, engineer, slug, provider["id"],
-                          report_bytes(sample_report("aws", provider["uid"])))
+    r = await upload_scan(
+        client, engineer, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     assert r.status_code == 202, r.text
     return owner, engineer, slug, r
 
@@ -121,21 +134,23 @@ async def _assert_refused(client, owner, slug, r, admin_engine, reason):
     task = (await client.get(r.headers["content-location"], headers=owner.headers)).json()
     assert task["state"] == "refused", task
     assert reason in task["error"]
-    scan = (await client.get(f"/ws/{slug}/api/v1/scans/{task['resource_id']}",
-                             headers=owner.headers)).json()
+    scan = (
+        await client.get(f"/ws/{slug}/api/v1/scans/{task['resource_id']}", headers=owner.headers)
+    ).json()
     assert scan["state"] == "refused" and scan["findings_count"] == 0
     async with admin_engine.connect() as conn:
-        for sql in ("SELECT count(*) FROM finding WHERE scan_id = :s",
-                    "SELECT count(*) FROM scan_upload WHERE scan_id = :s",
-                    "SELECT count(*) FROM outbox WHERE task_id = :t AND done_at IS NULL"):
+        for sql in (
+            "SELECT count(*) FROM finding WHERE scan_id = :s",
+            "SELECT count(*) FROM scan_upload WHERE scan_id = :s",
+            "SELECT count(*) FROM outbox WHERE task_id = :t AND done_at IS NULL",
+        ):
             count = (await conn.execute(text(sql), {"s": scan["id"], "t": task["id"]})).scalar()
             assert count == 0, sql
 
 
 async def test_user_removed_after_enqueue_is_refused(api, client, settings, admin_engine):
     owner, engineer, slug, r = await _engineer_upload(api, client)
-    removed = await client.delete(f"/ws/{slug}/api/v1/members/{engineer.id}",
-                                  headers=owner.headers)
+    removed = await client.delete(f"/ws/{slug}/api/v1/members/{engineer.id}", headers=owner.headers)
     assert removed.status_code == 204
     await run_jobs(settings)
     await _assert_refused(client, owner, slug, r, admin_engine, "no longer a member")
@@ -143,8 +158,9 @@ async def test_user_removed_after_enqueue_is_refused(api, client, settings, admi
 
 async def test_user_demoted_after_enqueue_is_refused(api, client, settings, admin_engine):
     owner, engineer, slug, r = await _engineer_upload(api, client)
-    changed = await client.patch(f"/ws/{slug}/api/v1/members/{engineer.id}",
-                                 json={"role": "viewer"}, headers=owner.headers)
+    changed = await client.patch(
+        f"/ws/{slug}/api/v1/members/{engineer.id}", json={"role": "viewer"}, headers=owner.headers
+    )
     assert changed.status_code == 200, changed.text
     await run_jobs(settings)
     await _assert_refused(client, owner, slug, r, admin_engine, "'scan.create' permission")
@@ -158,18 +174,25 @@ async def test_job_replays_provider_visibility(api, client, settings, admin_engi
     provider = await api.provider(owner, slug)
     hidden = await api.provider(owner, slug)
     group = await api.group(owner, slug, provider_ids=[provider["id"]])
-    role = await client.post(f"/ws/{slug}/api/v1/roles", headers=owner.headers, json={
-        "name": "scoped-engineer", "inherits_from": "engineer",
-        "revokes": ["unlimited_visibility"], "provider_group_ids": [group["id"]],
-    })
+    role = await client.post(
+        f"/ws/{slug}/api/v1/roles",
+        headers=owner.headers,
+        json={
+            "name": "scoped-engineer",
+            "inherits_from": "engineer",
+            "revokes": ["unlimited_visibility"],
+            "provider_group_ids": [group["id"]],
+        },
+    )
     assert role.status_code == 201, role.text
     member = await api.user("scoped")
     await api.add_member(owner, slug, member, role.json()["id"])
     body = report_bytes(sample_report("aws", provider["uid"]))
     ok = await upload_scan(client, member, slug, provider["id"], body)
     assert ok.status_code == 202
-    r = await upload_scan(client, member, slug, hidden["id"],
-                          report_bytes(sample_report("aws", hidden["uid"])))
+    r = await upload_scan(
+        client, member, slug, hidden["id"], report_bytes(sample_report("aws", hidden["uid"]))
+    )
     assert r.status_code == 404  # not visible to the member at request time either
     second = await upload_scan(client, member, slug, provider["id"], body)
     assert second.status_code == 202
@@ -179,8 +202,11 @@ async def test_job_replays_provider_visibility(api, client, settings, admin_engi
     # Now take the provider out of the member's group and import again.
     third = await upload_scan(client, member, slug, provider["id"], body)
     assert third.status_code == 202
-    moved = await client.patch(f"/ws/{slug}/api/v1/provider-groups/{group['id']}",
-                               json={"provider_ids": []}, headers=owner.headers)
+    moved = await client.patch(
+        f"/ws/{slug}/api/v1/provider-groups/{group['id']}",
+        json={"provider_ids": []},
+        headers=owner.headers,
+    )
     assert moved.status_code == 200
     await run_jobs(settings)
     await _assert_refused(client, owner, slug, third, admin_engine, "no longer visible")
@@ -188,19 +214,28 @@ async def test_job_replays_provider_visibility(api, client, settings, admin_engi
     assert mine.json()["data"] == []
 
 
-async def test_refused_job_delivered_again_stays_refused(api, client, settings, arq_pool,
-                                                         admin_engine):
+async def test_refused_job_delivered_again_stays_refused(
+    api, client, settings, arq_pool, admin_engine
+):
     owner, engineer, slug, r = await _engineer_upload(api, client)
     await client.delete(f"/ws/{slug}/api/v1/members/{engineer.id}", headers=owner.headers)
     await run_jobs(settings)
     task = (await client.get(r.headers["content-location"], headers=owner.headers)).json()
     async with admin_engine.connect() as conn:
-        outbox_id, ws = (await conn.execute(
-            text("SELECT id, workspace_id FROM outbox WHERE task_id = :t"), {"t": task["id"]}
-        )).one()
+        outbox_id, ws = (
+            await conn.execute(
+                text("SELECT id, workspace_id FROM outbox WHERE task_id = :t"), {"t": task["id"]}
+            )
+        ).one()
     await arq_pool.delete(f"arq:result:{outbox_id}")
-    job = await arq_pool.enqueue_job("scan.import", str(ws), engineer.id, str(outbox_id),
-                                     _job_id=str(outbox_id), _queue_name=settings.job_queue_name)
+    job = await arq_pool.enqueue_job(
+        "scan.import",
+        str(ws),
+        engineer.id,
+        str(outbox_id),
+        _job_id=str(outbox_id),
+        _queue_name=settings.job_queue_name,
+    )
     assert job is not None
     await run_jobs(settings)
     again = (await client.get(r.headers["content-location"], headers=owner.headers)).json()

@@ -18,15 +18,16 @@ from workers import cron
 
 async def _partitions(admin_engine) -> dict[str, str]:
     async with admin_engine.connect() as conn:
-        rows = await conn.execute(text(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'finding'::regclass"
-        ))
+        rows = await conn.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'finding'::regclass"
+            )
+        )
         return dict(rows.all())
 
 
-async def test_partitions_are_created_ahead_under_the_policy(settings, db, admin_engine,
-                                                             database):
+async def test_partitions_are_created_ahead_under_the_policy(settings, db, admin_engine, database):
     settings = settings.model_copy(update={"finding_partitions_ahead": 5})
     result = await cron.maintain_partitions({"settings": settings, "db": db})
     assert result["default_partition_rows"] == 0
@@ -43,27 +44,34 @@ async def test_partitions_are_created_ahead_under_the_policy(settings, db, admin
     assert again["created"] == []
     async with admin_engine.connect() as conn:
         assert await rls_problems(conn, database["runtime_role"]) == []
-        rows = (await conn.execute(text(
-            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, r.rolname, "
-            "pg_get_expr(p.polqual, p.polrelid) FROM pg_class c "
-            "JOIN pg_roles r ON r.oid = c.relowner "
-            "JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname = ANY (:names)"
-        ), {"names": [partition_name(add_months(first, 5))]})).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, r.rolname, "
+                    "pg_get_expr(p.polqual, p.polrelid) FROM pg_class c "
+                    "JOIN pg_roles r ON r.oid = c.relowner "
+                    "JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname = ANY (:names)"
+                ),
+                {"names": [partition_name(add_months(first, 5))]},
+            )
+        ).all()
     assert len(rows) == 1
     _, enabled, forced, owner, qual = rows[0]
     assert enabled and forced and owner == database["definer_role"]
     assert normalize_predicate(qual) == normalize_predicate(Scope.WORKSPACE_PROVIDER.value)
 
 
-async def test_default_partition_is_watched_and_emptied(api, client, settings, db,
-                                                        admin_engine, runtime_engine):
+async def test_default_partition_is_watched_and_emptied(
+    api, client, settings, db, admin_engine, runtime_engine
+):
     """A finding with no monthly partition lands in the default one; creating its month's
     partition moves it there, still readable through the parent."""
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
-    r = await upload_scan(client, owner, slug, provider["id"],
-                          report_bytes(sample_report("aws", provider["uid"])))
+    r = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     await run_jobs(settings)
     ws, user = await api.workspace_id(owner, slug), (await api.me(owner))["id"]
     far = add_months(datetime.now(UTC).date().replace(day=1), 20)  # beyond the ones kept ahead
@@ -72,25 +80,35 @@ async def test_default_partition_is_watched_and_emptied(api, client, settings, d
     async with runtime_engine.connect() as conn, conn.begin():
         await conn.execute(text("SELECT 1"))
         raw = (await conn.get_raw_connection()).driver_connection
-        await raw.execute(context_statement(__import__("uuid").UUID(ws),
-                                            __import__("uuid").UUID(user), Visibility(True)))
-        await conn.execute(text(
-            "INSERT INTO finding (workspace_id, id, scan_id, provider_id, uid, check_id, title, "
-            "severity, status, raw, inserted_at) SELECT workspace_id, :id, scan_id, provider_id, "
-            "'far', check_id, title, severity, status, raw, inserted_at FROM finding LIMIT 1"
-        ), {"id": stray})
+        await raw.execute(
+            context_statement(
+                __import__("uuid").UUID(ws), __import__("uuid").UUID(user), Visibility(True)
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO finding (workspace_id, id, scan_id, provider_id, uid, check_id, title, "
+                "severity, status, raw, inserted_at) SELECT workspace_id, :id, scan_id, provider_id, "
+                "'far', check_id, title, severity, status, raw, inserted_at FROM finding LIMIT 1"
+            ),
+            {"id": stray},
+        )
     watched = await cron.maintain_partitions({"settings": settings, "db": db})
     assert watched["default_partition_rows"] == 1
     async with runtime_engine.connect() as conn:
-        name = (await conn.execute(text("SELECT warden_create_finding_partition(:m)"),
-                                   {"m": far})).scalar_one()
+        name = (
+            await conn.execute(text("SELECT warden_create_finding_partition(:m)"), {"m": far})
+        ).scalar_one()
         await conn.commit()
     assert name == partition_name(far)
     watched = await cron.maintain_partitions({"settings": settings, "db": db})
     assert watched["default_partition_rows"] == 0
     async with admin_engine.connect() as conn:
-        where = (await conn.execute(text("SELECT tableoid::regclass::text FROM finding "
-                                         "WHERE id = :id"), {"id": stray})).scalar_one()
+        where = (
+            await conn.execute(
+                text("SELECT tableoid::regclass::text FROM finding WHERE id = :id"), {"id": stray}
+            )
+        ).scalar_one()
     assert where == partition_name(far)
     detail = await client.get(f"/ws/{slug}/api/v1/findings/{stray}", headers=owner.headers)
     assert detail.status_code == 200 and detail.json()["uid"] == "far"
@@ -101,34 +119,49 @@ async def test_task_retention_and_stuck_tasks(api, client, settings, db, admin_e
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
-    old = await upload_scan(client, owner, slug, provider["id"],
-                            report_bytes(sample_report("aws", provider["uid"])))
+    old = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     await run_jobs(settings)
-    stuck = await upload_scan(client, owner, slug, provider["id"],
-                              report_bytes(sample_report("aws", provider["uid"])))
+    stuck = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     old_id, stuck_id = old.json()["id"], stuck.json()["id"]
     async with admin_engine.begin() as conn:
-        await conn.execute(text("UPDATE task SET finished_at = now() - interval '40 days' "
-                                "WHERE id = :t"), {"t": old_id})
-        await conn.execute(text("UPDATE task SET state = 'running', "
-                                "updated_at = now() - interval '3 days' WHERE id = :t"),
-                           {"t": stuck_id})
+        await conn.execute(
+            text("UPDATE task SET finished_at = now() - interval '40 days' WHERE id = :t"),
+            {"t": old_id},
+        )
+        await conn.execute(
+            text(
+                "UPDATE task SET state = 'running', "
+                "updated_at = now() - interval '3 days' WHERE id = :t"
+            ),
+            {"t": stuck_id},
+        )
     result = await cron.task_retention({"settings": settings, "db": db})
     assert result["pruned"] >= 1 and result["expired"] >= 1
     gone = await client.get(old.headers["content-location"], headers=owner.headers)
     assert gone.status_code == 404
-    scan = (await client.get(f"/ws/{slug}/api/v1/scans/{old.json()['resource_id']}",
-                             headers=owner.headers)).json()
+    scan = (
+        await client.get(
+            f"/ws/{slug}/api/v1/scans/{old.json()['resource_id']}", headers=owner.headers
+        )
+    ).json()
     assert scan["state"] == "completed" and scan["task_id"] is None  # the scan outlives it
     failed = (await client.get(stuck.headers["content-location"], headers=owner.headers)).json()
     assert failed["state"] == "failed" and "stopped reporting" in failed["error"]
     async with admin_engine.connect() as conn:
-        done = (await conn.execute(text("SELECT done_at FROM outbox WHERE task_id = :t"),
-                                   {"t": stuck_id})).scalar_one()
+        done = (
+            await conn.execute(
+                text("SELECT done_at FROM outbox WHERE task_id = :t"), {"t": stuck_id}
+            )
+        ).scalar_one()
     assert done is not None
     await run_jobs(settings)  # its queued job arrives late, finds the task finished, skips
-    failed_again = (await client.get(stuck.headers["content-location"],
-                                     headers=owner.headers)).json()
+    failed_again = (
+        await client.get(stuck.headers["content-location"], headers=owner.headers)
+    ).json()
     assert failed_again == failed
 
 
@@ -137,8 +170,7 @@ async def test_partition_function_refuses_months_far_out(runtime_engine):
     for month in (date(2091, 1, 1), date(1990, 1, 1)):
         async with runtime_engine.connect() as conn:
             with pytest.raises(DBAPIError, match="out of range"):
-                await conn.execute(text("SELECT warden_create_finding_partition(:m)"),
-                                   {"m": month})
+                await conn.execute(text("SELECT warden_create_finding_partition(:m)"), {"m": month})
 
 
 async def test_audit_crons_seal_the_chain_and_apply_retention(api, client, db):

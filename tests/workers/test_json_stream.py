@@ -10,7 +10,7 @@ from app.services.json_stream import JsonArrayReader, JsonStreamError
 
 DOC = [
     {"a": 1, "s": "héllo ✓ 漢字", "nested": {"list": [1, 2.5, None, True]}},
-    {"b": "with, commas ] and [ brackets", "esc": "quote \" backslash \\ \u00e9"},
+    {"b": "with, commas ] and [ brackets", "esc": 'quote " backslash \\ \u00e9'},
     [1, 2],
     12345678901234567890,
     -0.5e-3,
@@ -30,8 +30,9 @@ def _read(data: bytes, size: int, **kw) -> list:
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
 def test_any_chunking_gives_the_same_elements(size):
-    data = ("\ufeff \n[ " + ",\n ".join(json.dumps(x, ensure_ascii=False) for x in DOC)
-            + " ]\n ").encode()
+    data = (
+        "\ufeff \n[ " + ",\n ".join(json.dumps(x, ensure_ascii=False) for x in DOC) + " ]\n "
+    ).encode()
     assert _read(data, size) == DOC
 
 

@@ -23,23 +23,32 @@ async def test_rolled_back_request_sends_nothing(api, client, settings, arq_pool
     provider = await api.provider(owner, slug)
     before = await _queue(arq_pool, settings)
     async with admin_engine.begin() as conn:
-        await conn.execute(text("""
+        await conn.execute(
+            text("""
             CREATE FUNCTION test_fail_scan_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF NEW.file_name = 'fail-at-commit.json' THEN
                     RAISE EXCEPTION 'deferred failure' USING ERRCODE = '40001';
                 END IF;
                 RETURN NEW;
-            END $$"""))
-        await conn.execute(text(
-            "CREATE CONSTRAINT TRIGGER test_fail_scan_at_commit AFTER INSERT ON scan "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-            "EXECUTE FUNCTION test_fail_scan_at_commit()"
-        ))
+            END $$""")
+        )
+        await conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER test_fail_scan_at_commit AFTER INSERT ON scan "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                "EXECUTE FUNCTION test_fail_scan_at_commit()"
+            )
+        )
     try:
-        r = await upload_scan(client, owner, slug, provider["id"],
-                              report_bytes(sample_report("aws", provider["uid"])),
-                              name="fail-at-commit.json")
+        r = await upload_scan(
+            client,
+            owner,
+            slug,
+            provider["id"],
+            report_bytes(sample_report("aws", provider["uid"])),
+            name="fail-at-commit.json",
+        )
         assert r.status_code >= 500, r.text
     finally:
         async with admin_engine.begin() as conn:
@@ -49,9 +58,11 @@ async def test_rolled_back_request_sends_nothing(api, client, settings, arq_pool
     ws = await api.workspace_id(owner, slug)
     async with admin_engine.connect() as conn:
         for table in ("scan", "task", "outbox", "scan_upload"):
-            count = (await conn.execute(
-                text(f"SELECT count(*) FROM {table} WHERE workspace_id = :w"), {"w": ws}
-            )).scalar_one()
+            count = (
+                await conn.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE workspace_id = :w"), {"w": ws}
+                )
+            ).scalar_one()
             assert count == 0, table
 
 
@@ -66,15 +77,18 @@ async def test_redis_down_during_the_request_the_job_runs_when_it_is_back(
         provider = await api.provider(owner, slug)
         throwaway_redis.stop()
         started = time.monotonic()
-        r = await upload_scan(client, owner, slug, provider["id"],
-                              report_bytes(sample_report("aws", provider["uid"])))
+        r = await upload_scan(
+            client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+        )
         assert r.status_code == 202, r.text
         assert time.monotonic() - started < 5
         task_url = r.headers["content-location"]
         async with admin_engine.connect() as conn:
-            sent = (await conn.execute(
-                text("SELECT sent_at FROM outbox WHERE task_id = :t"), {"t": r.json()["id"]}
-            )).scalar_one()
+            sent = (
+                await conn.execute(
+                    text("SELECT sent_at FROM outbox WHERE task_id = :t"), {"t": r.json()["id"]}
+                )
+            ).scalar_one()
         assert sent is None  # kept for the sweeper
         assert (await client.get(task_url, headers=owner.headers)).json()["state"] == "pending"
 
@@ -89,14 +103,17 @@ async def test_a_job_sent_twice_runs_once(api, client, settings, arq_pool, admin
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
-    r = await upload_scan(client, owner, slug, provider["id"],
-                          report_bytes(sample_report("aws", provider["uid"])))
+    r = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     task_id = r.json()["id"]
     async with admin_engine.connect() as conn:
-        row = (await conn.execute(
-            text("SELECT id, workspace_id, user_id, job FROM outbox WHERE task_id = :t"),
-            {"t": task_id},
-        )).one()
+        row = (
+            await conn.execute(
+                text("SELECT id, workspace_id, user_id, job FROM outbox WHERE task_id = :t"),
+                {"t": task_id},
+            )
+        ).one()
     pending = outbox.Pending(row.id, row.workspace_id, row.user_id, row.job)
     # Sent again while queued: Redis keeps one job (the job id is the outbox id).
     await outbox.send(arq_pool, settings.job_queue_name, [pending, pending])
@@ -114,19 +131,26 @@ async def test_a_job_sent_twice_runs_once(api, client, settings, arq_pool, admin
     assert len(findings) == 5
 
 
-async def test_sweeper_redelivers_a_job_redis_lost(api, client, settings, db, arq_pool,
-                                                   admin_engine):
+async def test_sweeper_redelivers_a_job_redis_lost(
+    api, client, settings, db, arq_pool, admin_engine
+):
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
-    r = await upload_scan(client, owner, slug, provider["id"],
-                          report_bytes(sample_report("aws", provider["uid"])))
+    r = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     task_id = r.json()["id"]
     async with admin_engine.begin() as conn:
-        outbox_id = (await conn.execute(
-            text("UPDATE outbox SET sent_at = now() - interval '1 hour' WHERE task_id = :t "
-                 "RETURNING id"), {"t": task_id},
-        )).scalar_one()
+        outbox_id = (
+            await conn.execute(
+                text(
+                    "UPDATE outbox SET sent_at = now() - interval '1 hour' WHERE task_id = :t "
+                    "RETURNING id"
+                ),
+                {"t": task_id},
+            )
+        ).scalar_one()
     # Redis lost it (a restart without persistence).
     await arq_pool.zrem(settings.job_queue_name, str(outbox_id))
     await arq_pool.delete(f"arq:job:{outbox_id}")
@@ -136,26 +160,32 @@ async def test_sweeper_redelivers_a_job_redis_lost(api, client, settings, db, ar
     task = (await client.get(r.headers["content-location"], headers=owner.headers)).json()
     assert task["state"] == "succeeded"
     async with admin_engine.connect() as conn:
-        row = (await conn.execute(
-            text("SELECT send_count, done_at FROM outbox WHERE id = :o"), {"o": outbox_id}
-        )).one()
+        row = (
+            await conn.execute(
+                text("SELECT send_count, done_at FROM outbox WHERE id = :o"), {"o": outbox_id}
+            )
+        ).one()
     assert row.send_count == 2 and row.done_at is not None
     # Done rows are never offered to the sweeper again.
     assert outbox_id not in {p.id for p in await outbox.pending(db.engine, 0)}
 
 
-async def test_app_startup_relays_leftovers(api, client, database, servers, settings,
-                                            arq_pool, admin_engine):
+async def test_app_startup_relays_leftovers(
+    api, client, database, servers, settings, arq_pool, admin_engine
+):
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
-    r = await upload_scan(client, owner, slug, provider["id"],
-                          report_bytes(sample_report("aws", provider["uid"])))
+    r = await upload_scan(
+        client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+    )
     async with admin_engine.begin() as conn:
-        outbox_id = (await conn.execute(
-            text("UPDATE outbox SET sent_at = NULL WHERE task_id = :t RETURNING id"),
-            {"t": r.json()["id"]},
-        )).scalar_one()
+        outbox_id = (
+            await conn.execute(
+                text("UPDATE outbox SET sent_at = NULL WHERE task_id = :t RETURNING id"),
+                {"t": r.json()["id"]},
+            )
+        ).scalar_one()
     await arq_pool.zrem(settings.job_queue_name, str(outbox_id))
     await arq_pool.delete(f"arq:job:{outbox_id}")
     async with serve(settings) as (app, _):

@@ -55,19 +55,26 @@ async def _owner(api):
 
 async def _task(admin_engine, task_id) -> Any:
     async with admin_engine.connect() as conn:
-        return (await conn.execute(
-            text("SELECT state, attempts, error, result, progress, progress_detail "
-                 "FROM task WHERE id = :t"), {"t": task_id},
-        )).one()
+        return (
+            await conn.execute(
+                text(
+                    "SELECT state, attempts, error, result, progress, progress_detail "
+                    "FROM task WHERE id = :t"
+                ),
+                {"t": task_id},
+            )
+        ).one()
 
 
 def _fast(database, servers, **extra):
-    return make_settings(database, servers, job_retry_base_seconds=0.05,
-                         job_retry_max_seconds=0.2, **extra)
+    return make_settings(
+        database, servers, job_retry_base_seconds=0.05, job_retry_max_seconds=0.2, **extra
+    )
 
 
-async def test_transient_errors_are_retried_with_backoff(api, database, servers, db, arq_pool,
-                                                         admin_engine):
+async def test_transient_errors_are_retried_with_backoff(
+    api, database, servers, db, arq_pool, admin_engine
+):
     settings = _fast(database, servers)
     _, _, ws = owner_ws = await _owner(api)
     attempts.clear()
@@ -79,8 +86,7 @@ async def test_transient_errors_are_retried_with_backoff(api, database, servers,
     assert task.error is None
 
 
-async def test_retries_give_up_after_max_tries(api, database, servers, db, arq_pool,
-                                               admin_engine):
+async def test_retries_give_up_after_max_tries(api, database, servers, db, arq_pool, admin_engine):
     settings = _fast(database, servers, job_max_tries=3)
     owner, _, ws = await _owner(api)
     task_id = await enqueue_spec(db, arq_pool, settings, always_down, ws, owner.id)
@@ -129,8 +135,11 @@ async def test_soft_time_limit_records_progress_and_writes_nothing(
     assert task["error"] == "Soft time limit of 1e-06s exceeded"
     assert task["progress"] > 0 and task["progress_detail"]["bytes_read"] > 0
     async with admin_engine.connect() as conn:
-        count = (await conn.execute(text("SELECT count(*) FROM finding WHERE scan_id = :s"),
-                                    {"s": task["resource_id"]})).scalar_one()
+        count = (
+            await conn.execute(
+                text("SELECT count(*) FROM finding WHERE scan_id = :s"), {"s": task["resource_id"]}
+            )
+        ).scalar_one()
     assert count == 0
 
 
@@ -188,8 +197,9 @@ async def test_import_runs_in_a_real_worker_with_other_jobs(api, client, setting
         owner = await api.user("owner")
         slug = await api.workspace(owner)
         provider = await api.provider(owner, slug)
-        r = await upload_scan(client, owner, slug, provider["id"],
-                              report_bytes(sample_report("aws", provider["uid"])))
+        r = await upload_scan(
+            client, owner, slug, provider["id"], report_bytes(sample_report("aws", provider["uid"]))
+        )
         uploads.append((owner, slug, r))
     worker = await run_jobs(settings)
     assert worker.jobs_complete == 3

@@ -47,7 +47,8 @@ async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str,
     ).scalar_one()
     async with jc.transaction() as marker:  # visible at once, outside the import transaction
         await marker.execute(
-            update(Scan).where(Scan.id == scan_id)
+            update(Scan)
+            .where(Scan.id == scan_id)
             .values(state="running", started_at=datetime.now(UTC))
         )
 
@@ -55,9 +56,14 @@ async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str,
         percent = int(read * 100 / total) if total else 0
         await jc.progress(
             min(percent, 99),
-            {"bytes_read": read, "bytes_total": int(total), "records": stats.records,
-             "imported": stats.imported, "rejected": stats.rejected,
-             "duplicates": stats.duplicates},
+            {
+                "bytes_read": read,
+                "bytes_total": int(total),
+                "records": stats.records,
+                "imported": stats.imported,
+                "rejected": stats.rejected,
+                "duplicates": stats.duplicates,
+            },
         )
 
     try:
@@ -65,8 +71,12 @@ async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str,
         # parsing can go on while the import connection inserts the previous batch.
         async with jc.transaction() as reading:
             stats = await ingest.import_report(
-                session, ingest.upload_chunks(reading, scan_id), scan, provider,
-                batch_size=jc.settings.import_batch_size, progress=progress,
+                session,
+                ingest.upload_chunks(reading, scan_id),
+                scan,
+                provider,
+                batch_size=jc.settings.import_batch_size,
+                progress=progress,
             )
     except ReportError as exc:
         raise JobFailed(f"The report could not be imported: {exc}") from None

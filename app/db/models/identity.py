@@ -40,9 +40,7 @@ class User(Timestamps, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     # Installation-level, read-only cross-workspace access (`warden platform-admin`); the
     # runtime role cannot UPDATE this column.
-    is_platform_admin: Mapped[bool] = mapped_column(
-        Boolean, nullable=False, server_default=false()
-    )
+    is_platform_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
 
 
 class Workspace(Timestamps, Base):

@@ -56,7 +56,9 @@ class Task(ScopedEntity, Base):
     # Wall-clock time of each change (not the transaction's start): progress writes show
     # a live worker, and the stuck-task sweep keys on it.
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.clock_timestamp(),
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
         nullable=False,
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
