@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,7 @@ _LIST_COLUMNS = (
 )
 
 
-def _listed() -> Select[Any]:
+def _listed() -> Any:  # a multi-column select; Resource.base takes any ORM select
     return select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None))
 
 
