@@ -1,4 +1,4 @@
-"""Part 3: list latency as the findings table grows (10k → 10M findings over all workspaces).
+"""Part 3: list latency as the findings table grows (10k → 1M findings by default, 10M on request).
 
 Findings are generated with SQL as the database owner straight into the real partitioned
 `finding` table: valid UUIDv7 ids spread over the last `MONTHS` monthly partitions (created
@@ -31,7 +31,9 @@ from benchmarks.scenarios.base import Context, Result, get
 
 TARGET_RATIO = 1.2
 MONTHS = 3  # this month and the two before it
-FULL_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
+# 10M is left out of the default run: generating it takes more than 5 minutes on the 2-core
+# machine the numbers in README come from (see there); ask for it with --scale-sizes.
+FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (200, 2_000)
 
 # One scan per workspace (findings reference it), and each workspace's Zipf share.
