@@ -62,7 +62,7 @@ QUICK = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warden bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, ~15 s")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, ~20 s")
     p.add_argument(
         "--only",
         action="append",
