@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/warden bench $(BENCH_ARGS)
 
 bench-ingest: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py $(BENCH_ARGS)
+	$(BIN)/warden bench --only ingest $(BENCH_ARGS)
 
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

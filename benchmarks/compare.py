@@ -21,6 +21,13 @@ KEY_METRICS: tuple[tuple[str, tuple[str, ...], str, float], ...] = (
     ("Warden server CPU ms/request", ("throughput", "warden", "cpu_ms_per_request"), "lower", 0.10),
     ("Warden p99 ms", ("throughput", "warden", "p99_ms"), "lower", 0.30),
     ("RLS worst ratio", ("rls", "worst_ratio"), "lower", 0.05),
+    (
+        "scale: findings list p50 largest/smallest",
+        ("scale", "ratios", "findings list"),
+        "lower",
+        0.3,
+    ),
+    ("ingest findings/s (job path)", ("ingest", "job_findings_per_s"), "higher", 0.3),
     ("concurrency p99 ms", ("concurrency", "p99_ms"), "lower", 0.30),
     ("concurrency errors", ("concurrency", "errors"), "lower", 0.0),
     ("cross-workspace rows", ("concurrency", "bad_rows"), "lower", 0.0),

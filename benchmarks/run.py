@@ -25,6 +25,7 @@ from benchmarks.data import BenchData, generate
 from benchmarks.env import BenchDatabase, bench_database, bench_servers
 from benchmarks.loadgen import WRK_HINT, wrk_path
 from benchmarks.scenarios import SCENARIOS, Context, Result
+from benchmarks.scenarios.scale import FULL_SIZES, QUICK_SIZES
 from benchmarks.servers import bare_server, warden_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,6 +41,8 @@ FULL = {
     "clients": 200,
     "client_workspaces": 50,
     "concurrency_duration": 60.0,
+    "scale_duration": 10.0,
+    "ingest_findings": 100_000,
 }
 QUICK = {
     "workspaces": 20,
@@ -52,12 +55,14 @@ QUICK = {
     "clients": 20,
     "client_workspaces": 5,
     "concurrency_duration": 2.0,
+    "scale_duration": 1.0,
+    "ingest_findings": 300,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warden bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, ~15 s")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, ~20 s")
     p.add_argument(
         "--only",
         action="append",
@@ -74,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, help="concurrent clients (default 200)")
     p.add_argument("--client-workspaces", type=int, help="their workspaces (default 50)")
     p.add_argument("--concurrency-duration", type=float, help="seconds (default 60)")
+    p.add_argument(
+        "--scale-sizes",
+        help="scale: total findings per step, comma-separated (default 10000,100000,1000000; "
+        "10M takes > 5 min to generate on 2 cores, add 10000000 to measure it; --quick: 200,2000)",
+    )
+    p.add_argument("--scale-duration", type=float, help="scale: seconds per list per size (10)")
+    p.add_argument("--ingest-findings", type=int, help="ingest: findings in the report (100000)")
     p.add_argument(
         "--client",
         choices=("auto", "wrk", "python"),
@@ -109,6 +121,8 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
         if getattr(opts, key) is None:
             setattr(opts, key, value)
     opts.client_workspaces = min(opts.client_workspaces, opts.workspaces)
+    if opts.scale_sizes is None:
+        opts.scale_sizes = ",".join(str(n) for n in (QUICK_SIZES if opts.quick else FULL_SIZES))
     return opts
 
 
@@ -122,6 +136,7 @@ def server_env(db: BenchDatabase, redis_url: str) -> dict[str, str]:
         "WARDEN_ACCESS_TOKEN_TTL_SECONDS": "86400",  # a long run must not outlive its tokens
         "WARDEN_ARGON2_TIME_COST": "1",  # only the harness's logins hash anything
         "WARDEN_ARGON2_MEMORY_COST": "8192",
+        "WARDEN_JOB_QUEUE_NAME": f"warden:bench:{db.name}",  # not another run's queue
     }
 
 
@@ -232,7 +247,7 @@ async def _serve_and_run(
     warden = warden_server(env, logs / "warden.log")
     bare = bare_server(bare_env(settings, db, data.bare_config()), logs / "bare.log")
     with warden, bare:
-        ctx = Context(opts, db, data, warden, bare, use_wrk)
+        ctx = Context(opts, db, data, warden, bare, use_wrk, settings)
         results = await _scenarios(ctx, opts.only)
         if opts.profile:
             print(f"profile: {await _profile(ctx, opts.results_dir)}")
@@ -251,6 +266,9 @@ def _recorded_options(opts: argparse.Namespace, use_wrk: bool) -> dict[str, Any]
         "clients",
         "client_workspaces",
         "concurrency_duration",
+        "scale_sizes",
+        "scale_duration",
+        "ingest_findings",
     )
     out: dict[str, Any] = {k: getattr(opts, k) for k in keys}
     out["client"] = "wrk" if use_wrk else "python"

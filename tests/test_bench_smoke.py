@@ -38,6 +38,12 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path):
         "20",
         "--concurrency-duration",
         "1",
+        "--scale-sizes",
+        "100,1000",
+        "--scale-duration",
+        "0.5",
+        "--ingest-findings",
+        "200",
     ]
     assert run.main(argv) == 0
     for name in ("latest.md", "latest.json", "latest.png"):
@@ -46,7 +52,15 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path):
     report = json.loads((tmp_path / "latest.json").read_text())
     results = {r["key"]: r for r in report["results"]}
     assert set(results) == {"throughput", "rls", "scale", "ingest", "concurrency"}
-    assert results["scale"]["skipped"] and results["ingest"]["skipped"]
+    assert not results["scale"]["skipped"] and not results["ingest"]["skipped"]
+    scale = results["scale"]
+    assert scale["metrics"]["errors"] == 0
+    assert sorted({r["findings"] for r in scale["rows"]})[-1] >= 1000 - 6  # rounding per ws
+    assert set(scale["metrics"]["ratios"]) == {"providers list", "findings list"}
+    assert all(r["rows"] > 0 for r in scale["rows"] if r["list"] == "providers list")
+    ingest = results["ingest"]["metrics"]
+    assert ingest["findings"] == 200
+    assert ingest["job_findings_per_s"] > 0 and ingest["baseline_findings_per_s"] > 0
     throughput = results["throughput"]["metrics"]
     assert throughput["warden"]["errors"] == 0 and throughput["bare"]["errors"] == 0
     assert throughput["warden"]["rps"] > 0 and throughput["bare"]["rps"] > 0

@@ -23,6 +23,7 @@ class Context:
     warden: ServerProcess
     bare: ServerProcess
     use_wrk: bool
+    settings: Any = None  # the server's Settings, in-process (for a burst worker)
 
     def log(self, message: str) -> None:
         print(message, flush=True)
