@@ -100,6 +100,38 @@ async def upload_chunks(session: AsyncSession, scan_id: uuid.UUID) -> AsyncItera
         yield chunk
 
 
+def finding_row(
+    workspace_id: uuid.UUID,
+    finding_id: uuid.UUID,
+    scan_id: uuid.UUID,
+    provider_id: uuid.UUID,
+    f: MappedFinding,
+) -> tuple[Any, ...]:
+    """One finding as the values of `COLUMNS` (its insert time is read off its UUIDv7 id)."""
+    return (
+        workspace_id,
+        finding_id,
+        scan_id,
+        provider_id,
+        f.uid,
+        f.check_id,
+        f.title,
+        f.severity,
+        f.status,
+        f.status_extended,
+        f.muted,
+        f.region,
+        f.resource_uid,
+        f.resource_name,
+        f.resource_type,
+        f.compliance,
+        f.remediation,
+        f.raw,
+        f.observed_at,
+        uuid7_time(finding_id),
+    )
+
+
 class _Batcher:
     """Collects rows and inserts them a batch at a time. One batch may be in flight while the
     next is parsed (the insert waits on the database, the parsing needs the CPU), so the
@@ -115,28 +147,7 @@ class _Batcher:
     def add(self, f: MappedFinding) -> None:
         finding_id = uuid7_at(time.time_ns() // 1_000_000)
         self.rows.append(
-            (
-                self.scan.workspace_id,
-                finding_id,
-                self.scan.id,
-                self.scan.provider_id,
-                f.uid,
-                f.check_id,
-                f.title,
-                f.severity,
-                f.status,
-                f.status_extended,
-                f.muted,
-                f.region,
-                f.resource_uid,
-                f.resource_name,
-                f.resource_type,
-                f.compliance,
-                f.remediation,
-                f.raw,
-                f.observed_at,
-                uuid7_time(finding_id),
-            )
+            finding_row(self.scan.workspace_id, finding_id, self.scan.id, self.scan.provider_id, f)
         )
 
     async def submit(self) -> None:

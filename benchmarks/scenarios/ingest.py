@@ -20,6 +20,7 @@ The ratio job / baseline is what RLS, streaming and mapping cost.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import tempfile
 import time
@@ -30,8 +31,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.db.partitions import new_uuid7, uuid7_time
-from app.services.ingest import COLUMNS, INSERT_SQL
+from app.db.partitions import new_uuid7
+from app.services.ingest import COLUMNS, INSERT_SQL, finding_row
 from app.services.ocsf import map_record
 from benchmarks.scenarios.base import Context, Result
 
@@ -140,30 +141,8 @@ class Ingest:
         for i, record in enumerate(records(count, ACCOUNT)):
             f = map_record(record, i)
             fid = new_uuid7()
-            rows.append(
-                (
-                    ws_id,
-                    fid,
-                    scan_id,
-                    provider_id,
-                    f.uid + "-baseline",
-                    f.check_id,
-                    f.title,
-                    f.severity,
-                    f.status,
-                    f.status_extended,
-                    f.muted,
-                    f.region,
-                    f.resource_uid,
-                    f.resource_name,
-                    f.resource_type,
-                    f.compliance,
-                    f.remediation,
-                    f.raw,
-                    f.observed_at,
-                    uuid7_time(fid),
-                )
-            )
+            baseline = dataclasses.replace(f, uid=f.uid + "-baseline")
+            rows.append(finding_row(ws_id, fid, scan_id, provider_id, baseline))
         assert len(COLUMNS) == len(rows[0])
         started = time.perf_counter()
         async with conn.transaction():
