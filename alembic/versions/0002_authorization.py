@@ -10,6 +10,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from app.db.rls import Scope, rescope_table, scope_table
 
+# Every table with `workspace_id` below goes through `scope_table()` (app/db/rls.py), which
+# issues ALTER TABLE … ENABLE and FORCE ROW LEVEL SECURITY and CREATE POLICY with the one
+# tenant predicate; tests/db/test_catalog.py (`warden check --rls`) fails on any table
+# without them.
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None

@@ -19,6 +19,11 @@ from alembic import op
 from app.db.partitions import DEFAULT_PARTITION, add_months
 from app.db.rls import Scope, scope_statements, scope_table
 
+# Every table with `workspace_id` below goes through `scope_table()` (app/db/rls.py), which
+# issues ALTER TABLE … ENABLE and FORCE ROW LEVEL SECURITY and CREATE POLICY with the one
+# tenant predicate; tests/db/test_catalog.py (`warden check --rls`) fails on any table
+# without them.
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
