@@ -244,13 +244,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """The benchmark harness (benchmarks/run.py); its options follow `bench`."""
+    """The benchmark harness (benchmarks/run.py); its options follow `bench`.
+
+    The harness is not installed with the package: it is read from the source tree this
+    `app` package lives in (an editable install, `make bench`), wherever the command runs."""
+    source_tree = Path(__file__).resolve().parents[1]
+    if (source_tree / "benchmarks" / "run.py").is_file() and str(source_tree) not in sys.path:
+        sys.path.insert(0, str(source_tree))
     try:
         from benchmarks.run import main as bench_main
     except ImportError as exc:
         print(
-            f"warden bench needs the source tree's benchmarks/ package and the `bench` extra "
-            f"(pip install -e '.[bench]'): {exc}",
+            f"warden bench runs from a source checkout (its benchmarks/ folder, with "
+            f"requirements.lock installed): {exc}",
             file=sys.stderr,
         )
         return 2
