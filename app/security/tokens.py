@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -88,9 +89,41 @@ def issue_access_token(
     return token, ttl
 
 
+# Verified tokens, by (token, verification settings): a token's signature and fixed claims
+# verify the same way every time, so each is checked once; the time claims are checked again on
+# every use. Only tokens that passed verification are kept (a flood of forged ones adds nothing).
+_VERIFIED: OrderedDict[tuple[str, ...], tuple[AccessClaims, int]] = OrderedDict()
+VERIFIED_CACHE_SIZE = 10_000
+
+
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    """The claims of a valid access token, else `Unauthorized` (one answer for every failure)."""
     if not token or len(token) > 4096:
         raise Unauthorized()
+    key = (
+        token,
+        settings.jwt_algorithm,
+        _verify_key(settings),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+    hit = _VERIFIED.get(key)
+    if hit is not None:
+        claims, not_before = hit
+        now = time.time()
+        if not_before <= now < claims.expires_at:
+            _VERIFIED.move_to_end(key)
+            return claims
+        del _VERIFIED[key]
+        raise Unauthorized()
+    claims, not_before = _verify(settings, token)
+    _VERIFIED[key] = (claims, not_before)
+    if len(_VERIFIED) > VERIFIED_CACHE_SIZE:
+        _VERIFIED.popitem(last=False)
+    return claims
+
+
+def _verify(settings: Settings, token: str) -> tuple[AccessClaims, int]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -105,12 +138,13 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
     if any(c not in claims for c in _REQUIRED) or claims.get("typ") != "access":
         raise Unauthorized()
     try:
-        return AccessClaims(
+        access = AccessClaims(
             user_id=uuid.UUID(str(claims["sub"])),
             family_id=uuid.UUID(str(claims["sid"])),
             jti=str(claims["jti"]),
             expires_at=int(claims["exp"]),
         )
+        return access, int(claims.get("nbf", claims["iat"]))
     except (ValueError, TypeError):
         raise Unauthorized() from None
 
