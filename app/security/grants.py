@@ -68,38 +68,30 @@ GRANTS: tuple[Grant, ...] = (
 
 def row_filters(
     roles: Iterable[str], attributes: Attributes, *, all_providers: bool = True
-) -> dict[type, ColumnElement[bool]]:
+) -> Mapping[type, ColumnElement[bool]]:
     """The row criteria for a principal holding `roles`: OR over the matching grants per resource.
 
     The audit log follows the providers: a principal who may not see every provider (a row
     grant, or provider-group visibility) does not see records about the providers it cannot see
-    either (their bodies and states carry the provider's fields)."""
-    out = dict(_grant_filters(roles, attributes))
-    if Provider in out or not all_providers:
-        visible = select(Provider.id)
-        if Provider in out:
-            visible = visible.where(out[Provider])  # visibility itself: RLS on provider
-        out[AuditRecord] = or_(
-            AuditRecord.resource_type.is_distinct_from("provider"),
-            AuditRecord.resource_id.is_(None),
-            AuditRecord.resource_id.in_(visible),
-        )
-    return out
+    either (their bodies and states carry the provider's fields).
+
+    A pure function of the grants, the roles, the attribute values and the visibility, which the
+    caller reads fresh on every request; the built expressions (immutable) are memoized on
+    exactly those, so a changed role or attribute is a different key, never a stale answer."""
+    return _row_filters(*row_filter_key(roles, attributes, all_providers=all_providers))
 
 
-def _grant_filters(
-    roles: Iterable[str], attributes: Attributes
-) -> Mapping[type, ColumnElement[bool]]:
-    """A pure function of the grants, the roles and the attribute values, which the caller reads
-    fresh on every request; the built expressions (immutable) are memoized on exactly those, so
-    a changed role or attribute is a different key, never a stale answer."""
+def row_filter_key(
+    roles: Iterable[str], attributes: Attributes, *, all_providers: bool = True
+) -> tuple[Any, ...]:
+    """Exactly what `row_filters` depends on (equal keys, equal criteria)."""
     key = json.dumps(attributes, sort_keys=True, default=str)
-    return _row_filters(GRANTS, frozenset(roles), key)
+    return (GRANTS, frozenset(roles), key, all_providers)
 
 
 @lru_cache(maxsize=1024)
 def _row_filters(
-    grants: tuple[Grant, ...], role_set: frozenset[str], attributes_json: str
+    grants: tuple[Grant, ...], role_set: frozenset[str], attributes_json: str, all_providers: bool
 ) -> Mapping[type, ColumnElement[bool]]:
     attributes = json.loads(attributes_json)
     by_resource: dict[type, list[ColumnElement[bool] | None]] = {}
@@ -111,4 +103,13 @@ def _row_filters(
         if any(c is None for c in criteria):
             continue  # one unrestricted grant opens the resource
         out[resource] = or_(*[c for c in criteria if c is not None])
+    if Provider in out or not all_providers:
+        visible = select(Provider.id)
+        if Provider in out:
+            visible = visible.where(out[Provider])  # visibility itself: RLS on provider
+        out[AuditRecord] = or_(
+            AuditRecord.resource_type.is_distinct_from("provider"),
+            AuditRecord.resource_id.is_(None),
+            AuditRecord.resource_id.in_(visible),
+        )
     return MappingProxyType(out)  # shared between requests: read-only
