@@ -35,6 +35,7 @@ from app.routers import (
     workspaces,
 )
 from app.routers.docs import install_docs
+from app.routing import RouteIndex
 from app.security.deps import record_denial
 from app.security.route_index import annotate_openapi
 from app.services import outbox
@@ -143,9 +144,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         workspace_settings,
         audit,
     ):
-        app.include_router(module.router)
+        # The routes themselves, not an included router: FastAPI matches an included router's
+        # routes twice per request (select, then handle), and the index below needs them flat.
+        app.router.routes.extend(module.router.routes)
     _annotate_openapi(app)
     install_docs(app)
+    app.router.routes.insert(0, RouteIndex(app.router.routes))
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
