@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from copy import copy
+from functools import lru_cache
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, get_args, get_origin
 
+from fastapi import Response
+from fastapi.exceptions import ResponseValidationError
 from pydantic import (
     BaseModel,
     ConfigDict,
-    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    create_model,
     field_validator,
-    model_serializer,
     model_validator,
 )
+from pydantic import Field as PydanticField
 
-from app.security.fields import check_write, excluded
+from app.security.fields import FieldRule, check_write, current_rules
 
 T = TypeVar("T")
 
@@ -60,18 +70,64 @@ class Input(BaseModel):
 
 
 class Output(BaseModel):
-    """Responses: fields excluded for the caller's role are dropped, wherever the model nests."""
+    """Responses: fields excluded for the caller's role are dropped, wherever the model nests
+    (`shaped` gives the variant of a response type that leaves them out)."""
 
     model_config = ConfigDict(from_attributes=True)
     __resource__: ClassVar[str | None] = None
 
-    @model_serializer(mode="wrap")
-    def _drop_excluded(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if self.__resource__ and isinstance(data, dict):
-            for name in excluded(self.__resource__):
-                data.pop(name, None)
-        return data
+
+Hidden = frozenset[tuple[str, str]]  # (resource, field) pairs the caller's rules exclude
+
+
+def hidden_fields(rules: Mapping[str, FieldRule]) -> Hidden:
+    return frozenset((resource, name) for resource, rule in rules.items() for name in rule.exclude)
+
+
+@lru_cache(maxsize=1024)
+def shaped(annotation: Any, hidden: Hidden) -> Any:
+    """`annotation` (a response model, or a list/optional/generic of them) with every field in
+    `hidden` left out of serialization, at any depth. Without a hidden field in reach it is the
+    annotation itself. The variants are built once per (type, rules) and serialize entirely in
+    pydantic's core: no Python code runs per object or per row."""
+    if not hidden:
+        return annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _shaped_model(annotation, hidden)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is None or not args:
+        return annotation
+    new_args = tuple(shaped(a, hidden) if not isinstance(a, str) else a for a in args)
+    if new_args == args:
+        return annotation
+    if origin is Annotated:
+        return Annotated[(new_args[0], *annotation.__metadata__)]
+    if origin in (Union, UnionType):
+        return Union[new_args]  # noqa: UP007 - built from a tuple
+    return origin[new_args if len(new_args) > 1 else new_args[0]]
+
+
+def _shaped_model(model: type[BaseModel], hidden: Hidden) -> type[BaseModel]:
+    resource = getattr(model, "__resource__", None)
+    overrides: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if resource is not None and (resource, name) in hidden:
+            overrides[name] = (Any, PydanticField(default=None, exclude=True))
+            continue
+        inner = shaped(info.annotation, hidden)  # type: ignore[arg-type]
+        if inner is not info.annotation:
+            kept = copy(info)
+            kept.annotation = inner
+            overrides[name] = (inner, kept)
+    if not overrides:
+        return model
+    return create_model(model.__name__, __base__=model, __module__=model.__module__, **overrides)
+
+
+@lru_cache(maxsize=1024)
+def response_adapter(annotation: Any, hidden: Hidden) -> TypeAdapter[Any]:
+    """Validator and JSON serializer of a route's response type, shaped by the hidden fields."""
+    return TypeAdapter(shaped(annotation, hidden))
 
 
 class Page(BaseModel, Generic[T]):
@@ -84,3 +140,46 @@ class DistinctPage(BaseModel):
 
     data: list[Any]
     next_cursor: str | None = None
+
+
+def shaping_endpoint(
+    endpoint: Callable[..., Awaitable[Any]], response_model: Any, status_code: int | None
+) -> Callable[..., Awaitable[Any]]:
+    """`endpoint`, answering with its return value validated against `response_model` and
+    serialized with the fields the caller's rules exclude left out (the route class wraps every
+    endpoint that declares a response model, so no handler deals with field rules).
+
+    What FastAPI would do with the return value, done with the shaped type: a value that does
+    not fit the model is a `ResponseValidationError` (a 500, nothing of it shown); a `Response`
+    the endpoint built itself passes through; headers and status set on an injected `Response`
+    parameter are kept."""
+    injected = next(
+        (
+            name
+            for name, p in inspect.signature(endpoint).parameters.items()
+            if p.annotation in (Response, "Response")
+        ),
+        None,
+    )
+
+    @functools.wraps(endpoint)
+    async def shaped_endpoint(*args: Any, **kwargs: Any) -> Any:
+        content = await endpoint(*args, **kwargs)
+        if isinstance(content, Response):
+            return content
+        adapter = response_adapter(response_model, hidden_fields(current_rules.get()))
+        try:
+            value = adapter.validate_python(content, from_attributes=True)
+        except ValidationError as exc:
+            raise ResponseValidationError(errors=exc.errors(include_url=False)) from None
+        response = Response(
+            adapter.dump_json(value), status_code=status_code or 200, media_type="application/json"
+        )
+        given = kwargs.get(injected) if injected else None
+        if isinstance(given, Response):
+            if given.status_code:
+                response.status_code = given.status_code
+            response.headers.update(given.headers)
+        return response
+
+    return shaped_endpoint

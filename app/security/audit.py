@@ -25,7 +25,11 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
+
+from app.schemas.common import shaping_endpoint
 
 RESPONSE_KEY = "warden.response"
 REDACTED = "[redacted]"
@@ -43,7 +47,17 @@ _SENSITIVE = re.compile(
 
 
 class AuditedRoute(APIRoute):
-    """An APIRoute that leaves its response in `request.scope[RESPONSE_KEY]` for the hook."""
+    """The API route class: it leaves the response in `request.scope[RESPONSE_KEY]` for the
+    audit hook, and answers with the response model shaped by the caller's field rules
+    (`app.schemas.common.shaping_endpoint`)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        model = kwargs.get("response_model", DefaultPlaceholder(None))
+        if isinstance(model, DefaultPlaceholder):
+            model = get_typed_return_annotation(endpoint)  # FastAPI's own inference
+        if model is not None and not (isinstance(model, type) and issubclass(model, Response)):
+            endpoint = shaping_endpoint(endpoint, model, kwargs.get("status_code"))
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
