@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -180,17 +181,6 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
             request=request,
         )
 
-    @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError) -> Response:
-        log.info("integrity error", extra={"sqlstate": getattr(exc.orig, "sqlstate", None)})
-        return problem(
-            409,
-            "Conflict",
-            "The change conflicts with existing data",
-            slug="conflict",
-            request=request,
-        )
-
     @app.exception_handler(CrossWorkspaceWrite)
     async def _cross(request: Request, exc: CrossWorkspaceWrite) -> Response:
         log.error("cross-workspace write refused", extra={"entity": str(exc)})
@@ -198,8 +188,23 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
         return problem(404, "Not found", "Not found", slug="not-found", request=request)
 
     @app.exception_handler(DBAPIError)
-    async def _dbapi(request: Request, exc: DBAPIError) -> Response:
-        if getattr(exc.orig, "sqlstate", None) == "42501":
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _database(request: Request, exc: Exception) -> Response:
+        """Database errors, raised through SQLAlchemy or by a statement the request runs on the
+        driver itself (`app.db.transaction`): the same answers either way."""
+        orig = getattr(exc, "orig", exc)
+        sqlstate = getattr(orig, "sqlstate", None) or ""
+        if isinstance(exc, IntegrityError) or sqlstate.startswith("23"):
+            log.info("integrity error", extra={"sqlstate": sqlstate or None})
+            return problem(
+                409,
+                "Conflict",
+                "The change conflicts with existing data",
+                slug="conflict",
+                request=request,
+            )
+        if sqlstate == "42501":
             # Row-level security refused a write (WITH CHECK): the row would fall outside what
             # the caller may see. The app layer normally refuses first; this is the safety net.
             log.warning("write refused by row-level security")

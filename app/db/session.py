@@ -10,10 +10,12 @@ context; a row claiming another workspace is refused before it reaches the datab
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, exc, false
+from sqlalchemy import ARRAY, any_, bindparam, event, exc, false
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,6 +28,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from app.config import Settings
 from app.db.base import WorkspaceScoped
 from app.db.pool import FairAsyncQueuePool
+from app.db.transaction import Transaction, autocommit, transaction
 
 # Pooled connections are replaced after this long, so a connection never lives for days.
 POOL_RECYCLE_SECONDS = 1800
@@ -70,23 +73,41 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @dataclass
 class Database:
-    """The runtime engines: primary (writes) and optional replica (reads), same role, same RLS."""
+    """The runtime engines: primary (writes) and optional replica (reads), same role, same RLS.
+
+    `sessionmaker` serves the code that runs its own `session.begin()` (auth, jobs, the
+    outbox); `transaction()` is the request transaction (`app.db.transaction`), on the same
+    pools."""
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     read_engine: AsyncEngine | None = None
     read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
+    def __post_init__(self) -> None:
+        self._autocommit: dict[AsyncEngine, AsyncEngine] = {}
+
+    def transaction(self, *, read: bool = False) -> AbstractAsyncContextManager[Transaction]:
+        """A request transaction on the primary, or (`read=True`) on the replica when one is
+        configured."""
+        engine = self.read_engine if read and self.read_engine is not None else self.engine
+        if engine not in self._autocommit:
+            self._autocommit[engine] = autocommit(engine)
+        return transaction(self._autocommit[engine])
+
+    @property
+    def has_replica(self) -> bool:
+        return self.read_engine is not None
+
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Database:
         if not settings.database_url:
             raise RuntimeError("WARDEN_DATABASE_URL is not set")
         engine = make_engine(settings.database_url, settings, pool_size=pool_size)
-        db = cls(engine=engine, sessionmaker=make_sessionmaker(engine))
-        if settings.read_database_url:
-            db.read_engine = make_engine(settings.read_database_url, settings, pool_size=pool_size)
-            db.read_sessionmaker = make_sessionmaker(db.read_engine)
-        return db
+        if not settings.read_database_url:
+            return cls(engine=engine, sessionmaker=make_sessionmaker(engine))
+        read_engine = make_engine(settings.read_database_url, settings, pool_size=pool_size)
+        return cls(engine, make_sessionmaker(engine), read_engine, make_sessionmaker(read_engine))
 
     def for_read(self) -> async_sessionmaker[AsyncSession]:
         return self.read_sessionmaker or self.sessionmaker
@@ -104,10 +125,34 @@ def _scope_to_workspace(state: ORMExecuteState) -> None:
         return
     if state.is_column_load or state.is_relationship_load:
         return  # the parent load was already scoped
-    info = state.session.info
+    state.statement = state.statement.options(*scope_options(state.session.info))
+
+
+# The bound parameters a compiled (reused) statement takes its context from (`app.query.plan`).
+WORKSPACE_PARAM = "warden_workspace_id"
+VISIBLE_PARAM = "warden_visible_provider_ids"
+
+
+def scope_options(info: dict[str, Any], *, bound: bool = False) -> list[Any]:
+    """The loader criteria of the central filter for a session's (or transaction's) context:
+    the workspace (`false` without one), provider-group visibility unless unlimited, and the
+    principal's row grants. With `bound=True` the context's values are left as the named
+    parameters `WORKSPACE_PARAM` / `VISIBLE_PARAM`, for a statement compiled once and run with
+    `scope_parameters(info)`."""
     workspace_id = info.get("workspace_id")
     if workspace_id is None:
-        options = [with_loader_criteria(WorkspaceScoped, lambda cls: false(), include_aliases=True)]
+        return [with_loader_criteria(WorkspaceScoped, lambda cls: false(), include_aliases=True)]
+    if bound:
+        options = [
+            with_loader_criteria(
+                WorkspaceScoped,
+                # The name is spelled out: SQLAlchemy's lambda analysis would track a global.
+                lambda cls: (
+                    cls.workspace_id == bindparam("warden_workspace_id", None, type_=UUID())
+                ),
+                include_aliases=True,
+            )
+        ]
     else:
         options = [
             with_loader_criteria(
@@ -119,10 +164,32 @@ def _scope_to_workspace(state: ORMExecuteState) -> None:
         ids = list(visibility.provider_ids)
         for cls in provider_bound_entities():
             column = getattr(cls, cls.__visibility_column__)  # type: ignore[attr-defined]
-            options.append(with_loader_criteria(cls, column.in_(ids), include_aliases=True))
+            visible = (
+                column == any_(bindparam(VISIBLE_PARAM, None, type_=ARRAY(UUID())))
+                if bound
+                else column.in_(ids)
+            )
+            options.append(with_loader_criteria(cls, visible, include_aliases=True))
     for cls, criterion in info.get("row_filters", {}).items():
         options.append(with_loader_criteria(cls, criterion, include_aliases=True))
-    state.statement = state.statement.options(*options)
+    return options
+
+
+def scope_key(info: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a context decides the SQL of `scope_options(info, bound=True)`."""
+    visibility = info.get("visibility")
+    return (
+        info.get("workspace_id") is not None,
+        visibility is None or visibility.unlimited,
+        info.get("row_filter_key"),
+    )
+
+
+def scope_parameters(info: dict[str, Any]) -> dict[str, Any]:
+    """The values of the named parameters `scope_options(info, bound=True)` leaves open."""
+    visibility = info.get("visibility")
+    ids = [] if visibility is None else list(visibility.provider_ids)
+    return {WORKSPACE_PARAM: info.get("workspace_id"), VISIBLE_PARAM: ids}
 
 
 def provider_bound_entities() -> list[type]:

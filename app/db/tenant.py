@@ -22,6 +22,7 @@ from app.db.rls import (
     VISIBLE_PROVIDERS_SETTING,
     WORKSPACE_SETTING,
 )
+from app.db.transaction import Transaction
 
 
 @dataclass(frozen=True)
@@ -50,28 +51,34 @@ def context_statement(
 
 
 async def apply_context(
-    session: AsyncSession,
+    target: Transaction | AsyncSession,
     workspace_id: uuid.UUID | None,
     user_id: uuid.UUID,
     visibility: Visibility | None = None,
 ) -> None:
-    """Set the tenant context on the session's current transaction.
+    """Set the tenant context on the current transaction of a request `Transaction` (HTTP) or
+    of an `AsyncSession` inside `session.begin()` (jobs, auth), and record it in its `info`,
+    where the central ORM filter reads it.
 
     Runs through the driver's simple-query protocol (the only one that takes several statements
-    in one string). The driver opens its transaction lazily, on the first statement; if none ran
-    yet, one is run so that `SET LOCAL` lands inside the transaction instead of being a no-op.
+    in one string). With a session, the driver opens its transaction lazily, on the first
+    statement; if none ran yet, one is run so that `SET LOCAL` lands inside the transaction
+    instead of being a no-op.
     """
-    if not session.in_transaction():
-        raise RuntimeError("tenant context must be set inside session.begin()")
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    if not driver.is_in_transaction():
-        await conn.execute(text("SELECT 1"))
+    if isinstance(target, Transaction):
+        driver = target.driver
+    else:
+        if not target.in_transaction():
+            raise RuntimeError("tenant context must be set inside session.begin()")
+        conn = await target.connection()
+        raw = await conn.get_raw_connection()
+        assert raw.driver_connection is not None
+        driver = raw.driver_connection
+        if not driver.is_in_transaction():
+            await conn.execute(text("SELECT 1"))
     if not driver.is_in_transaction():
         raise RuntimeError("tenant context must be set inside an open transaction")
     await driver.execute(context_statement(workspace_id, user_id, visibility))
-    session.info["workspace_id"] = workspace_id
-    session.info["user_id"] = user_id
-    session.info["visibility"] = visibility
+    target.info["workspace_id"] = workspace_id
+    target.info["user_id"] = user_id
+    target.info["visibility"] = visibility

@@ -1,18 +1,19 @@
 """One filter term: `field__op=value` parsed against a field, then turned into a SQL condition.
 
-Every value becomes a bound parameter; `startswith`/`contains`/`notcontains` use SQLAlchemy's
-`autoescape`, so `%` and `_` (and the escape character) match literally. Negative operators
+Every value becomes a bound parameter; `startswith`/`contains`/`notcontains` escape `%`, `_`
+and the escape character `/`, so they match literally. Negative operators
 (`ne`, `notcontains`) also match rows where the field is null, as "not equal to x" reads.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, false, not_, or_
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import ARRAY, and_, any_, bindparam, false, not_, or_
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from app.query.types import Day, FieldType
 
@@ -91,39 +92,69 @@ def parse_value(ftype: FieldType, op: str, raw: str, cap: int) -> Any:
     return ftype.parse_text(raw)
 
 
-def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
-    """The SQL condition for one parsed term."""
+Bind = Callable[[Any, Any], Any]  # (value, SQL type) -> the bound parameter that carries it
+
+
+def inline(value: Any, type_: Any) -> BindParameter[Any]:
+    """An anonymous bound parameter (a query run through the ORM session)."""
+    return bindparam(None, value, type_=type_, unique=True)
+
+
+def _like(text: str) -> str:
+    """`text` for LIKE with `/` as the escape character: `%`, `_` and `/` match literally."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def condition(field: Field, op: str, value: Any, bind: Bind = inline) -> ColumnElement[bool]:
+    """The SQL condition for one parsed term. Every value goes through `bind`, in a fixed order
+    for a given (field, operator, value shape), so a compiled query can be reused for any values
+    of the same shape (`app.query.plan`)."""
     col, ordered = field.column, field.sort_expr
+    sql_type = col.type
     if op == "exists":
         return col.isnot(None) if value else col.is_(None)
     if op == "eq":
         if isinstance(value, Day):
-            return and_(col >= value.start, col < value.end)
-        return col == value
+            return and_(col >= bind(value.start, sql_type), col < bind(value.end, sql_type))
+        return col == bind(value, sql_type)
     if op == "ne":
-        return or_(col.is_(None), not_(condition(field, "eq", value)))
+        return or_(col.is_(None), not_(condition(field, "eq", value, bind)))
     if op == "in":
         if not value:
             return false()
         if any(isinstance(v, Day) for v in value):
-            return or_(*(condition(field, "eq", v) for v in value))
-        return col.in_(value)
+            return or_(*(condition(field, "eq", v, bind) for v in value))
+        return col == any_(bind(list(value), ARRAY(sql_type)))
     if op == "startswith":
-        return col.startswith(value, autoescape=True)
+        return col.like(bind(_like(value) + "%", sql_type), escape="/")
     if op == "contains":
-        return col.contains(value, autoescape=True)
+        return col.like(bind("%" + _like(value) + "%", sql_type), escape="/")
     if op == "notcontains":
-        return or_(col.is_(None), not_(col.contains(value, autoescape=True)))
+        return or_(
+            col.is_(None), not_(col.like(bind("%" + _like(value) + "%", sql_type), escape="/"))
+        )
     if op == "between":
         low, high = value
-        return and_(condition(field, "gte", low), condition(field, "lte", high))
+        return and_(condition(field, "gte", low, bind), condition(field, "lte", high, bind))
     day = isinstance(value, Day)
     if op == "gt":
-        return ordered >= value.end if day else ordered > value
+        return ordered >= bind(value.end, sql_type) if day else ordered > bind(value, sql_type)
     if op == "gte":
-        return ordered >= value.start if day else ordered >= value
+        return ordered >= bind(value.start if day else value, sql_type)
     if op == "lt":
-        return ordered < value.start if day else ordered < value
+        return ordered < bind(value.start if day else value, sql_type)
     if op == "lte":
-        return ordered < value.end if day else ordered <= value
+        return ordered < bind(value.end, sql_type) if day else ordered <= bind(value, sql_type)
     raise ValueError(f"unknown operator {op}")
+
+
+def value_shape(op: str, value: Any) -> Any:
+    """What of a parsed value decides the SQL `condition` builds (the values themselves are
+    bound): part of a compiled query's key."""
+    if op == "exists":
+        return bool(value)
+    if isinstance(value, list):
+        if op == "in" and value and not any(isinstance(v, Day) for v in value):
+            return "array"
+        return tuple(value_shape("eq", v) for v in value) or "empty"
+    return type(value).__name__ if isinstance(value, Day) else "value"

@@ -16,12 +16,23 @@ from functools import cached_property
 from typing import Annotated, Any
 
 from fastapi import Body, Path, Query, Request
-from sqlalchemy import Select, and_, literal, or_
+from sqlalchemy import Boolean as SQLBoolean
+from sqlalchemy import Integer as SQLInteger
+from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.errors import BadRequest
 from app.query import cursor as cursors
-from app.query.filters import OPERATORS, Field, condition, parse_items, parse_value
+from app.query.filters import (
+    OPERATORS,
+    Bind,
+    Field,
+    condition,
+    inline,
+    parse_items,
+    parse_value,
+    value_shape,
+)
 from app.query.types import describe_ops
 from app.security.fields import excluded
 
@@ -72,9 +83,10 @@ class Resource:
             raise BadRequest(f"unknown field '{name[:60]}'; {kind}: {', '.join(fields)}")
         return fields[name]
 
-    # FastAPI dependencies (query parameters are documented per route by `doc`)
+    # FastAPI dependencies (query parameters are documented per route by `doc`). Coroutines:
+    # a plain function dependency would run in FastAPI's thread pool, a thread hop per request.
 
-    def list_query(
+    async def list_query(
         self,
         request: Request,
         limit: Limit = None,
@@ -83,7 +95,7 @@ class Resource:
     ) -> ListQuery:
         return ListQuery(self, _Request(request, limit, cursor), sort)
 
-    def search_query(
+    async def search_query(
         self,
         request: Request,
         field: Annotated[str, Path(max_length=64, description="Field to search on")],
@@ -94,7 +106,7 @@ class Resource:
     ) -> ListQuery:
         return ListQuery(self, _Request(request, limit, cursor), sort, (field, values))
 
-    def distinct_query(
+    async def distinct_query(
         self,
         request: Request,
         field: Annotated[str, Path(max_length=64, description="Field whose values to list")],
@@ -167,9 +179,11 @@ class _BaseQuery:
         self.limit, self.cursor, self.key = req.limit, req.cursor, req.key
         self.params, self.path_params = req.params, req.path_params
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    @cached_property
+    def terms(self) -> tuple[Term, ...]:
         """Path filters (path parameters naming a field) first; a query parameter on the same
-        field is ignored, because the path wins. Then the query parameters."""
+        field is ignored, because the path wins. Then the query parameters. Parsed on first use
+        (inside the handler, under the caller's field rules)."""
         out, seen = [], set()
         path_fields = {
             n: v
@@ -189,9 +203,12 @@ class _BaseQuery:
             if name in path_fields:
                 continue
             out.append(self._term(name, op, raw, None))
-        return out
+        return tuple(out)
 
-    def _term(self, name: str, op: str, raw: str, fixed: Field | None) -> ColumnElement[bool]:
+    def conditions(self, bind: Bind = inline) -> list[ColumnElement[bool]]:
+        return [condition(t.field, t.op, t.value, bind) for t in self.terms]
+
+    def _term(self, name: str, op: str, raw: str, fixed: Field | None) -> Term:
         f = fixed or self.resource.field(name)
         key = name if op == "eq" else f"{name}__{op[:30]}"
         if op not in OPERATORS:
@@ -207,7 +224,21 @@ class _BaseQuery:
             value = parse_value(f.type, op, raw, self.resource.max_in)
         except ValueError as exc:
             raise BadRequest(f"'{key}': {exc}") from None
-        return condition(f, op, value)
+        return Term(name, f, op, value)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One parsed filter: `name__op=value` with the value parsed to the field's type."""
+
+    name: str
+    field: Field
+    op: str
+    value: Any
+
+    @property
+    def shape(self) -> tuple[str, str, Any]:
+        return (self.name, self.op, value_shape(self.op, self.value))
 
 
 class ListQuery(_BaseQuery):
@@ -247,22 +278,25 @@ class ListQuery(_BaseQuery):
             keys.append(SortKey(self.resource.key, key_field, keys[-1].desc if keys else False))
         return tuple(keys)
 
-    def _search(self) -> list[ColumnElement[bool]]:
+    @cached_property
+    def search_term(self) -> Term | None:
         if self.search is None:
-            return []
+            return None
         name, values = self.search
         f = self.resource.field(name, kind="searchable")
         try:
             items = parse_items(f.type, values, MAX_SEARCH_VALUES)
         except ValueError as exc:
             raise BadRequest(f"search on '{name[:60]}': {exc}") from None
-        return [condition(f, "in", items)]
+        return Term(name, f, "in", items)
 
     @property
     def _scope(self) -> str:
         return f"{self.resource.name}:{','.join(k.spec for k in self.sort)}"
 
-    def _after(self) -> list[Any] | None:
+    @cached_property
+    def after(self) -> list[Any] | None:
+        """The cursor's sort-key values (None without a cursor)."""
         if self.cursor is None:
             return None
         values = cursors.decode(self.key, self._scope, self.cursor)
@@ -278,17 +312,42 @@ class ListQuery(_BaseQuery):
                 raise BadRequest(cursors.INVALID) from None
         return out
 
-    def statement(self, base: Select[Any] | None = None) -> Select[Any]:
-        """The resource's base select (or `base`), filtered, sorted, after the cursor, limited
-        to one more row than the page (to know whether a next page exists)."""
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        """Everything that decides this query's SQL, none of its values: two queries of one
+        shape differ only in bound parameters (the key of `app.query.plan`)."""
+        search = self.search_term
+        return (
+            self.resource.name,
+            tuple(t.shape for t in self.terms),
+            search.shape if search is not None else None,
+            tuple(k.spec for k in self.sort),
+            None if self.after is None else tuple(v is None for v in self.after),
+        )
+
+    def bound_parts(self, bind: Bind) -> tuple[list[ColumnElement[bool]], Any]:
+        """The WHERE conditions (filters, search, after the cursor) and the LIMIT (one more row
+        than the page, to know whether a next page exists). Every value goes through `bind`,
+        always in the same order for one `shape`."""
+        where = self.conditions(bind)
+        search = self.search_term
+        if search is not None:
+            where.append(condition(search.field, "in", search.value, bind))
+        if self.after is not None:
+            where.append(_beyond(_components(self.sort, self.after), bind))
+        return where, bind(self.limit + 1, SQLInteger())
+
+    def order(self) -> list[Any]:
+        return [
+            expr.desc() if desc else expr.asc()
+            for expr, desc, _, _ in _components(self.sort, self.after)
+        ]
+
+    def statement(self, base: Select[Any] | None = None, bind: Bind = inline) -> Select[Any]:
+        """The resource's base select (or `base`), filtered, sorted, after the cursor, limited."""
+        where, limit = self.bound_parts(bind)
         stmt = base if base is not None else self.resource.base()
-        stmt = stmt.where(*self.conditions(), *self._search())
-        after = self._after()
-        components = _components(self.sort, after)
-        if after is not None:
-            stmt = stmt.where(_beyond(components))
-        order = [expr.desc() if desc else expr.asc() for expr, desc, _ in components]
-        return stmt.order_by(*order).limit(self.limit + 1)
+        return stmt.where(*where).order_by(*self.order()).limit(limit)
 
     def page(self, rows: Sequence[Any]) -> dict[str, Any]:
         """`{"data": rows[:limit], "next_cursor": ...}`; rows may be entities or mappings."""
@@ -313,30 +372,30 @@ def _value(row: Any, name: str) -> Any:
     return getattr(row, name)
 
 
-Component = tuple[Any, bool, Any]
+Component = tuple[Any, bool, Any, Any]  # expression, descending, cursor value, SQL type
 
 
 def _components(sort: Sequence[SortKey], after: list[Any] | None) -> list[Component]:
-    """(expression, descending, cursor value) per ORDER BY term. A nullable field sorts as
-    (is null, value): nulls last ascending, first descending, and the keyset stays exact."""
+    """(expression, descending, cursor value, type) per ORDER BY term. A nullable field sorts
+    as (is null, value): nulls last ascending, first descending, and the keyset stays exact."""
     out: list[Component] = []
     for i, k in enumerate(sort):
         v = after[i] if after is not None else None
         if k.field.nullable:
-            out.append((k.field.column.is_(None), k.desc, v is None))
-        out.append((k.field.sort_expr, k.desc, v))
+            out.append((k.field.column.is_(None), k.desc, v is None, SQLBoolean()))
+        out.append((k.field.sort_expr, k.desc, v, k.field.column.type))
     return out
 
 
-def _beyond(components: list[Component]) -> ColumnElement[bool]:
+def _beyond(components: list[Component], bind: Bind) -> ColumnElement[bool]:
     """Rows strictly after the cursor in the sort order: OR over i of (all earlier terms equal
     AND term i beyond the cursor). A null cursor value has nothing beyond it in its own term."""
     terms = []
-    for i, (expr, desc, value) in enumerate(components):
+    for i, (expr, desc, value, sql_type) in enumerate(components):
         if value is None:
             continue
-        equal = [e.is_(None) if v is None else e == v for e, _, v in components[:i]]
-        bound = literal(value) if isinstance(value, bool) else value  # the "is null" terms
+        equal = [e.is_(None) if v is None else e == bind(v, t) for e, _, v, t in components[:i]]
+        bound = bind(value, sql_type)
         beyond = expr < bound if desc else expr > bound
         terms.append(and_(*equal, beyond))
     return or_(*terms)

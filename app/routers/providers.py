@@ -26,7 +26,7 @@ Listing = Annotated[ListQuery, Depends(PROVIDERS.list_query)]
 
 @router.get("", response_model=Page[ProviderOut], description=PROVIDERS.doc("List providers."))
 async def list_providers(ctx: Reader, query: Listing) -> dict[str, Any]:
-    return query.page(await providers.list_providers(ctx.session, query))
+    return query.page(await providers.list_providers(ctx.tx, query))
 
 
 @router.post("/search/{field}", response_model=Page[ProviderOut])
@@ -35,7 +35,7 @@ async def search_providers(
 ) -> dict[str, Any]:
     """Providers whose `field` is one of the JSON list of values in the body; the list's query
     parameters (filters, sort, limit, cursor) apply as well."""
-    return query.page(await providers.list_providers(ctx.session, query))
+    return query.page(await providers.list_providers(ctx.tx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)

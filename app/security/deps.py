@@ -19,17 +19,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.base import new_id
 from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
+from app.db.transaction import Transaction
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.security.audit import call_values, client_fields, redact
 from app.security.fields import current_rules, rules_for
-from app.security.grants import row_filters
+from app.security.grants import row_filter_key, row_filters
 from app.security.permissions import PERMISSIONS, effective_permissions
 from app.security.principal import (
     UserContext,
@@ -48,10 +47,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
-_CONTEXT_SQL = text(
+_CONTEXT_SQL = (
     "SELECT authenticated, workspace_id, role, custom_role_id, custom_role_name, inherits_from, "
     "grants, revokes, visible_provider_ids, attributes "
-    "FROM warden_request_context(:user_id, :family_id, :slug)"
+    "FROM warden_request_context($1, $2, $3)"
 )
 
 
@@ -68,16 +67,12 @@ async def get_claims(
     return decode_access_token(request.app.state.settings, token)
 
 
-async def _resolve(
-    session: AsyncSession, claims: AccessClaims, slug: str | None
-) -> tuple[bool, Any]:
-    row = (
-        await session.execute(
-            _CONTEXT_SQL,
-            {"user_id": claims.user_id, "family_id": claims.family_id, "slug": slug},
-        )
-    ).one()
-    return bool(row.authenticated), row
+async def _resolve(tx: Transaction, claims: AccessClaims, slug: str | None) -> Any:
+    """The request context, read fresh: session family valid, membership, role, visibility."""
+    row = await tx.fetchrow(_CONTEXT_SQL, claims.user_id, claims.family_id, slug)
+    if row is None or not row["authenticated"]:
+        raise Unauthorized()
+    return row
 
 
 async def get_user_session(
@@ -85,17 +80,34 @@ async def get_user_session(
 ) -> AsyncIterator[UserContext]:
     """A transaction with only the user in context (for `/api/v1/...` self-service routes); the
     call is recorded in the user's own security log before the commit."""
-    async with request.app.state.db.sessionmaker() as session, session.begin():
-        ok, _ = await _resolve(session, claims, None)
-        if not ok:
-            raise Unauthorized()
+    async with request.app.state.db.transaction() as tx:
+        await _resolve(tx, claims, None)
         request.state.actor_id = claims.user_id
-        await apply_context(session, None, claims.user_id)
+        await apply_context(tx, None, claims.user_id)
         principal = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
         request.state.principal = principal
-        yield UserContext(session=session, principal=principal)
+        yield UserContext(tx=tx, principal=principal)
         event = await call_values(request, user_route=True)
-        await audit.add_user_event(session, {**event, "user_id": claims.user_id})
+        await audit.add_user_event(tx.session, {**event, "user_id": claims.user_id})
+
+
+def _principal(claims: AccessClaims, slug: str, row: Any) -> WorkspacePrincipal:
+    grants, revokes = tuple(row["grants"] or ()), tuple(row["revokes"] or ())
+    attributes = row["attributes"]
+    return WorkspacePrincipal(
+        user_id=claims.user_id,
+        family_id=claims.family_id,
+        workspace_id=row["workspace_id"],
+        slug=slug,
+        role=row["role"],
+        custom_role_id=row["custom_role_id"],
+        custom_role_name=row["custom_role_name"],
+        inherits_from=row["inherits_from"],
+        grants=grants,
+        revokes=revokes,
+        attributes=dict(attributes) if attributes else {},
+        permissions=effective_permissions(row["role"], row["inherits_from"], grants, revokes),
+    )
 
 
 async def get_workspace_session(
@@ -110,51 +122,39 @@ async def get_workspace_session(
     """
     if not SLUG_RE.fullmatch(slug):
         raise NotFound()
-    db = request.app.state.db
-    maker = db.for_read() if request.method in READ_METHODS else db.sessionmaker
-    async with maker() as session, session.begin():
-        ok, row = await _resolve(session, claims, slug)
-        if not ok:
-            raise Unauthorized()
+    db: Database = request.app.state.db
+    read = request.method in READ_METHODS and db.has_replica
+    async with db.transaction(read=read) as tx:
+        row = await _resolve(tx, claims, slug)
         request.state.actor_id = claims.user_id
-        if row.workspace_id is None:
+        if row["workspace_id"] is None:
             raise NotFound()
-        principal = WorkspacePrincipal(
-            user_id=claims.user_id,
-            family_id=claims.family_id,
-            workspace_id=row.workspace_id,
-            slug=slug,
-            role=row.role,
-            custom_role_id=row.custom_role_id,
-            custom_role_name=row.custom_role_name,
-            inherits_from=row.inherits_from,
-            grants=tuple(row.grants or ()),
-            revokes=tuple(row.revokes or ()),
-            attributes=dict(row.attributes or {}),
-            permissions=effective_permissions(
-                row.role, row.inherits_from, row.grants or (), row.revokes or ()
-            ),
-        )
+        principal = _principal(claims, slug, row)
         visibility = Visibility(
             unlimited=principal.can("unlimited_visibility"),
-            provider_ids=tuple(row.visible_provider_ids or ()),
+            provider_ids=tuple(row["visible_provider_ids"] or ()),
         )
-        await apply_context(session, row.workspace_id, claims.user_id, visibility)
-        session.info["row_filters"] = row_filters(
+        await apply_context(tx, principal.workspace_id, claims.user_id, visibility)
+        grants_key = row_filter_key(
             [principal.base_role], principal.attributes, all_providers=visibility.unlimited
         )
+        tx.info["row_filters"] = row_filters(
+            [principal.base_role], principal.attributes, all_providers=visibility.unlimited
+        )
+        tx.info["row_filter_key"] = grants_key
         current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
-        yield WorkspaceContext(session=session, principal=principal)
+        yield WorkspaceContext(tx=tx, principal=principal)
+        await tx.flush()  # the handler's pending writes, before the response state is read
         record = await call_values(request)
-        record.update(workspace_id=row.workspace_id, user_id=claims.user_id)
-        if maker is db.sessionmaker:
-            await audit.add_record(session, record)
+        record.update(workspace_id=principal.workspace_id, user_id=claims.user_id)
+        if read:
+            await _record_on_primary(db, principal.workspace_id, claims.user_id, record)
         else:
-            await _record_on_primary(db, row.workspace_id, claims.user_id, record)
+            await audit.add_record(tx, record)
 
     # Committed: now (and only now) hand the jobs this transaction wrote to Redis.
-    await relay_committed(request.app.state, session)
+    await relay_committed(request.app.state, tx.session_info)
 
 
 async def _record_on_primary(
@@ -162,9 +162,9 @@ async def _record_on_primary(
 ) -> None:
     """A read served by the replica still leaves its audit record, on the primary, with the
     same context, committed before the response is sent."""
-    async with db.sessionmaker() as session, session.begin():
-        await apply_context(session, workspace_id, user_id)
-        await audit.add_record(session, record)
+    async with db.transaction() as tx:
+        await apply_context(tx, workspace_id, user_id)
+        await audit.add_record(tx, record)
 
 
 DENIED_PREFIXES = ("/ws/", "/api/v1/platform/")
@@ -192,10 +192,10 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
         "request_id": client["request_id"],
     }
     try:
-        async with request.app.state.db.sessionmaker() as session, session.begin():
+        async with request.app.state.db.transaction() as tx:
             if actor is not None:
-                await apply_context(session, None, actor)
-            await audit.add_denial(session, values)
+                await apply_context(tx, None, actor)
+            await audit.add_denial(tx, values)
     except Exception:  # noqa: BLE001 - the caller's answer must not change
         log.exception("could not record a denial")
 

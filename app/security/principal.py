@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.transaction import Transaction
+
 
 @dataclass(frozen=True)
 class UserPrincipal:
@@ -42,14 +44,23 @@ class WorkspacePrincipal(UserPrincipal):
 
 @dataclass
 class UserContext:
-    session: AsyncSession
+    tx: Transaction
     principal: UserPrincipal
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.tx.session
 
 
 @dataclass
 class WorkspaceContext:
-    session: AsyncSession
+    tx: Transaction
     principal: WorkspacePrincipal
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of the request's transaction, scoped to its workspace."""
+        return self.tx.session
 
     @property
     def workspace_id(self) -> uuid.UUID:

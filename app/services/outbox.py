@@ -102,10 +102,10 @@ async def deliver(engine: AsyncEngine, arq: Any, queue: str, jobs: Sequence[Pend
     return len(sent)
 
 
-async def relay_committed(state: Any, session: AsyncSession) -> None:
-    """After the request's commit: send the jobs its transaction wrote (none on rollback,
-    because this is never reached then)."""
-    jobs = session.info.pop(SESSION_KEY, None)
+async def relay_committed(state: Any, session_info: dict[str, Any]) -> None:
+    """After the request's commit: send the jobs its transaction wrote (`add_job` noted them in
+    the session's `info`; none on rollback, because this is never reached then)."""
+    jobs = session_info.pop(SESSION_KEY, None)
     if jobs:
         await deliver(state.db.engine, state.arq, state.settings.job_queue_name, jobs)
 

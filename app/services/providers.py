@@ -11,8 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Provider, ProviderGroup, ProviderGroupMember
+from app.db.transaction import Transaction
 from app.errors import BadRequest, Conflict, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
+from app.query.plan import fetch_rows
 from app.schemas.provider import (
     ProviderCreate,
     ProviderGroupCreate,
@@ -70,9 +72,10 @@ PROVIDER_GROUPS = Resource(
 )
 
 
-async def list_providers(session: AsyncSession, query: ListQuery) -> list[Any]:
-    """Rows (attribute access, like the entity) with ProviderOut's fields."""
-    return list((await session.execute(query.statement())).all())
+async def list_providers(tx: Transaction, query: ListQuery) -> list[dict[str, Any]]:
+    """Rows with ProviderOut's fields, through the compiled-query path (`app.query.plan`):
+    the same central scope as any session statement, compiled once per query shape."""
+    return await fetch_rows(tx, query)
 
 
 async def get_provider(session: AsyncSession, provider_id: uuid.UUID) -> Provider:

@@ -162,8 +162,8 @@ async def test_orm_criteria_reach_distinct_search_and_subqueries(regions, app, a
     """The app layer alone (connected as the owner, so RLS is bypassed): the session's
     workspace scope and row grants are added to distinct-value selects, search selects and the
     history's correlated subquery, not only to entity lists."""
-    distinct = PROVIDERS.distinct_query(_request(app), "alias", None, None)
-    search = PROVIDERS.search_query(
+    distinct = await PROVIDERS.distinct_query(_request(app), "alias", None, None)
+    search = await PROVIDERS.search_query(
         _request(app), "alias", ["eu-0", "us-0", "foreign"], None, None, None
     )
     async with AsyncSession(admin_engine) as session:
@@ -182,7 +182,7 @@ async def test_orm_criteria_reach_distinct_search_and_subqueries(regions, app, a
         ]
         rows = (await session.execute(search.statement())).all()
         assert [p.alias for p in rows] == ["eu-0"]
-        history = HISTORY.list_query(
+        history = await HISTORY.list_query(
             _request(
                 app,
                 path_params={"resource_type": "provider", "resource_id": regions["eu"][0]["id"]},
