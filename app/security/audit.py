@@ -173,6 +173,11 @@ async def _body(request: Request, route: Any) -> Any:
         return None
 
 
+def request_path(scope: Any) -> str:
+    """The request's path as `request.url.path` spells it, without building the URL."""
+    return str(scope["path"]).replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
 def client_fields(request: Request) -> dict[str, Any]:
     """From where: source IP, user agent, request id."""
     return {
@@ -204,7 +209,7 @@ async def call_values(request: Request, *, user_route: bool = False) -> dict[str
     values = {
         "action": route.endpoint.__name__ if user_route else info.action,
         "method": request.method,
-        "path": _clean(request.url.path),
+        "path": _clean(request_path(request.scope)),
         "path_params": path_params,
         "query_params": _bounded(_params(request.query_params.multi_items())),
         "body": _bounded(await _body(request, route)),

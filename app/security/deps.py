@@ -28,7 +28,7 @@ from app.db.transaction import Transaction
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.security.audit import call_values, client_fields, redact
 from app.security.fields import current_rules, rules_for
-from app.security.grants import row_filter_key, row_filters
+from app.security.grants import principal_filters
 from app.security.permissions import PERMISSIONS, effective_permissions
 from app.security.principal import (
     UserContext,
@@ -135,13 +135,9 @@ async def get_workspace_session(
             provider_ids=tuple(row["visible_provider_ids"] or ()),
         )
         await apply_context(tx, principal.workspace_id, claims.user_id, visibility)
-        grants_key = row_filter_key(
+        tx.info["row_filter_key"], tx.info["row_filters"] = principal_filters(
             [principal.base_role], principal.attributes, all_providers=visibility.unlimited
         )
-        tx.info["row_filters"] = row_filters(
-            [principal.base_role], principal.attributes, all_providers=visibility.unlimited
-        )
-        tx.info["row_filter_key"] = grants_key
         current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
         yield WorkspaceContext(tx=tx, principal=principal)

@@ -12,13 +12,13 @@ Attributes come from the user, overlaid by the membership's attributes in that w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -78,22 +78,26 @@ def row_filters(
     A pure function of the grants, the roles, the attribute values and the visibility, which the
     caller reads fresh on every request; the built expressions (immutable) are memoized on
     exactly those, so a changed role or attribute is a different key, never a stale answer."""
-    return _row_filters(*row_filter_key(roles, attributes, all_providers=all_providers))
+    return principal_filters(roles, attributes, all_providers=all_providers)[1]
 
 
-def row_filter_key(
+def principal_filters(
     roles: Iterable[str], attributes: Attributes, *, all_providers: bool = True
-) -> tuple[Any, ...]:
-    """Exactly what `row_filters` depends on (equal keys, equal criteria)."""
-    key = json.dumps(attributes, sort_keys=True, default=str)
-    return (GRANTS, frozenset(roles), key, all_providers)
+) -> tuple[tuple[Any, ...], Mapping[type, ColumnElement[bool]]]:
+    """`row_filters`, with the key naming it: exactly what it depends on (equal keys, equal
+    criteria), for a statement compiled once per key (`app.query.plan`)."""
+    attributes_json = orjson.dumps(
+        attributes, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str
+    ).decode()
+    key = (GRANTS, frozenset(roles), attributes_json, all_providers)
+    return key, _row_filters(*key)
 
 
 @lru_cache(maxsize=1024)
 def _row_filters(
     grants: tuple[Grant, ...], role_set: frozenset[str], attributes_json: str, all_providers: bool
 ) -> Mapping[type, ColumnElement[bool]]:
-    attributes = json.loads(attributes_json)
+    attributes = orjson.loads(attributes_json)
     by_resource: dict[type, list[ColumnElement[bool] | None]] = {}
     for grant in grants:
         if grant.roles & role_set:
