@@ -7,11 +7,11 @@ A workspace `ingest-bench` with an AWS provider is made with SQL, the first benc
 - the job path: multipart upload (`POST /ws/ingest-bench/api/v1/scans`) to the running
   `warden serve` → outbox → Redis → an in-process arq burst worker (the real `WorkerSettings`,
   the server's settings and queue) → `scan.import` under `with_rls_context` (streaming parse,
-  mapping, dedup, RLS-checked `executemany` in batches, one transaction) → task `succeeded`.
+  mapping, dedup, RLS-checked multi-row INSERTs in batches, one transaction) → task `succeeded`.
   Rate = imported findings / the task's own duration (started → finished); the upload time and
   the worker's wall time are reported too;
 - a baseline in the same run: the same records, mapped beforehand (not timed), inserted by
-  asyncpg `executemany` as the superuser (no RLS, no parsing), same statement and batch size,
+  asyncpg as the superuser (no RLS, no parsing), the same INSERT statements and batch size,
   one transaction.
 
 The ratio job / baseline is what RLS, streaming and mapping cost.
@@ -32,7 +32,7 @@ import asyncpg
 import httpx
 
 from app.db.partitions import new_uuid7
-from app.services.ingest import COLUMNS, INSERT_SQL, finding_row
+from app.services.ingest import COLUMNS, finding_row, insert_statements
 from app.services.ocsf import map_record
 from benchmarks.scenarios.base import Context, Result
 
@@ -147,7 +147,8 @@ class Ingest:
         started = time.perf_counter()
         async with conn.transaction():
             for start in range(0, len(rows), batch):
-                await conn.executemany(INSERT_SQL, rows[start : start + batch])
+                for sql, args in insert_statements(rows[start : start + batch]):
+                    await conn.execute(sql, *args)
         return {"baseline_s": time.perf_counter() - started, "rows": len(rows)}
 
     async def run(self, ctx: Context) -> Result:
