@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import BindParameter
@@ -36,6 +37,13 @@ from app.db.transaction import Transaction
 from app.query.resource import ListQuery
 
 MAX_PLANS = 2048
+
+
+def row_columns(entity: type, schema: type[BaseModel]) -> tuple[Any, ...]:
+    """The entity's attributes named like the response schema's fields: a list's base select
+    of exactly what it returns, as ORM attributes (so the central filter applies) that come
+    back as plain rows."""
+    return tuple(getattr(entity, name) for name in schema.model_fields)
 
 
 class Binder:

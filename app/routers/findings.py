@@ -32,7 +32,7 @@ Reader = Annotated[WorkspaceContext, Depends(require("finding.read"))]
 async def list_findings(
     ctx: Reader, query: Annotated[ListQuery, Depends(FINDINGS.list_query)]
 ) -> dict[str, Any]:
-    return query.page(await findings.list_findings(ctx.session, query))
+    return query.page(await findings.list_findings(ctx.tx, query))
 
 
 @router.post("/search/{field}", response_model=Page[FindingOut])
@@ -40,7 +40,7 @@ async def search_findings(
     ctx: Reader, query: Annotated[ListQuery, Depends(FINDINGS.search_query)]
 ) -> dict[str, Any]:
     """Findings whose `field` is one of the JSON list of values in the body."""
-    return query.page(await findings.list_findings(ctx.session, query))
+    return query.page(await findings.list_findings(ctx.tx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)

@@ -182,4 +182,5 @@ def shaping_endpoint(
             response.headers.update(given.headers)
         return response
 
+    shaped_endpoint.shapes_responses = True  # type: ignore[attr-defined]
     return shaped_endpoint

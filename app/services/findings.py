@@ -5,18 +5,22 @@ not need."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Finding
 from app.db.models.scan import SEVERITIES, STATUSES
+from app.db.transaction import Transaction
 from app.errors import NotFound
 from app.query import Boolean, Enum, Field, IdTime, ListQuery, Resource, Text, Uuid
+from app.query.plan import fetch_rows, row_columns
+from app.schemas.scan import FindingOut
 
 FINDINGS = Resource(
     name="finding",
-    base=lambda: select(Finding),
+    base=lambda: select(*row_columns(Finding, FindingOut)),  # not the raw record
     fields={
         "id": Field(Finding.id, Uuid()),
         "severity": Field(Finding.severity, Enum(SEVERITIES)),
@@ -35,8 +39,9 @@ FINDINGS = Resource(
 )
 
 
-async def list_findings(session: AsyncSession, query: ListQuery) -> list[Finding]:
-    return list((await session.execute(query.statement())).scalars())
+async def list_findings(tx: Transaction, query: ListQuery) -> list[dict[str, Any]]:
+    """Rows with FindingOut's fields, through the compiled-query path (`app.query.plan`)."""
+    return await fetch_rows(tx, query)
 
 
 async def get_finding(session: AsyncSession, finding_id: uuid.UUID) -> Finding:

@@ -66,8 +66,7 @@ def insert_sql(rows: int) -> str:
     """`INSERT INTO finding (COLUMNS) VALUES (…), (…), …` for `rows` rows of parameters."""
     width = len(COLUMNS)
     values = ", ".join(
-        "(" + ", ".join(f"${r * width + c}" for c in range(1, width + 1)) + ")"
-        for r in range(rows)
+        "(" + ", ".join(f"${r * width + c}" for c in range(1, width + 1)) + ")" for r in range(rows)
     )
     return f"INSERT INTO finding ({', '.join(COLUMNS)}) VALUES {values}"
 
@@ -78,6 +77,8 @@ def insert_statements(rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[A
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         part = rows[start : start + ROWS_PER_STATEMENT]
         yield insert_sql(len(part)), [v for row in part for v in row]
+
+
 MAX_REJECTED_SAMPLES = 5
 
 Progress = Callable[[int, "ImportStats"], Awaitable[None]]

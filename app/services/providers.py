@@ -14,11 +14,12 @@ from app.db.models import Provider, ProviderGroup, ProviderGroupMember
 from app.db.transaction import Transaction
 from app.errors import BadRequest, Conflict, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
-from app.query.plan import fetch_rows
+from app.query.plan import fetch_rows, row_columns
 from app.schemas.provider import (
     ProviderCreate,
     ProviderGroupCreate,
     ProviderGroupUpdate,
+    ProviderOut,
     ProviderUpdate,
 )
 from app.services.provider_uid import ProviderType
@@ -28,22 +29,8 @@ def _active() -> Any:
     return select(Provider).where(Provider.deleted_at.is_(None))
 
 
-# What a list returns (ProviderOut's fields). Selected as ORM attributes, so the central
-# workspace filter, provider visibility and row grants apply exactly as to `select(Provider)`,
-# but as plain rows: no identity map and no tracked instance per row on the hottest read.
-_LIST_COLUMNS = (
-    Provider.id,
-    Provider.provider_type,
-    Provider.uid,
-    Provider.alias,
-    Provider.region,
-    Provider.created_at,
-    Provider.updated_at,
-)
-
-
 def _listed() -> Any:  # a multi-column select; Resource.base takes any ORM select
-    return select(*_LIST_COLUMNS).where(Provider.deleted_at.is_(None))
+    return select(*row_columns(Provider, ProviderOut)).where(Provider.deleted_at.is_(None))
 
 
 PROVIDERS = Resource(
