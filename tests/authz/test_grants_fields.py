@@ -138,3 +138,57 @@ async def test_writes_naming_excluded_or_restricted_fields_are_refused(api: Api)
     assert ok.status_code == 200 and "uid" not in ok.json()
     final = (await api.client.get(url, headers=owner.headers)).json()
     assert (final["uid"], final["region"], final["alias"]) == (p["uid"], "eu", "c")
+
+
+def test_shaped_types_leave_hidden_fields_out_at_any_depth():
+    """A response type shaped by the rules drops the hidden fields of every resource model it
+    holds, in lists, optionals, generic pages and dict values; without hidden fields it is the
+    type itself (no variant, no cost)."""
+    import datetime
+    import uuid as _uuid
+
+    from pydantic import BaseModel
+
+    from app.schemas.common import Output, Page, response_adapter, shaped
+
+    class Secretive(Output):
+        __resource__ = "secretive"
+        id: _uuid.UUID
+        secret: str
+        when: datetime.datetime
+
+    class Holder(Output):
+        one: Secretive | None
+        many: list[Secretive]
+        by_key: dict[str, Secretive]
+
+    hidden = frozenset({("secretive", "secret")})
+    assert shaped(Page[Holder], frozenset()) is Page[Holder]
+    assert issubclass(shaped(Holder, hidden), BaseModel)
+    item = {"id": _uuid.uuid4(), "secret": "s3cr3t", "when": datetime.datetime.now(datetime.UTC)}
+    value = {"one": item, "many": [item, item], "by_key": {"k": item}}
+    for annotation in (Holder, Page[Holder], list[Holder], Holder | None):
+        content = {"data": [value]} if annotation is Page[Holder] else value
+        if annotation == list[Holder]:
+            content = [value]
+        adapter = response_adapter(annotation, hidden)
+        out = adapter.dump_json(adapter.validate_python(content, from_attributes=True))
+        assert b"s3cr3t" not in out and b'"secret"' not in out, annotation
+        assert str(item["id"]).encode() in out
+        plain = response_adapter(annotation, frozenset())
+        assert b"s3cr3t" in plain.dump_json(plain.validate_python(content, from_attributes=True))
+
+
+def test_every_route_with_a_response_model_answers_through_the_shaping(app):
+    """A route class that skipped the shaping would serialize with FastAPI's own validation,
+    which knows nothing of field rules: every API route with a response model must shape."""
+    from tests.helpers import api_routes
+
+    routes = [
+        r
+        for r in api_routes(app)
+        if getattr(r, "response_field", None) is not None and r.path.startswith(("/ws/", "/api/"))
+    ]
+    assert len(routes) > 30
+    for route in routes:
+        assert getattr(route.dependant.call, "shapes_responses", False), route.path

@@ -54,6 +54,10 @@ class Catalog:
     other: User
     other_slug: str
     other_providers: list[dict[str, Any]]
+    workspace_id: str = ""
+    owner_id: str = ""
+    other_workspace_id: str = ""
+    other_id: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +81,18 @@ async def catalog(client) -> Catalog:
     other_providers = [
         await api.provider(other, other_slug, alias=a, region="eu") for a in ("prod", "100%", "x")
     ]
-    return Catalog(owner, slug, providers, other, other_slug, other_providers)
+    return Catalog(
+        owner,
+        slug,
+        providers,
+        other,
+        other_slug,
+        other_providers,
+        workspace_id=await api.workspace_id(owner, slug),
+        owner_id=(await api.me(owner))["id"],
+        other_workspace_id=await api.workspace_id(other, other_slug),
+        other_id=(await api.me(other))["id"],
+    )
 
 
 async def fetch_all(

@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pydantic import SecretStr
 
 from app.config import DEFAULT_JWT_SECRET, Settings
 from app.security.tokens import REFRESH_PREFIX, issue_access_token
@@ -613,3 +614,57 @@ def _asym_token(claims: dict[str, Any], private_pem: str, algorithm: str, kid: s
         r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
         sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     return f"{signing_input.decode()}.{b64(sig)}"
+
+
+# Verified once, checked on every use.
+
+
+def test_a_verified_token_stops_working_when_it_expires(settings: Settings, monkeypatch) -> None:
+    """Verification is done once per token, but expiry (and not-before) on every use: a token
+    the process has already verified is refused the moment its lifetime is over."""
+    from app.errors import Unauthorized
+    from app.security import tokens
+
+    token, ttl = issue_access_token(settings, uuid.uuid4(), uuid.uuid4())
+    claims = tokens.decode_access_token(settings, token)  # verified, and remembered
+    assert tokens.decode_access_token(settings, token) == claims
+    now = time.time()
+    monkeypatch.setattr(tokens.time, "time", lambda: now - 3600)  # before its nbf
+    with pytest.raises(Unauthorized):
+        tokens.decode_access_token(settings, token)
+    monkeypatch.setattr(tokens.time, "time", lambda: now)
+    assert tokens.decode_access_token(settings, token) == claims  # verified (and kept) again
+    monkeypatch.setattr(tokens.time, "time", lambda: now + ttl + 1)
+    with pytest.raises(Unauthorized):
+        tokens.decode_access_token(settings, token)
+
+
+def test_a_verified_token_is_not_accepted_under_other_keys(settings: Settings) -> None:
+    """The memory of a verification is keyed by the token *and* the verification settings:
+    another secret, issuer or audience verifies from scratch (and refuses)."""
+    from app.errors import Unauthorized
+    from app.security import tokens
+
+    token, _ = issue_access_token(settings, uuid.uuid4(), uuid.uuid4())
+    tokens.decode_access_token(settings, token)
+    for change in (
+        {"jwt_secret": "another-secret-" + "x" * 40},
+        {"jwt_issuer": "someone-else"},
+        {"jwt_audience": "another-audience"},
+    ):
+        if "jwt_secret" in change:
+            change = {"jwt_secret": SecretStr(change["jwt_secret"])}
+        other = settings.model_copy(update=change)
+        with pytest.raises(Unauthorized):
+            tokens.decode_access_token(other, token)
+
+
+def test_forged_tokens_are_not_remembered(settings: Settings) -> None:
+    from app.errors import Unauthorized
+    from app.security import tokens
+
+    before = len(tokens._VERIFIED)
+    for i in range(50):
+        with pytest.raises(Unauthorized):
+            tokens.decode_access_token(settings, f"eyJhbGciOiJIUzI1NiJ9.e30.forged{i}")
+    assert len(tokens._VERIFIED) == before
