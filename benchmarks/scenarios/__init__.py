@@ -1,4 +1,4 @@
-"""One module per measurement of issue 6. A scenario is an object with `key`, `title`, `target`,
+"""One module per benchmark scenario. A scenario is an object with `key`, `title`, `target`,
 `missing(ctx)` (a reason to skip, or None) and `async run(ctx) -> Result`; `run.py` runs the
 ones asked for, in this order."""
 

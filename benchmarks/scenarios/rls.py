@@ -14,52 +14,110 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from app.db.partitions import add_months, floor_uuid7, new_uuid7
 from app.db.tenant import Visibility, context_statement
-from benchmarks.data import REGIONS, WorkspaceFixture
+from benchmarks.data import _UUID7, REGIONS, WorkspaceFixture
 from benchmarks.scenarios.base import Context, Result, median
+from benchmarks.scenarios.scale import MONTHS
 
 TARGET_RATIO = 1.05
-COLUMNS = "workspace_id, id, provider_type, uid, alias, region, deleted_at, created_at, updated_at"
+# The statements Warden's compiled list path and its get-by-id emit (app.query.plan,
+# app.services): the app layer's own workspace filter, keyset order, LIMIT page + 1.
+PROVIDER_COLUMNS = (
+    "provider.id, provider.provider_type, provider.uid, provider.alias, provider.region, "
+    "provider.created_at, provider.updated_at"
+)
+FINDING_COLUMNS = ", ".join(
+    f"finding.{c}"
+    for c in (
+        "id",
+        "scan_id",
+        "provider_id",
+        "uid",
+        "check_id",
+        "title",
+        "severity",
+        "status",
+        "status_extended",
+        "muted",
+        "region",
+        "resource_uid",
+        "resource_name",
+        "resource_type",
+        "compliance",
+        "remediation",
+        "observed_at",
+        "inserted_at",
+    )
+)
+FINDINGS_PER_WORKSPACE = 1000
 
 
 @dataclass(frozen=True)
 class Query:
     name: str
     sql: str
-    param: str = ""  # the second parameter: "", "id" or "region"
+    param: str = ""  # the second parameter: "", "id", "region" or "since"
 
-    def args(self, ws: WorkspaceFixture, n: int) -> tuple[Any, ...]:
+    def args(self, ws: WorkspaceFixture, n: int, since: uuid.UUID) -> tuple[Any, ...]:
         if self.param == "id":
             ids = sorted(ws.provider_ids)
             return (ws.workspace_id, uuid.UUID(ids[n % len(ids)]))
         if self.param == "region":
             return (ws.workspace_id, REGIONS[n % len(REGIONS)])
+        if self.param == "since":
+            return (ws.workspace_id, since)
         return (ws.workspace_id,)
 
 
 QUERIES = (
     Query(
         "scoped list",
-        f"SELECT {COLUMNS} FROM provider WHERE deleted_at IS NULL AND workspace_id = $1 "
-        "ORDER BY id LIMIT 50",
+        f"SELECT {PROVIDER_COLUMNS} FROM provider WHERE provider.deleted_at IS NULL "
+        "AND provider.workspace_id = $1::UUID ORDER BY provider.id ASC LIMIT 51",
     ),
     Query(
         "get by id",
-        f"SELECT {COLUMNS} FROM provider WHERE deleted_at IS NULL AND workspace_id = $1 "
-        "AND id = $2",
+        "SELECT provider.workspace_id, provider.id, provider.provider_type, provider.uid, "
+        "provider.alias, provider.region, provider.deleted_at, provider.created_at, "
+        "provider.updated_at FROM provider WHERE provider.deleted_at IS NULL "
+        "AND provider.id = $2::UUID AND provider.workspace_id = $1::UUID",
         "id",
     ),
     Query(
         "filtered list",
-        f"SELECT {COLUMNS} FROM provider WHERE deleted_at IS NULL AND workspace_id = $1 "
-        "AND region = $2 ORDER BY id LIMIT 50",
+        f"SELECT {PROVIDER_COLUMNS} FROM provider WHERE provider.deleted_at IS NULL "
+        "AND provider.region = $2::VARCHAR AND provider.workspace_id = $1::UUID "
+        "ORDER BY provider.id ASC LIMIT 51",
         "region",
     ),
+    Query(
+        "findings time-range list",
+        f"SELECT {FINDING_COLUMNS} FROM finding WHERE finding.severity = 'high' "
+        "AND finding.id >= $2::UUID AND finding.workspace_id = $1::UUID "
+        "ORDER BY finding.id ASC LIMIT 51",
+        "since",
+    ),
 )
+# Findings for the measured workspaces, over this month and the two before (SQL, as the owner;
+# removed again after the measurement so later scenarios start from an empty table).
+_FINDINGS = """
+INSERT INTO finding (workspace_id, id, scan_id, provider_id, uid, check_id, title, severity,
+                     status, muted, region, raw, observed_at, inserted_at)
+SELECT $1::uuid, pg_temp.uuid7(t.ts), $2::uuid, ($3::uuid[])[1 + g % array_length($3::uuid[], 1)],
+       'rls-' || g,
+       'check_' || (g % 400), 'Bench finding',
+       (ARRAY['critical','high','medium','low','informational'])[1 + g % 5],
+       (ARRAY['FAIL','PASS','MANUAL'])[1 + g % 3], false, 'eu-west-1', '{"b":1}'::jsonb,
+       t.ts, t.ts
+FROM generate_series(1, $4::int) AS g,
+     LATERAL (SELECT $5::timestamptz + (g::float8 / $4) * (now() - $5::timestamptz) AS ts) t
+"""
 SIDES = ("runtime", "bypass")
 
 
@@ -80,7 +138,12 @@ class RlsOverhead:
         return None
 
     async def _timed(
-        self, conn: asyncpg.Connection, q: Query, workspaces: list[WorkspaceFixture], n: int
+        self,
+        conn: asyncpg.Connection,
+        q: Query,
+        workspaces: list[WorkspaceFixture],
+        n: int,
+        since: uuid.UUID,
     ) -> tuple[list[float], list[float]]:
         stmt = await conn.prepare(q.sql)
         explain = await conn.prepare(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {q.sql}")
@@ -91,45 +154,95 @@ class RlsOverhead:
             async with conn.transaction():
                 await conn.execute(_context(ws))
                 for i in range(per_ws):
-                    args = q.args(ws, i)
+                    args = q.args(ws, i, since)
                     start = time.perf_counter()
                     rows = await stmt.fetch(*args)
                     client.append(time.perf_counter() - start)
                     if not rows:
                         raise RuntimeError(f"{q.name}: no rows (context not applied?)")
                 for i in range(max(1, per_ws // 10)):
-                    plan = json.loads(await explain.fetchval(*q.args(ws, i)))
+                    plan = json.loads(await explain.fetchval(*q.args(ws, i, since)))
                     server.append(plan[0]["Execution Time"] / 1000)
         return client, server
 
-    async def _plan(self, conn: asyncpg.Connection, q: Query, ws: WorkspaceFixture) -> str:
+    async def _plan(
+        self, conn: asyncpg.Connection, q: Query, ws: WorkspaceFixture, since: uuid.UUID
+    ) -> str:
         async with conn.transaction():
             await conn.execute(_context(ws))
             sql = f"EXPLAIN (COSTS OFF) {q.sql}"
-            rows = await conn.fetch(sql, *q.args(ws, 0))
+            rows = await conn.fetch(sql, *q.args(ws, 0, since))
         return "\n".join(r[0] for r in rows)
+
+    async def _findings(
+        self, ctx: Context, workspaces: list[WorkspaceFixture]
+    ) -> tuple[uuid.UUID, list[uuid.UUID]]:
+        """Findings for the measured workspaces (and the partitions they need); the id of the
+        first millisecond of this month, the time-range filter's lower bound."""
+        now = datetime.now(UTC)
+        this_month = now.date().replace(day=1)
+        first = add_months(this_month, -(MONTHS - 1))
+        conn = await asyncpg.connect(ctx.db.dsn("admin"))
+        scans = []
+        try:
+            await conn.execute(_UUID7)
+            for ahead in range(MONTHS):
+                await conn.execute(
+                    "SELECT warden_create_finding_partition($1::date)", add_months(first, ahead)
+                )
+            for ws in workspaces:
+                scan_id = new_uuid7()
+                ids = sorted(uuid.UUID(i) for i in ws.provider_ids)
+                await conn.execute(
+                    "INSERT INTO scan (workspace_id, id, provider_id, state, file_name, "
+                    "file_size, file_sha256, created_by) VALUES ($1, $2, $3, 'completed', "
+                    "'rls.ocsf.json', 0, repeat('0', 64), $4)",
+                    ws.workspace_id,
+                    scan_id,
+                    ids[0],
+                    ws.user_id,
+                )
+                since = datetime(first.year, first.month, 1, tzinfo=UTC)
+                await conn.execute(
+                    _FINDINGS, ws.workspace_id, scan_id, ids, FINDINGS_PER_WORKSPACE, since
+                )
+                scans.append(scan_id)
+            await conn.execute("ANALYZE finding")
+        finally:
+            await conn.close()
+        start = datetime(this_month.year, this_month.month, 1, tzinfo=UTC)
+        return floor_uuid7(start), scans
+
+    async def _drop_findings(self, ctx: Context, scans: list[uuid.UUID]) -> None:
+        conn = await asyncpg.connect(ctx.db.dsn("admin"))
+        try:
+            await conn.execute("DELETE FROM finding WHERE scan_id = ANY($1::uuid[])", scans)
+            await conn.execute("DELETE FROM scan WHERE id = ANY($1::uuid[])", scans)
+        finally:
+            await conn.close()
 
     async def run(self, ctx: Context) -> Result:
         opts = ctx.options
         workspaces = list(ctx.data.clients[:10])
+        since, scans = await self._findings(ctx, workspaces)
         conns = {side: await asyncpg.connect(ctx.db.dsn(side)) for side in SIDES}
         try:
             client: dict[tuple[str, str], list[float]] = {}
             server: dict[tuple[str, str], list[float]] = {}
             for q in QUERIES:  # warm-up: prepare, fill caches
                 for side in SIDES:
-                    await self._timed(conns[side], q, workspaces, len(workspaces))
+                    await self._timed(conns[side], q, workspaces, len(workspaces), since)
             per_ws = max(1, opts.rls_iterations // len(workspaces))
             for r in range(opts.rounds):
                 for q in QUERIES:
                     # Sides alternate per workspace batch (ABBA…): drift hits both alike.
                     for k, ws in enumerate(workspaces):
                         for side in SIDES if (r + k) % 2 == 0 else SIDES[::-1]:
-                            c, s = await self._timed(conns[side], q, [ws], per_ws)
+                            c, s = await self._timed(conns[side], q, [ws], per_ws, since)
                             client.setdefault((q.name, side), []).extend(c)
                             server.setdefault((q.name, side), []).extend(s)
             plans = {
-                (q.name, side): await self._plan(conns[side], q, workspaces[0])
+                (q.name, side): await self._plan(conns[side], q, workspaces[0], since)
                 for q in QUERIES
                 for side in SIDES
             }
@@ -138,6 +251,7 @@ class RlsOverhead:
         finally:
             for conn in conns.values():
                 await conn.close()
+            await self._drop_findings(ctx, scans)
         return self._result(ctx, client, server, plans)
 
     def _result(
@@ -173,7 +287,6 @@ class RlsOverhead:
                     "server ratio": f"{s_ratio:.3f}",
                 }
             )
-        rows.append({"query": "findings time-range list", "ratio": "pending (no `finding` table)"})
         plan_md = [
             "Plans (`EXPLAIN (COSTS OFF)`, prepared, inside the request context):",
             "",
