@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency-duration", type=float, help="seconds (default 60)")
     p.add_argument(
         "--scale-sizes",
-        help="scale: total findings per step, comma-separated (default 10000,100000,1000000; "
-        "10M takes > 5 min to generate on 2 cores, add 10000000 to measure it; --quick: 200,2000)",
+        help="scale: total findings per step, comma-separated (default 10000,100000,1000000,"
+        "10000000; --quick: 2000,4000)",
     )
     p.add_argument("--scale-duration", type=float, help="scale: seconds per list per size (10)")
     p.add_argument("--ingest-findings", type=int, help="ingest: findings in the report (100000)")

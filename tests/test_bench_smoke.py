@@ -71,6 +71,7 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path):
         "scoped list",
         "get by id",
         "filtered list",
+        "findings time-range list",
     }
     markdown = (tmp_path / "latest.md").read_text()
     assert "PostgreSQL" in markdown and "cores" in markdown and "latest.png" in markdown
