@@ -53,6 +53,13 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    # The JSON lines carry no source file, line, thread or process: skip collecting them. The
+    # caller lookup walks the stack on every record, and from inside a request (the access
+    # line) that stack is deep: it was most of the cost of logging one line.
+    logging._srcfile = None  # type: ignore[attr-defined]  # noqa: SLF001 - the documented switch
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

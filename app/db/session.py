@@ -28,7 +28,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from app.config import Settings
 from app.db.base import WorkspaceScoped
 from app.db.pool import FairAsyncQueuePool
-from app.db.transaction import Transaction, autocommit, transaction
+from app.db.transaction import Transaction, transaction
 
 # Pooled connections are replaced after this long, so a connection never lives for days.
 POOL_RECYCLE_SECONDS = 1800
@@ -84,16 +84,11 @@ class Database:
     read_engine: AsyncEngine | None = None
     read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
-    def __post_init__(self) -> None:
-        self._autocommit: dict[AsyncEngine, AsyncEngine] = {}
-
     def transaction(self, *, read: bool = False) -> AbstractAsyncContextManager[Transaction]:
         """A request transaction on the primary, or (`read=True`) on the replica when one is
         configured."""
         engine = self.read_engine if read and self.read_engine is not None else self.engine
-        if engine not in self._autocommit:
-            self._autocommit[engine] = autocommit(engine)
-        return transaction(self._autocommit[engine])
+        return transaction(engine)
 
     @property
     def has_replica(self) -> bool:

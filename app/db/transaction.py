@@ -5,16 +5,18 @@ Invariant: everything one request does (the request-context lookup, the `SET LOC
 handler's ORM statements and prepared reads, the audit record) runs in this one transaction, on
 this one connection; it commits only when the block exits cleanly and rolls back otherwise, and
 `SET LOCAL` state ends with it, so a pooled connection never carries one request's context into
-the next. The SQLAlchemy connection is put in the driver's autocommit mode, which means
-SQLAlchemy never sends a BEGIN or COMMIT of its own: the explicit asyncpg transaction below is
-the only one, and the ORM's savepoints (`begin_nested`) nest inside it.
+the next. A connection that would come back from the pool still inside a transaction is
+dropped, never used.
 
-Why not `AsyncSession.begin()` as elsewhere: on the hottest path (a list request) the session
-costs more than the queries it would run. The context lookup, the `SET LOCAL` string and the
-audit INSERT are fixed statements, so they run as prepared statements on the driver; the
-session is only created when the handler asks for it (`Transaction.session`), bound to the same
-connection and carrying the same context (`info`), so the central workspace filter of
-`app.db.session` applies to every ORM statement exactly as before.
+Why not `AsyncSession.begin()` as elsewhere: on the hottest path (a list request) SQLAlchemy's
+connection and session machinery cost more than the queries. The connection is checked out of
+SQLAlchemy's pool as a raw pooled connection (same pool, checkout checks and recycling as every
+other user); the context lookup, the `SET LOCAL` string, compiled list queries and the audit
+INSERT run on its driver as prepared statements. Only when a handler asks for the ORM session
+(`Transaction.session`) is a SQLAlchemy connection made over the same pooled connection, in
+the driver's autocommit mode so that SQLAlchemy sends no BEGIN or COMMIT of its own (the ORM's
+savepoints nest inside the transaction), with the same context in `info`, so the central
+workspace filter of `app.db.session` applies to every ORM statement exactly as before.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection
 
 
 class Transaction:
@@ -33,10 +37,15 @@ class Transaction:
     `info` holds the tenant context (`app.db.tenant.apply_context` fills it); the ORM session,
     when created, starts with a copy of it, which is what the central filter reads."""
 
-    def __init__(self, conn: AsyncConnection, driver: asyncpg.Connection) -> None:
-        self.conn = conn
+    def __init__(
+        self, engine: AsyncEngine, pooled: PoolProxiedConnection, driver: asyncpg.Connection
+    ) -> None:
+        self._engine = engine
+        self._pooled = pooled
         self.driver = driver
+        self.dialect: Dialect = engine.dialect
         self.info: dict[str, Any] = {}
+        self._conn: AsyncConnection | None = None
         self._session: AsyncSession | None = None
 
     @property
@@ -46,8 +55,11 @@ class Transaction:
             if "workspace_id" not in self.info and "user_id" not in self.info:
                 # The context must be set before any ORM statement can run on this transaction.
                 raise RuntimeError("the tenant context is set before the session is used")
+            autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            sync = Connection(autocommit.sync_engine, connection=self._pooled)
+            self._conn = AsyncConnection(autocommit, sync)
             self._session = AsyncSession(
-                bind=self.conn, expire_on_commit=False, autoflush=True, info=dict(self.info)
+                bind=self._conn, expire_on_commit=False, autoflush=True, info=dict(self.info)
             )
         return self._session
 
@@ -70,49 +82,46 @@ class Transaction:
         if self._session is not None:
             await self._session.flush()
 
-    async def _close(self) -> None:
+    async def _release(self) -> None:
+        """Back to the pool: through the SQLAlchemy connection if one was made (it owns the
+        pooled connection then), else directly."""
         if self._session is not None:
             await self._session.close()  # ends only the session's own bookkeeping
-
-
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine (same pool) with SQLAlchemy's own transaction handling switched off,
-    for `transaction()` to drive BEGIN/COMMIT on the driver itself."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+        if self._conn is not None:
+            await self._conn.close()
+        else:
+            self._pooled.close()
 
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[Transaction]:
-    """Open a transaction on a connection of `engine` (an `autocommit()` engine): commit when
-    the block exits cleanly, roll back when it raises or when the commit fails."""
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+    """Open a transaction on a pooled connection of `engine`: commit when the block exits
+    cleanly, roll back when it raises or when the commit fails."""
+    pooled = await engine.raw_connection()
+    driver = pooled.driver_connection
+    assert driver is not None
+    tx = Transaction(engine, pooled, driver)
+    try:
         if driver.is_in_transaction():
             # Never happens by design (every exit below ends the transaction); if it did, the
             # connection might still carry another request's context: drop it, refuse.
-            await conn.invalidate()
+            pooled.invalidate()
             raise RuntimeError("a pooled connection was still inside a transaction")
         await driver.execute("BEGIN")
-        tx = Transaction(conn, driver)
         try:
             yield tx
             await tx.flush()
-            await tx._close()
             await driver.execute("COMMIT")
         except BaseException:
-            await _abort(conn, tx)
+            await _abort(tx)
             raise
+    finally:
+        await tx._release()
 
 
-async def _abort(conn: AsyncConnection, tx: Transaction) -> None:
+async def _abort(tx: Transaction) -> None:
     """Whatever failed, the connection goes back to the pool outside any transaction (its
     `SET LOCAL`s gone) or not at all."""
-    try:
-        await tx._close()
-    except Exception:  # noqa: BLE001, S110 - the original error is the one to report
-        pass
     driver = tx.driver
     if driver.is_closed():
         return
@@ -120,4 +129,4 @@ async def _abort(conn: AsyncConnection, tx: Transaction) -> None:
         if driver.is_in_transaction():
             await driver.execute("ROLLBACK")
     except Exception:  # noqa: BLE001 - unknown state: drop the connection instead
-        await conn.invalidate()
+        tx._pooled.invalidate()

@@ -112,7 +112,7 @@ def compile_plan(query: ListQuery, info: dict[str, Any], dialect: Dialect) -> tu
 async def fetch_rows(tx: Transaction, query: ListQuery) -> list[dict[str, Any]]:
     """The rows of one page (plus one, to know whether there is a next page) as mappings from
     the selected columns' names, run on the request's connection."""
-    plan, binder = compile_plan(query, tx.info, tx.conn.dialect)
+    plan, binder = compile_plan(query, tx.info, tx.dialect)
     values = {**scope_parameters(tx.info), **binder.values}
     records = await tx.fetch(plan.sql, *plan.arguments(values))
     return [dict(r) for r in records]

@@ -86,11 +86,11 @@ async def test_one_compile_per_shape_and_only_named_parameters_vary(app, scoped)
     for first, second in SAME_SHAPE:
         a, b = await _query(app, first), await _query(app, second)
         assert a.shape == b.shape
-        plan_a, binder_a = plan.compile_plan(a, scoped.info, scoped.conn.dialect)
-        plan_b, binder_b = plan.compile_plan(b, scoped.info, scoped.conn.dialect)
+        plan_a, binder_a = plan.compile_plan(a, scoped.info, scoped.dialect)
+        plan_b, binder_b = plan.compile_plan(b, scoped.info, scoped.dialect)
         assert plan_b is plan_a  # compiled once
         plan._PLANS.clear()
-        fresh, _ = plan.compile_plan(b, scoped.info, scoped.conn.dialect)
+        fresh, _ = plan.compile_plan(b, scoped.info, scoped.dialect)
         varying = set(binder_b.values) | set(plan.scope_parameters(scoped.info))
         fixed_a = {k: v for k, v in plan_a.fixed.items() if k not in varying}
         fixed_b = {k: v for k, v in fresh.fixed.items() if k not in varying}
@@ -150,3 +150,52 @@ async def test_limited_visibility_is_bound_per_request(app, catalog):
             results.append({r["id"] for r in await plan.fetch_rows(tx, query)})
     assert results[0] <= set(ids[:2]) and results[0]
     assert results[1] <= set(ids[2:5]) and results[1]
+
+
+async def test_row_pages_serialize_exactly_as_pydantic_would(app, scoped):
+    """The orjson path for pages of database rows gives pydantic's bytes: UUIDs of the driver's
+    own type, instants with and without microseconds, nulls, unicode, JSON values, hidden
+    fields left out, a cursor."""
+    from app.schemas.common import Page, hidden_fields, response_adapter, row_fields, rows_json
+    from app.schemas.provider import ProviderOut
+    from app.schemas.scan import FindingOut
+    from app.security.fields import rules_for
+
+    records = await scoped.fetch(
+        """SELECT gen_random_uuid() AS id, gen_random_uuid() AS scan_id,
+                  gen_random_uuid() AS provider_id, v.uid, 'check_1' AS check_id, v.title,
+                  'high' AS severity, 'FAIL' AS status, v.extended AS status_extended,
+                  v.muted, v.region, NULL::text AS resource_uid, 'r' AS resource_name,
+                  NULL::text AS resource_type, v.compliance, '{}'::jsonb AS remediation,
+                  v.at AS observed_at, v.at AS inserted_at, 'aws' AS provider_type,
+                  v.region AS alias, v.at AS created_at, v.at AS updated_at
+           FROM (VALUES
+             ('u1', 'Ünïcode "quoted" \\ title ✓', NULL, true, 'eu',
+              '{"cis": ["1.1", 2], "x": {"y": null}}'::jsonb,
+              '2026-01-02 03:04:05.678901+00'::timestamptz),
+             ('u2', 'plain', 'detail', false, NULL, '{}'::jsonb,
+              '2026-01-02 03:04:05+00'::timestamptz),
+             ('u3', 'tab	and newline', '', false, 'us', '{"k": 1.5}'::jsonb,
+              NULL::timestamptz)
+           ) AS v(uid, title, extended, muted, region, compliance, at)"""
+    )
+    rows = [dict(r) for r in records]
+    rows[2]["inserted_at"] = rows[0]["inserted_at"]  # not nullable in FindingOut
+    rows[2]["created_at"] = rows[2]["updated_at"] = rows[0]["created_at"]
+    for model in (Page[ProviderOut], Page[FindingOut]):
+        for rules in ([], ["viewer"]):
+            hidden = hidden_fields(rules_for(rules))
+            fields = row_fields(model, hidden)
+            assert fields is not None, model
+            for cursor in (None, "abc"):
+                content = {"data": rows, "next_cursor": cursor}
+                fast = rows_json(fields, content)
+                adapter = response_adapter(model, hidden)
+                slow = adapter.dump_json(adapter.validate_python(content, from_attributes=True))
+                assert fast == slow, (model, rules)
+    assert (
+        rows_json(
+            row_fields(Page[ProviderOut], frozenset()), {"data": [object()], "next_cursor": None}
+        )
+        is None
+    )
