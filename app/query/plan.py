@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Dialect
@@ -109,10 +110,9 @@ def compile_plan(query: ListQuery, info: dict[str, Any], dialect: Dialect) -> tu
     return plan, binder
 
 
-async def fetch_rows(tx: Transaction, query: ListQuery) -> list[dict[str, Any]]:
-    """The rows of one page (plus one, to know whether there is a next page) as mappings from
-    the selected columns' names, run on the request's connection."""
+async def fetch_rows(tx: Transaction, query: ListQuery) -> list[asyncpg.Record]:
+    """The rows of one page (plus one, to know whether there is a next page), by the selected
+    columns' names, run on the request's connection."""
     plan, binder = compile_plan(query, tx.info, tx.dialect)
     values = {**scope_parameters(tx.info), **binder.values}
-    records = await tx.fetch(plan.sql, *plan.arguments(values))
-    return [dict(r) for r in records]
+    return await tx.fetch(plan.sql, *plan.arguments(values))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Body, Path, Query, Request
 from sqlalchemy import Boolean as SQLBoolean
 from sqlalchemy import Integer as SQLInteger
@@ -364,7 +365,7 @@ class ListQuery(_BaseQuery):
 
 
 def _value(row: Any, name: str) -> Any:
-    if isinstance(row, Mapping):
+    if isinstance(row, Mapping | asyncpg.Record):
         return row[name]
     mapping = getattr(row, "_mapping", None)
     if mapping is not None:

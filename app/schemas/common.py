@@ -13,6 +13,7 @@ from functools import lru_cache
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, get_args, get_origin
 
+import asyncpg
 import orjson
 from fastapi import Response
 from fastapi.exceptions import ResponseValidationError
@@ -189,13 +190,16 @@ def _text(value: Any) -> str:
     raise TypeError
 
 
+_ROW_TYPES = (dict, asyncpg.Record)
+
+
 def rows_json(fields: tuple[str, ...], content: Any) -> bytes | None:
-    """`{"data": [...], "next_cursor": ...}` of database rows (dicts) as JSON bytes, or None
-    when `content` is not such a page (entities, say): then pydantic serializes it."""
+    """`{"data": [...], "next_cursor": ...}` of database rows (driver records or dicts) as JSON
+    bytes, or None when `content` is not such a page (entities, say): pydantic serializes it."""
     if not isinstance(content, dict) or content.keys() != {"data", "next_cursor"}:
         return None
     rows = content["data"]
-    if not isinstance(rows, list) or not all(type(row) is dict for row in rows):
+    if not isinstance(rows, list) or not all(type(row) in _ROW_TYPES for row in rows):
         return None
     try:
         data = [{name: row[name] for name in fields} for row in rows]
@@ -210,6 +214,15 @@ class DistinctPage(BaseModel):
 
     data: list[Any]
     next_cursor: str | None = None
+
+
+def _plain_rows(content: Any) -> Any:
+    """Driver records as dicts, for pydantic (which reads mappings and attributes)."""
+    if isinstance(content, dict) and isinstance(content.get("data"), list):
+        rows = content["data"]
+        if rows and isinstance(rows[0], asyncpg.Record):
+            return {**content, "data": [dict(row) for row in rows]}
+    return content
 
 
 def shaping_endpoint(
@@ -241,6 +254,7 @@ def shaping_endpoint(
         fields = row_fields(response_model, hidden)
         body = rows_json(fields, content) if fields is not None else None
         if body is None:
+            content = _plain_rows(content)
             adapter = response_adapter(response_model, hidden)
             try:
                 value = adapter.validate_python(content, from_attributes=True)

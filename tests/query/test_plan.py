@@ -53,7 +53,7 @@ async def _query(
 
 
 async def _both_ways(tx: Any, query: ListQuery) -> tuple[list[dict], list[dict]]:
-    compiled = await plan.fetch_rows(tx, query)
+    compiled = [dict(r) for r in await plan.fetch_rows(tx, query)]
     orm = [dict(r) for r in (await tx.session.execute(query.statement())).mappings()]
     return compiled, orm
 
@@ -180,8 +180,14 @@ async def test_row_pages_serialize_exactly_as_pydantic_would(app, scoped):
            ) AS v(uid, title, extended, muted, region, compliance, at)"""
     )
     rows = [dict(r) for r in records]
+    as_records = list(records)
     rows[2]["inserted_at"] = rows[0]["inserted_at"]  # not nullable in FindingOut
     rows[2]["created_at"] = rows[2]["updated_at"] = rows[0]["created_at"]
+    assert rows_json(
+        row_fields(Page[ProviderOut], frozenset()), {"data": as_records[:2], "next_cursor": None}
+    ) == rows_json(
+        row_fields(Page[ProviderOut], frozenset()), {"data": rows[:2], "next_cursor": None}
+    )
     for model in (Page[ProviderOut], Page[FindingOut]):
         for rules in ([], ["viewer"]):
             hidden = hidden_fields(rules_for(rules))
