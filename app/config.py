@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     # Scans and findings
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="largest report upload")
     upload_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
-    import_batch_size: int = Field(default=1000, ge=1, le=5000, description="findings per INSERT")
+    import_batch_size: int = Field(
+        default=1000, ge=1, le=5000, description="findings per import batch"
+    )
     finding_partitions_ahead: int = Field(
         default=3, ge=1, le=24, description="monthly finding partitions kept ready ahead"
     )

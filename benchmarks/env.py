@@ -150,6 +150,20 @@ async def bench_database(servers: Servers) -> AsyncIterator[BenchDatabase]:
             await conn.execute(f"GRANT CONNECT ON DATABASE {quote_ident(name)} TO {bypass}")
             await conn.execute(f"GRANT USAGE ON SCHEMA public TO {bypass}")
             await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {bypass}")
+            # The same session settings as the runtime role (plan cache mode, compression):
+            # the two sides must differ in RLS only.
+            settings = await conn.fetchval(
+                "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = "
+                "s.setrole JOIN pg_database d ON d.oid = s.setdatabase "
+                "WHERE r.rolname = $1 AND d.datname = $2",
+                db.runtime_role,
+                name,
+            )
+            for setting in settings or ():
+                key, _, value = setting.partition("=")
+                await conn.execute(
+                    f"ALTER ROLE {bypass} IN DATABASE {quote_ident(name)} SET {key} = '{value}'"
+                )
         finally:
             await conn.close()
         yield db

@@ -3,8 +3,11 @@
 Invariant: every ORM SELECT/UPDATE/DELETE touching a `WorkspaceScoped` entity is limited to the
 session's workspace (`session.info["workspace_id"]`, put there only by
 `app.db.tenant.apply_context`); with no workspace in the session the criterion is `false`, so the
-app layer fails closed exactly like RLS does. New scoped rows take their `workspace_id` from the
-context; a row claiming another workspace is refused before it reaches the database.
+app layer fails closed exactly like RLS does. `scope_options` builds those criteria (workspace,
+provider visibility, row grants) for the session hook and, with the context's values as named
+parameters, for the list statements compiled once and reused (`app.query.plan`). New scoped
+rows take their `workspace_id` from the context; a row claiming another workspace is refused
+before it reaches the database.
 """
 
 from __future__ import annotations

@@ -28,6 +28,14 @@ Applying it to a new list (e.g. scans, findings, tasks):
        async def list_scans(session, query: ListQuery) -> list[Scan]:
            return list((await session.execute(query.statement())).scalars())
 
+   A list whose rows are its response model's columns (`base=lambda:
+   select(*row_columns(Scan, ScanOut))`) can instead run compiled, once per query shape, on the
+   request's connection (`app.query.plan`; the same criteria, bound per request), the way the
+   providers and findings lists do::
+
+       async def list_scans(tx: Transaction, query: ListQuery) -> list[Record]:
+           return await fetch_rows(tx, query)
+
 3. The router declares the three routes; `query.page(rows)` builds `{"data", "next_cursor"}`::
 
        @router.get("", response_model=Page[ScanOut], description=SCANS.doc("List scans."))

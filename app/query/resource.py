@@ -5,7 +5,9 @@ exist here: filtering, sorting, searching or listing distinct values of one answ
 a field that was never declared. Visibility is checked when the query is compiled, inside the
 handler, so it always sees the rules the scoped session installed, whatever the order of the
 route's dependencies. Workspace scope, provider visibility and row grants are not handled here:
-every statement is an ORM select over the resource's base select, so `app.db.session` adds them.
+every statement is an ORM select over the resource's base select, and `app.db.session` adds
+them, whether it runs through the session or compiled once (`app.query.plan`). Every value a
+query contributes goes through one `bind` callable, in a fixed order per `shape`.
 """
 
 from __future__ import annotations

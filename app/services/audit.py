@@ -40,6 +40,7 @@ from sqlalchemy.orm import aliased
 
 from app.db.base import new_id
 from app.db.models import AuditDenial, AuditRecord, UserEvent
+from app.db.roles import RUNTIME_COLUMN_PRIVILEGES
 from app.db.transaction import Transaction
 from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.query.types import Boolean
@@ -104,27 +105,10 @@ DENIALS = Resource(
 # Writing
 
 
-# The columns a request writes (every content column; `created_at` is the server's `now()`,
-# the chain columns are the sealer's). A test pins this list against the runtime role's INSERT
-# privilege, which in turn is pinned against the table.
-RECORD_COLUMNS = (
-    "workspace_id",
-    "id",
-    "user_id",
-    "action",
-    "method",
-    "path",
-    "path_params",
-    "query_params",
-    "body",
-    "resource_type",
-    "resource_id",
-    "status",
-    "api_key_id",
-    "source_ip",
-    "user_agent",
-    "request_id",
-    "state",
+# The columns a request writes: what the runtime role may INSERT (every content column, pinned
+# against the table by a test) but `created_at`, the server's `now()`.
+RECORD_COLUMNS = tuple(
+    c for c in RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"] if c != "created_at"
 )
 _JSON_COLUMNS = frozenset({"path_params", "query_params", "body", "state"})
 _INSERT_RECORD = "INSERT INTO audit_record ({}) VALUES ({})".format(

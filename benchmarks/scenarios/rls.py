@@ -21,6 +21,7 @@ import asyncpg
 
 from app.db.partitions import add_months, floor_uuid7, new_uuid7
 from app.db.tenant import Visibility, context_statement
+from app.schemas.scan import FindingOut
 from benchmarks.data import _UUID7, REGIONS, WorkspaceFixture
 from benchmarks.scenarios.base import Context, Result, median
 from benchmarks.scenarios.scale import MONTHS
@@ -32,29 +33,7 @@ PROVIDER_COLUMNS = (
     "provider.id, provider.provider_type, provider.uid, provider.alias, provider.region, "
     "provider.created_at, provider.updated_at"
 )
-FINDING_COLUMNS = ", ".join(
-    f"finding.{c}"
-    for c in (
-        "id",
-        "scan_id",
-        "provider_id",
-        "uid",
-        "check_id",
-        "title",
-        "severity",
-        "status",
-        "status_extended",
-        "muted",
-        "region",
-        "resource_uid",
-        "resource_name",
-        "resource_type",
-        "compliance",
-        "remediation",
-        "observed_at",
-        "inserted_at",
-    )
-)
+FINDING_COLUMNS = ", ".join(f"finding.{c}" for c in FindingOut.model_fields)
 FINDINGS_PER_WORKSPACE = 1000
 
 

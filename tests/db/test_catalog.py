@@ -151,3 +151,22 @@ async def test_runtime_role_attributes(admin_engine, database):
             )
         ).one()
         assert tuple(definer) == (False, True)
+
+
+async def test_the_runtime_role_plans_its_statements_once(runtime_engine):
+    """`warden migrate` gives the runtime role generic plans for its prepared statements (one
+    plan per statement serves every workspace; see app.db.roles), and lz4 for compressed
+    values where the server has it."""
+    async with runtime_engine.connect() as conn:
+        mode = (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one()
+        compression = (await conn.execute(text("SHOW default_toast_compression"))).scalar_one()
+        has_lz4 = (
+            await conn.execute(
+                text(
+                    "SELECT 'lz4' = ANY (enumvals) FROM pg_settings "
+                    "WHERE name = 'default_toast_compression'"
+                )
+            )
+        ).scalar_one()
+    assert mode == "force_generic_plan"
+    assert compression == ("lz4" if has_lz4 else "pglz")
