@@ -107,9 +107,6 @@ class Database:
         read_engine = make_engine(settings.read_database_url, settings, pool_size=pool_size)
         return cls(engine, make_sessionmaker(engine), read_engine, make_sessionmaker(read_engine))
 
-    def for_read(self) -> async_sessionmaker[AsyncSession]:
-        return self.read_sessionmaker or self.sessionmaker
-
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.read_engine is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -55,7 +56,7 @@ class Transaction:
             if "workspace_id" not in self.info and "user_id" not in self.info:
                 # The context must be set before any ORM statement can run on this transaction.
                 raise RuntimeError("the tenant context is set before the session is used")
-            autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            autocommit = _autocommit(self._engine)
             sync = Connection(autocommit.sync_engine, connection=self._pooled)
             self._conn = AsyncConnection(autocommit, sync)
             self._session = AsyncSession(
@@ -91,6 +92,12 @@ class Transaction:
             await self._conn.close()
         else:
             self._pooled.close()
+
+
+@lru_cache(maxsize=8)
+def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine (same pool) in the driver's autocommit mode, made once per engine."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @asynccontextmanager

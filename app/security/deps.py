@@ -26,7 +26,7 @@ from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
 from app.db.transaction import Transaction
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.security.audit import call_values, client_fields, redact
+from app.security.audit import call_values, client_fields, redact, request_path
 from app.security.fields import current_rules, rules_for
 from app.security.grants import principal_filters
 from app.security.permissions import PERMISSIONS, effective_permissions
@@ -181,7 +181,7 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
         "status": status,
         "reason": redact(detail[:300]),
         "method": request.method,
-        "path": redact(request.url.path),
+        "path": redact(request_path(request.scope)),
         "slug": redact(request.path_params.get("slug")),
         "ip": client["source_ip"],
         "user_agent": client["user_agent"],
