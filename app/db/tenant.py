@@ -61,12 +61,14 @@ async def apply_context(
     where the central ORM filter reads it.
 
     Runs through the driver's simple-query protocol (the only one that takes several statements
-    in one string). With a session, the driver opens its transaction lazily, on the first
+    in one string); on a request `Transaction` that has not sent a statement yet, its BEGIN goes
+    in the same string. With a session, the driver opens its transaction lazily, on the first
     statement; if none ran yet, one is run so that `SET LOCAL` lands inside the transaction
     instead of being a no-op.
     """
+    statement = context_statement(workspace_id, user_id, visibility)
     if isinstance(target, Transaction):
-        driver = target.driver
+        await target.begin_with(statement)  # BEGIN travels with it when nothing opened it yet
     else:
         if not target.in_transaction():
             raise RuntimeError("tenant context must be set inside session.begin()")
@@ -76,9 +78,9 @@ async def apply_context(
         driver = raw.driver_connection
         if not driver.is_in_transaction():
             await conn.execute(text("SELECT 1"))
-    if not driver.is_in_transaction():
-        raise RuntimeError("tenant context must be set inside an open transaction")
-    await driver.execute(context_statement(workspace_id, user_id, visibility))
+        if not driver.is_in_transaction():
+            raise RuntimeError("tenant context must be set inside an open transaction")
+        await driver.execute(statement)
     target.info["workspace_id"] = workspace_id
     target.info["user_id"] = user_id
     target.info["visibility"] = visibility

@@ -1,9 +1,9 @@
 """The request transaction: one pooled connection whose BEGIN and COMMIT Warden issues itself,
 on the driver, with the ORM session joined to it when a handler needs one.
 
-Invariant: everything one request does (the request-context lookup, the `SET LOCAL`s, the
-handler's ORM statements and prepared reads, the audit record) runs in this one transaction, on
-this one connection; it commits only when the block exits cleanly and rolls back otherwise, and
+Invariant: everything one request does (the `SET LOCAL`s, the handler's ORM statements and
+prepared reads, the audit record) runs in this one transaction, on this one connection; it
+commits only when the block exits cleanly and rolls back otherwise, and
 `SET LOCAL` state ends with it, so a pooled connection never carries one request's context into
 the next. A connection that would come back from the pool still inside a transaction is
 dropped, never used.
@@ -11,12 +11,20 @@ dropped, never used.
 Why not `AsyncSession.begin()` as elsewhere: on the hottest path (a list request) SQLAlchemy's
 connection and session machinery cost more than the queries. The connection is checked out of
 SQLAlchemy's pool as a raw pooled connection (same pool, checkout checks and recycling as every
-other user); the context lookup, the `SET LOCAL` string, compiled list queries and the audit
-INSERT run on its driver as prepared statements. Only when a handler asks for the ORM session
-(`Transaction.session`) is a SQLAlchemy connection made over the same pooled connection, in
-the driver's autocommit mode so that SQLAlchemy sends no BEGIN or COMMIT of its own (the ORM's
-savepoints nest inside the transaction), with the same context in `info`, so the central
-workspace filter of `app.db.session` applies to every ORM statement exactly as before.
+other user); compiled list queries and the audit INSERT run on its driver as prepared
+statements. Only when a handler asks for the ORM session (`Transaction.session`) is a
+SQLAlchemy connection made over the same pooled connection, in the driver's autocommit mode so
+that SQLAlchemy sends no BEGIN or COMMIT of its own (the ORM's savepoints nest inside the
+transaction), with the same context in `info`, so the central workspace filter of
+`app.db.session` applies to every ORM statement exactly as before.
+
+Round trips are the request's largest fixed cost (each is a send and a wake-up on both sides),
+so BEGIN is not sent on its own when it can travel with the first statement: `begin_with`
+sends it in one simple query with the `SET LOCAL`s, and the request-context lookup that decides
+those settings runs just before, as `lookup` (one read-only statement of a STABLE function; in
+READ COMMITTED each statement takes its own snapshot, so it sees exactly what it would see as
+the transaction's first statement). Any other statement, and the ORM session, need the
+transaction open: `fetch`/`fetchrow`/`execute` open it first if nothing did yet.
 """
 
 from __future__ import annotations
@@ -53,8 +61,9 @@ class Transaction:
     def session(self) -> AsyncSession:
         """The ORM session on this transaction's connection (created on first use)."""
         if self._session is None:
-            if "workspace_id" not in self.info and "user_id" not in self.info:
-                # The context must be set before any ORM statement can run on this transaction.
+            if "user_id" not in self.info or not self.driver.is_in_transaction():
+                # The context must be set (which opens the transaction) before any ORM
+                # statement can run: in autocommit mode it would otherwise run outside it.
                 raise RuntimeError("the tenant context is set before the session is used")
             autocommit = _autocommit(self._engine)
             sync = Connection(autocommit.sync_engine, connection=self._pooled)
@@ -69,13 +78,35 @@ class Transaction:
         """What the handler's session recorded (e.g. outbox jobs to relay after commit)."""
         return self._session.info if self._session is not None else {}
 
+    async def lookup(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """A read-only statement run before the transaction opens (the request-context lookup,
+        whose answer decides the `SET LOCAL`s); refused once the transaction is open."""
+        if self.driver.is_in_transaction():
+            raise RuntimeError("lookup runs before the transaction opens")
+        return await self.driver.fetchrow(sql, *args)
+
+    async def begin_with(self, statements: str) -> None:
+        """Run `statements` (simple-query SQL, no parameters) in the transaction, opening it in
+        the same round trip if nothing did yet."""
+        if self.driver.is_in_transaction():
+            await self.driver.execute(statements)
+        else:
+            await self.driver.execute(f"BEGIN; {statements}")
+
+    async def _open(self) -> None:
+        if not self.driver.is_in_transaction():
+            await self.driver.execute("BEGIN")
+
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        await self._open()
         return await self.driver.fetchrow(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        await self._open()
         return await self.driver.fetch(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> str:
+        await self._open()
         return await self.driver.execute(sql, *args)
 
     async def flush(self) -> None:
@@ -102,8 +133,9 @@ def _autocommit(engine: AsyncEngine) -> AsyncEngine:
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[Transaction]:
-    """Open a transaction on a pooled connection of `engine`: commit when the block exits
-    cleanly, roll back when it raises or when the commit fails."""
+    """A transaction on a pooled connection of `engine` (opened by its first statement, see
+    `Transaction.begin_with`): committed when the block exits cleanly, rolled back when it
+    raises or when the commit fails."""
     pooled = await engine.raw_connection()
     driver = pooled.driver_connection
     assert driver is not None
@@ -114,11 +146,11 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[Transaction]:
             # connection might still carry another request's context: drop it, refuse.
             pooled.invalidate()
             raise RuntimeError("a pooled connection was still inside a transaction")
-        await driver.execute("BEGIN")
         try:
             yield tx
             await tx.flush()
-            await driver.execute("COMMIT")
+            if driver.is_in_transaction():
+                await driver.execute("COMMIT")
         except BaseException:
             await _abort(tx)
             raise

@@ -68,8 +68,9 @@ async def get_claims(
 
 
 async def _resolve(tx: Transaction, claims: AccessClaims, slug: str | None) -> Any:
-    """The request context, read fresh: session family valid, membership, role, visibility."""
-    row = await tx.fetchrow(_CONTEXT_SQL, claims.user_id, claims.family_id, slug)
+    """The request context, read fresh: session family valid, membership, role, visibility
+    (just before the transaction opens, with the settings it decides)."""
+    row = await tx.lookup(_CONTEXT_SQL, claims.user_id, claims.family_id, slug)
     if row is None or not row["authenticated"]:
         raise Unauthorized()
     return row

@@ -4,6 +4,7 @@ transaction, without the context, or not at all."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from app.db.models import Provider
 from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
-from app.db.transaction import transaction
+from app.db.transaction import Transaction, transaction
 from tests.conftest import make_settings
 from tests.helpers import Api, aws_uid
 
@@ -130,3 +131,86 @@ async def test_a_connection_still_in_a_transaction_is_never_reused(one_connectio
             == ""
         )
     del user
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Every statement the request transactions send, in order (asyncpg's query logger on each
+    connection a transaction uses, removed afterwards)."""
+    statements: list[str] = []
+    logged: dict[int, object] = {}
+    original = Transaction.__init__
+
+    def init(self, engine, pooled, driver):
+        original(self, engine, pooled, driver)
+        if id(driver) not in logged:
+            logged[id(driver)] = driver
+            driver.add_query_logger(log)
+
+    def log(record):
+        statements.append(record.query)
+
+    monkeypatch.setattr(Transaction, "__init__", init)
+    yield statements
+    for driver in logged.values():
+        driver.remove_query_logger(log)
+
+
+async def test_begin_travels_with_the_context(one_connection, member, sent):
+    """The context lookup runs just before the transaction opens; BEGIN goes in the same round
+    trip as the SET LOCALs; a lookup inside the open transaction is refused."""
+    ws, user = member
+    async with one_connection.transaction() as tx:
+        assert await tx.lookup("SELECT 1") is not None
+        assert not tx.driver.is_in_transaction()
+        await apply_context(tx, ws, user, Visibility(True))
+        assert tx.driver.is_in_transaction()
+        with pytest.raises(RuntimeError, match="before the transaction opens"):
+            await tx.lookup("SELECT 1")
+        assert await tx.driver.fetchval("SELECT current_setting('app.current_workspace_id')") == (
+            str(ws)
+        )
+    await asyncio.sleep(0)  # the logger is called soon after each statement
+    assert sent[0] == "SELECT 1"
+    assert sent[1].startswith("BEGIN; SET LOCAL app.current_workspace_id")
+    assert sent[-1] == "COMMIT"
+    assert await _state(one_connection) == ("", False)
+
+
+async def test_statements_outside_a_context_open_the_transaction(one_connection, member, sent):
+    """A statement sent before any context (a denial record, say) still runs inside the
+    transaction: it opens it; the ORM session is refused until a context is set."""
+    ws, user = member
+    with pytest.raises(ZeroDivisionError):
+        async with one_connection.transaction() as tx:
+            with pytest.raises(RuntimeError, match="context is set before"):
+                tx.session  # noqa: B018 - the property is what is tested
+            await tx.execute("SELECT 1")
+            assert tx.driver.is_in_transaction()
+            raise ZeroDivisionError
+    await asyncio.sleep(0)
+    assert sent == ["BEGIN", "SELECT 1", "ROLLBACK"]
+    async with one_connection.transaction():
+        pass  # nothing sent, nothing to commit
+    await asyncio.sleep(0)
+    assert sent[3:] == []
+    del ws, user
+
+
+async def test_a_scoped_list_is_five_round_trips(api, client, sent):
+    """A workspace list request sends: the context lookup, BEGIN with the SET LOCALs, the list,
+    the audit record, COMMIT. (A round trip is the largest fixed cost of a request.)"""
+    owner = await api.user("rt")
+    slug = await api.workspace(owner)
+    await api.provider(owner, slug)
+    await asyncio.sleep(0)
+    sent.clear()
+    r = await client.get(f"/ws/{slug}/api/v1/providers", headers=owner.headers)
+    assert r.status_code == 200 and len(r.json()["data"]) == 1
+    await asyncio.sleep(0)
+    assert len(sent) == 5, sent
+    assert "warden_request_context" in sent[0]
+    assert sent[1].startswith("BEGIN; SET LOCAL ")
+    assert sent[2].lstrip().upper().startswith("SELECT") and "provider" in sent[2]
+    assert sent[3].startswith("INSERT INTO audit_record ")
+    assert sent[4] == "COMMIT"
