@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy.engine import make_url
+
 from benchmarks import run
 
 
@@ -73,5 +75,9 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path):
         "filtered list",
         "findings time-range list",
     }
+    if make_url(servers.postgres_admin_url).host in ("127.0.0.1", "localhost", None):
+        # PostgreSQL on this machine: its backends' CPU time per execution is read.
+        for query in results["rls"]["metrics"]["queries"].values():
+            assert all(v > 0 for v in query["backend_cpu_us"].values()), query
     markdown = (tmp_path / "latest.md").read_text()
     assert "PostgreSQL" in markdown and "cores" in markdown and "latest.png" in markdown

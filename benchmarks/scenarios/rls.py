@@ -4,8 +4,15 @@ Each query runs as the runtime role (NOBYPASSRLS: the policy applies) and as a B
 benchmark role (no policy), with the same explicit `workspace_id` filter and the same
 `SET LOCAL` context inside a transaction, as prepared statements over the same kind of
 connection. Sides alternate per workspace batch. Reported per query: median client-side
-latency (what the app waits for), median server `Execution Time` (EXPLAIN ANALYZE, timing off)
-and both ratios, plus the plan shapes (index scan, the settings as a one-time filter).
+latency (what the app waits for), median server `Execution Time` (EXPLAIN ANALYZE, timing off),
+the backend's CPU time per execution (bind, executor start-up, execution, result; read from
+`/proc/<backend pid>/schedstat` around each batch when PostgreSQL runs on this machine), their
+ratios, and the plan shapes (index scan, the settings as a one-time filter).
+
+Why the backend CPU too: the client latency is a round trip, and on a virtual machine whose
+wake-ups are slow it is bimodal; a reply that arrives before the client has gone back to sleep
+is read at once, a few microseconds later it costs a wake-up. A difference of a few µs of
+server work can so show as tens of µs of latency. CPU time per execution has no such threshold.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -104,6 +112,28 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+def _local_backend(conn: asyncpg.Connection) -> int | None:
+    """The connection's backend pid, if that process is a PostgreSQL backend on this machine
+    whose CPU time can be read (a remote server's pid may name an unrelated local process)."""
+    pid = conn.get_server_pid()
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        Path(f"/proc/{pid}/schedstat").read_text()
+    except OSError:
+        return None
+    return pid if b"postgres" in cmdline else None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU time the process has run, in seconds (the first field of schedstat, ns)."""
+    if pid is None:
+        return None
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except OSError:
+        return None
+
+
 def _context(ws: WorkspaceFixture) -> str:
     return context_statement(ws.workspace_id, ws.user_id, Visibility(unlimited=True))
 
@@ -123,15 +153,18 @@ class RlsOverhead:
         workspaces: list[WorkspaceFixture],
         n: int,
         since: uuid.UUID,
-    ) -> tuple[list[float], list[float]]:
+    ) -> tuple[list[float], list[float], list[float]]:
         stmt = await conn.prepare(q.sql)
         explain = await conn.prepare(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {q.sql}")
+        pid = _local_backend(conn)
         client: list[float] = []
         server: list[float] = []
+        backend: list[float] = []
         per_ws = max(1, n // len(workspaces))
         for ws in workspaces:
             async with conn.transaction():
                 await conn.execute(_context(ws))
+                cpu = _cpu_seconds(pid)
                 for i in range(per_ws):
                     args = q.args(ws, i, since)
                     start = time.perf_counter()
@@ -139,10 +172,13 @@ class RlsOverhead:
                     client.append(time.perf_counter() - start)
                     if not rows:
                         raise RuntimeError(f"{q.name}: no rows (context not applied?)")
+                after = _cpu_seconds(pid)
+                if cpu is not None and after is not None:
+                    backend.append((after - cpu) / per_ws)
                 for i in range(max(1, per_ws // 10)):
                     plan = json.loads(await explain.fetchval(*q.args(ws, i, since)))
                     server.append(plan[0]["Execution Time"] / 1000)
-        return client, server
+        return client, server, backend
 
     async def _plan(
         self, conn: asyncpg.Connection, q: Query, ws: WorkspaceFixture, since: uuid.UUID
@@ -208,6 +244,7 @@ class RlsOverhead:
         try:
             client: dict[tuple[str, str], list[float]] = {}
             server: dict[tuple[str, str], list[float]] = {}
+            backend: dict[tuple[str, str], list[float]] = {}
             for q in QUERIES:  # warm-up: prepare, fill caches
                 for side in SIDES:
                     await self._timed(conns[side], q, workspaces, len(workspaces), since)
@@ -217,9 +254,10 @@ class RlsOverhead:
                     # Sides alternate per workspace batch (ABBA…): drift hits both alike.
                     for k, ws in enumerate(workspaces):
                         for side in SIDES if (r + k) % 2 == 0 else SIDES[::-1]:
-                            c, s = await self._timed(conns[side], q, [ws], per_ws, since)
+                            c, s, b = await self._timed(conns[side], q, [ws], per_ws, since)
                             client.setdefault((q.name, side), []).extend(c)
                             server.setdefault((q.name, side), []).extend(s)
+                            backend.setdefault((q.name, side), []).extend(b)
             plans = {
                 (q.name, side): await self._plan(conns[side], q, workspaces[0], since)
                 for q in QUERIES
@@ -231,13 +269,14 @@ class RlsOverhead:
             for conn in conns.values():
                 await conn.close()
             await self._drop_findings(ctx, scans)
-        return self._result(ctx, client, server, plans)
+        return self._result(ctx, client, server, backend, plans)
 
     def _result(
         self,
         ctx: Context,
         client: dict[tuple[str, str], list[float]],
         server: dict[tuple[str, str], list[float]],
+        backend: dict[tuple[str, str], list[float]],
         plans: dict[tuple[str, str], str],
     ) -> Result:
         rows = []
@@ -248,12 +287,16 @@ class RlsOverhead:
             s = {side: median(server[(q.name, side)]) * 1000 for side in SIDES}
             ratio = c["runtime"] / c["bypass"] if c["bypass"] else 0.0
             s_ratio = s["runtime"] / s["bypass"] if s["bypass"] else 0.0
+            b = {side: median(backend[(q.name, side)]) * 1e6 for side in SIDES}
+            b_ratio = b["runtime"] / b["bypass"] if b["bypass"] else 0.0
             worst = max(worst, ratio)
             metrics[q.name] = {
                 "client_ms": c,
                 "server_ms": s,
+                "backend_cpu_us": b,
                 "ratio": ratio,
                 "server_ratio": s_ratio,
+                "backend_cpu_ratio": b_ratio,
             }
             rows.append(
                 {
@@ -264,6 +307,10 @@ class RlsOverhead:
                     "server RLS ms": f"{s['runtime']:.3f}",
                     "server BYPASSRLS ms": f"{s['bypass']:.3f}",
                     "server ratio": f"{s_ratio:.3f}",
+                    "backend CPU µs RLS / BYPASSRLS": (
+                        f"{b['runtime']:.1f} / {b['bypass']:.1f}" if b["bypass"] else "n/a"
+                    ),
+                    "backend CPU ratio": f"{b_ratio:.3f}" if b["bypass"] else "n/a",
                 }
             )
         plan_md = [
@@ -295,7 +342,9 @@ class RlsOverhead:
                 f"{o.rounds} rounds x {o.rls_iterations} executions per query and side, over "
                 f"{min(10, len(ctx.data.clients))} workspaces; medians. The ratio (target) is "
                 "the client-side latency; the server ratio is PostgreSQL's own execution time "
-                "(sub-0.1 ms, so noisier).\n\n" + "\n".join(plan_md)
+                "(sub-0.1 ms, so noisier); the backend CPU is the backend process's CPU time per "
+                "execution (bind to result; n/a when PostgreSQL is not on this machine).\n\n"
+                + "\n".join(plan_md)
             ),
             metrics={"worst_ratio": worst, "queries": metrics},
         )
