@@ -12,7 +12,9 @@ ratios, and the plan shapes (index scan, the settings as a one-time filter).
 Why the backend CPU too: the client latency is a round trip, and on a virtual machine whose
 wake-ups are slow it is bimodal; a reply that arrives before the client has gone back to sleep
 is read at once, a few microseconds later it costs a wake-up. A difference of a few µs of
-server work can so show as tens of µs of latency. CPU time per execution has no such threshold.
+server work can so show as tens of µs of latency. The backend's CPU time per execution is a
+second view without the client's side of that threshold (it still holds the kernel's work of
+waking the backend, which on such a machine is most of a 1-row query's cost).
 """
 
 from __future__ import annotations
