@@ -186,7 +186,7 @@ def chart(results: list[Result], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     by_key = {r.key: r for r in results if not r.skipped}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 12))
     ax = axes[0][0]
     tp = by_key.get("throughput")
     if tp:
@@ -212,16 +212,17 @@ def chart(results: list[Result], path: Path) -> None:
         q = rls.metrics["queries"]
         names = list(q)
         x = range(len(names))
-        ax.bar([i - 0.2 for i in x], [q[n]["ratio"] for n in names], 0.4, label="client latency")
-        ax.bar(
-            [i + 0.2 for i in x],
-            [q[n]["server_ratio"] for n in names],
-            0.4,
-            label="server execution",
-        )
+        series = [("ratio", "client latency"), ("server_ratio", "server execution")]
+        if all(q[n].get("backend_cpu_ratio") for n in names):
+            series.append(("backend_cpu_ratio", "backend CPU"))
+        width = 0.8 / len(series)
+        for k, (metric, label) in enumerate(series):
+            offset = (k - (len(series) - 1) / 2) * width
+            values = [q[n][metric] for n in names]
+            ax.bar([i + offset for i in x], values, width, label=label)
         ax.axhline(1.05, color="red", linestyle="--", linewidth=1, label="target 1.05")
         ax.axhline(1.0, color="black", linewidth=0.5)
-        ax.set_xticks(list(x), names)
+        ax.set_xticks(list(x), [n.replace(" ", "\n", 1) for n in names])
         ax.set_title("RLS / BYPASSRLS time ratio")
         ax.legend(fontsize=8)
     else:
@@ -238,6 +239,35 @@ def chart(results: list[Result], path: Path) -> None:
         )
     else:
         ax.text(0.5, 0.5, "concurrency not run", ha="center")
+    ax = axes[2][0]
+    scale = by_key.get("scale")
+    if scale and scale.rows:
+        for name in dict.fromkeys(r["list"] for r in scale.rows):
+            points = [(r["findings"], r["p50 ms"]) for r in scale.rows if r["list"] == name]
+            ax.plot([f for f, _ in points], [v for _, v in points], marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("findings in the table (all workspaces)")
+        ax.set_ylabel("p50 ms")
+        ax.set_title("Scale: one tenant's lists as the table grows")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "scale not run", ha="center")
+    ax = axes[2][1]
+    ingest = by_key.get("ingest")
+    if ingest:
+        m = ingest.metrics
+        ax.bar(
+            ["job path", "baseline\n(superuser, same SQL)"],
+            [m["job_findings_per_s"], m["baseline_findings_per_s"]],
+            color=["#3b6ea8", "#9aa5b1"],
+        )
+        ax.axhline(50_000, color="red", linestyle="--", linewidth=1, label="target 50k/s")
+        ax.set_ylabel("findings/s")
+        ax.set_title(f"Ingest: {m['findings']:,} findings, job/baseline = {m['ratio']:.2f}x")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "ingest not run", ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
