@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,89 @@ def _busy(machine: dict[str, Any]) -> bool:
     return any(load[0] > 0.5 * cores for load in loads)
 
 
+def _throughput(ax: Any, r: Result) -> None:
+    m = r.metrics
+    names = ["warden", "bare"]
+    ax.bar(names, [m[n]["rps"] for n in names], color=["#3b6ea8", "#9aa5b1"])
+    ax.set_title(f"Scoped list: req/s (median), Warden/bare = {m['ratio']:.2f}x")
+    ax.set_ylabel("req/s")
+
+
+def _latency(ax: Any, r: Result) -> None:
+    m = r.metrics
+    names = ["warden", "bare"]
+    x = range(2)
+    ax.bar([i - 0.2 for i in x], [m[n]["p50_ms"] for n in names], 0.4, label="p50")
+    ax.bar([i + 0.2 for i in x], [m[n]["p99_ms"] for n in names], 0.4, label="p99")
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("ms")
+    ax.set_title("Scoped list latency")
+    ax.legend()
+
+
+def _rls(ax: Any, r: Result) -> None:
+    q = r.metrics["queries"]
+    names = list(q)
+    x = range(len(names))
+    series = [("ratio", "client latency"), ("server_ratio", "server execution")]
+    if all(q[n].get("backend_cpu_ratio") for n in names):
+        series.append(("backend_cpu_ratio", "backend CPU"))
+    width = 0.8 / len(series)
+    for k, (metric, label) in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        ax.bar([i + offset for i in x], [q[n][metric] for n in names], width, label=label)
+    ax.axhline(1.05, color="red", linestyle="--", linewidth=1, label="target 1.05")
+    ax.axhline(1.0, color="black", linewidth=0.5)
+    ax.set_xticks(list(x), [n.replace(" ", "\n", 1) for n in names])
+    ax.set_title("RLS / BYPASSRLS time ratio")
+    ax.legend(fontsize=8)
+
+
+def _concurrency(ax: Any, r: Result) -> None:
+    m = r.metrics
+    ax.bar(["p50", "p99", "max"], [m["p50_ms"], m["p99_ms"], m["max_ms"]], color="#3b6ea8")
+    ax.set_ylabel("ms")
+    ax.set_title(
+        f"Concurrency: {m['rps']:.0f} req/s, {m['errors']} errors, {m['bad_rows']} cross-ws rows"
+    )
+
+
+def _scale(ax: Any, r: Result) -> None:
+    for name in dict.fromkeys(row["list"] for row in r.rows):
+        points = [(row["findings"], row["p50 ms"]) for row in r.rows if row["list"] == name]
+        ax.plot([f for f, _ in points], [v for _, v in points], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("findings in the table (all workspaces)")
+    ax.set_ylabel("p50 ms")
+    ax.set_title("Scale: one tenant's lists as the table grows")
+    ax.legend(fontsize=8)
+
+
+def _ingest(ax: Any, r: Result) -> None:
+    m = r.metrics
+    ax.bar(
+        ["job path", "baseline\n(superuser, same SQL)"],
+        [m["job_findings_per_s"], m["baseline_findings_per_s"]],
+        color=["#3b6ea8", "#9aa5b1"],
+    )
+    ax.axhline(50_000, color="red", linestyle="--", linewidth=1, label="target 50k/s")
+    ax.set_ylabel("findings/s")
+    ax.set_title(f"Ingest: {m['findings']:,} findings, job/baseline = {m['ratio']:.2f}x")
+    ax.legend(fontsize=8)
+
+
+# The chart's panels, row by row: the scenario each draws, and how.
+PANELS: tuple[tuple[str, Callable[[Any, Result], None]], ...] = (
+    ("throughput", _throughput),
+    ("throughput", _latency),
+    ("rls", _rls),
+    ("concurrency", _concurrency),
+    ("scale", _scale),
+    ("ingest", _ingest),
+)
+
+
 def chart(results: list[Result], path: Path) -> None:
     import matplotlib
 
@@ -187,87 +271,12 @@ def chart(results: list[Result], path: Path) -> None:
 
     by_key = {r.key: r for r in results if not r.skipped}
     fig, axes = plt.subplots(3, 2, figsize=(11, 12))
-    ax = axes[0][0]
-    tp = by_key.get("throughput")
-    if tp:
-        m = tp.metrics
-        names = ["warden", "bare"]
-        ax.bar(names, [m[n]["rps"] for n in names], color=["#3b6ea8", "#9aa5b1"])
-        ax.set_title(f"Scoped list: req/s (median), Warden/bare = {m['ratio']:.2f}x")
-        ax.set_ylabel("req/s")
-        ax = axes[0][1]
-        x = range(2)
-        ax.bar([i - 0.2 for i in x], [m[n]["p50_ms"] for n in names], 0.4, label="p50")
-        ax.bar([i + 0.2 for i in x], [m[n]["p99_ms"] for n in names], 0.4, label="p99")
-        ax.set_xticks(list(x), names)
-        ax.set_ylabel("ms")
-        ax.set_title("Scoped list latency")
-        ax.legend()
-    else:
-        for a in (axes[0][0], axes[0][1]):
-            a.text(0.5, 0.5, "throughput not run", ha="center")
-    ax = axes[1][0]
-    rls = by_key.get("rls")
-    if rls:
-        q = rls.metrics["queries"]
-        names = list(q)
-        x = range(len(names))
-        series = [("ratio", "client latency"), ("server_ratio", "server execution")]
-        if all(q[n].get("backend_cpu_ratio") for n in names):
-            series.append(("backend_cpu_ratio", "backend CPU"))
-        width = 0.8 / len(series)
-        for k, (metric, label) in enumerate(series):
-            offset = (k - (len(series) - 1) / 2) * width
-            values = [q[n][metric] for n in names]
-            ax.bar([i + offset for i in x], values, width, label=label)
-        ax.axhline(1.05, color="red", linestyle="--", linewidth=1, label="target 1.05")
-        ax.axhline(1.0, color="black", linewidth=0.5)
-        ax.set_xticks(list(x), [n.replace(" ", "\n", 1) for n in names])
-        ax.set_title("RLS / BYPASSRLS time ratio")
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "rls not run", ha="center")
-    ax = axes[1][1]
-    cc = by_key.get("concurrency")
-    if cc:
-        m = cc.metrics
-        ax.bar(["p50", "p99", "max"], [m["p50_ms"], m["p99_ms"], m["max_ms"]], color="#3b6ea8")
-        ax.set_ylabel("ms")
-        ax.set_title(
-            f"Concurrency: {m['rps']:.0f} req/s, {m['errors']} errors, "
-            f"{m['bad_rows']} cross-ws rows"
-        )
-    else:
-        ax.text(0.5, 0.5, "concurrency not run", ha="center")
-    ax = axes[2][0]
-    scale = by_key.get("scale")
-    if scale and scale.rows:
-        for name in dict.fromkeys(r["list"] for r in scale.rows):
-            points = [(r["findings"], r["p50 ms"]) for r in scale.rows if r["list"] == name]
-            ax.plot([f for f, _ in points], [v for _, v in points], marker="o", label=name)
-        ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("findings in the table (all workspaces)")
-        ax.set_ylabel("p50 ms")
-        ax.set_title("Scale: one tenant's lists as the table grows")
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "scale not run", ha="center")
-    ax = axes[2][1]
-    ingest = by_key.get("ingest")
-    if ingest:
-        m = ingest.metrics
-        ax.bar(
-            ["job path", "baseline\n(superuser, same SQL)"],
-            [m["job_findings_per_s"], m["baseline_findings_per_s"]],
-            color=["#3b6ea8", "#9aa5b1"],
-        )
-        ax.axhline(50_000, color="red", linestyle="--", linewidth=1, label="target 50k/s")
-        ax.set_ylabel("findings/s")
-        ax.set_title(f"Ingest: {m['findings']:,} findings, job/baseline = {m['ratio']:.2f}x")
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "ingest not run", ha="center")
+    for ax, (key, draw) in zip(axes.flat, PANELS, strict=True):
+        result = by_key.get(key)
+        if result is not None and (result.metrics or result.rows):
+            draw(ax, result)
+        else:
+            ax.text(0.5, 0.5, f"{key} not run", ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -24,7 +24,7 @@ sends it in one simple query with the `SET LOCAL`s, and the request-context look
 those settings runs just before, as `lookup` (one read-only statement of a STABLE function; in
 READ COMMITTED each statement takes its own snapshot, so it sees exactly what it would see as
 the transaction's first statement). Any other statement, and the ORM session, need the
-transaction open: `fetch`/`fetchrow`/`execute` open it first if nothing did yet.
+transaction open: `fetch`/`execute` open it first if nothing did yet.
 """
 
 from __future__ import annotations
@@ -96,10 +96,6 @@ class Transaction:
     async def _open(self) -> None:
         if not self.driver.is_in_transaction():
             await self.driver.execute("BEGIN")
-
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        await self._open()
-        return await self.driver.fetchrow(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         await self._open()

@@ -5,8 +5,8 @@ not need."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +39,7 @@ FINDINGS = Resource(
 )
 
 
-async def list_findings(tx: Transaction, query: ListQuery) -> list[dict[str, Any]]:
+async def list_findings(tx: Transaction, query: ListQuery) -> list[asyncpg.Record]:
     """Rows with FindingOut's fields, through the compiled-query path (`app.query.plan`)."""
     return await fetch_rows(tx, query)
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,7 +60,7 @@ PROVIDER_GROUPS = Resource(
 )
 
 
-async def list_providers(tx: Transaction, query: ListQuery) -> list[dict[str, Any]]:
+async def list_providers(tx: Transaction, query: ListQuery) -> list[asyncpg.Record]:
     """Rows with ProviderOut's fields, through the compiled-query path (`app.query.plan`):
     the same central scope as any session statement, compiled once per query shape."""
     return await fetch_rows(tx, query)
