@@ -72,7 +72,7 @@ async def _relay_leftovers(app: FastAPI) -> int:
     settings = app.state.settings
     try:
         return await outbox.sweep(
-            app.state.db.engine,
+            app.state.db,
             app.state.arq,
             settings.job_queue_name,
             settings.outbox_redeliver_seconds,
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reason = await runtime_role_refusal(conn)
             if reason:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
+            db.relay = outbox.Relay(db, arq, settings.job_queue_name)
             app.state.db = db
             app.state.redis = redis
             app.state.arq = arq

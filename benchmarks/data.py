@@ -119,7 +119,7 @@ async def generate(
     try:
         for row in rows:
             tokens = await auth.login(
-                db.sessionmaker,
+                db,
                 None,
                 settings,
                 f"{row['slug']}@bench.example.com",

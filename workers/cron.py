@@ -5,35 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
-from app.services import audit, maintenance, outbox
+from app.services import audit_chain, maintenance, outbox
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """Deliver jobs the request-time relay could not (Redis was down, a process died)."""
     settings: Settings = ctx["settings"]
     return await outbox.sweep(
-        ctx["db"].engine, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
+        ctx["db"], ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
     )
 
 
 async def maintain_partitions(ctx: dict[str, Any]) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
-    return await maintenance.ensure_partitions(ctx["db"].engine, settings.finding_partitions_ahead)
+    return await maintenance.ensure_partitions(ctx["db"], settings.finding_partitions_ahead)
 
 
 async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     stale = int(settings.job_hard_time_limit + settings.job_retry_max_seconds + 300)
-    return await maintenance.task_retention(ctx["db"].engine, settings.task_retention_days, stale)
+    return await maintenance.task_retention(ctx["db"], settings.task_retention_days, stale)
 
 
 async def seal_audit(ctx: dict[str, Any]) -> int:
     """Link newly committed audit records into their workspace's hash chain (every few seconds,
     so requests never wait on a per-workspace lock)."""
-    return await audit.seal_pending(ctx["db"].sessionmaker)
+    return await audit_chain.seal_pending(ctx["db"])
 
 
 async def audit_retention(ctx: dict[str, Any]) -> dict[str, Any]:
     """Remove audit records past each workspace's retention, recording the cut."""
-    result = await audit.apply_retention(ctx["db"].sessionmaker)
+    result = await audit_chain.apply_retention(ctx["db"])
     return {"removed": result.removed, "cuts": [[str(w), seq] for w, seq in result.cuts]}

@@ -26,9 +26,10 @@ from app.jobs import (
 )
 from app.services import outbox
 from workers import cron as cron_jobs
-from workers.context import JobSpec, execute
+from workers.context import JobSpec
 from workers.jobs.scans import import_scan
 from workers.jobs.workspaces import delete_workspace
+from workers.runner import execute
 
 log = logging.getLogger("warden.worker")
 
@@ -70,10 +71,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         await db.dispose()
         raise UnsafeDatabaseRole(f"refusing to run jobs: {reason}")
     ctx["db"] = db
+    # Jobs that jobs write (e.g. notifications) are sent when their transaction commits.
+    db.relay = outbox.Relay(db, ctx["redis"], settings.job_queue_name)
     try:
         await cron_jobs.maintain_partitions(ctx)
         sent = await outbox.sweep(
-            db.engine, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
+            db, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
         )
         if sent:
             log.info("delivered %d jobs left in the outbox", sent)

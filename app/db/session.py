@@ -1,13 +1,13 @@
-"""Engines, session factories, and the central workspace filter on every ORM statement.
+"""Engines, and the central workspace filter on every ORM statement.
 
 Invariant: every ORM SELECT/UPDATE/DELETE touching a `WorkspaceScoped` entity is limited to the
-session's workspace (`session.info["workspace_id"]`, put there only by
-`app.db.tenant.apply_context`); with no workspace in the session the criterion is `false`, so the
-app layer fails closed exactly like RLS does. `scope_options` builds those criteria (workspace,
-provider visibility, row grants) for the session hook and, with the context's values as named
-parameters, for the list statements compiled once and reused (`app.query.plan`). New scoped
-rows take their `workspace_id` from the context; a row claiming another workspace is refused
-before it reaches the database.
+session's workspace (`session.info["workspace_id"]`, put there only by the tenant-context
+function); with no workspace in the session the criterion is `false`, so the app layer fails
+closed exactly like RLS does. `scope_options` builds those criteria (workspace, provider
+visibility on every table that holds a provider id, and the principal's row criteria) for the
+session hook and, with the context's values as named parameters, for list statements compiled
+once and reused. New scoped rows take their `workspace_id` from the context; a row claiming
+another workspace is refused before it reaches the database.
 """
 
 from __future__ import annotations
@@ -20,16 +20,11 @@ from typing import Any
 from sqlalchemy import ARRAY, any_, bindparam, event, exc, false
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from app.config import Settings
-from app.db.base import WorkspaceScoped
+from app.db.base import WorkspaceScoped, scoped_entities
 from app.db.pool import FairAsyncQueuePool
 from app.db.transaction import Transaction, transaction
 
@@ -70,28 +65,21 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) ->
         raise exc.DisconnectionError("connection closed by the server")
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
-
-
 @dataclass
 class Database:
     """The runtime engines: primary (writes) and optional replica (reads), same role, same RLS.
-
-    `sessionmaker` serves the code that runs its own `session.begin()` (auth, jobs, the
-    outbox); `transaction()` is the request transaction (`app.db.transaction`), on the same
-    pools."""
+    All work runs in `transaction()`; `relay` (set by whoever runs the job queue) sends the jobs
+    a transaction wrote once it has committed."""
 
     engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
     read_engine: AsyncEngine | None = None
-    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    relay: Any = None
 
     def transaction(self, *, read: bool = False) -> AbstractAsyncContextManager[Transaction]:
-        """A request transaction on the primary, or (`read=True`) on the replica when one is
+        """A transaction on the primary, or (`read=True`) on the replica when one is
         configured."""
         engine = self.read_engine if read and self.read_engine is not None else self.engine
-        return transaction(engine)
+        return transaction(engine, self)
 
     @property
     def has_replica(self) -> bool:
@@ -103,9 +91,9 @@ class Database:
             raise RuntimeError("WARDEN_DATABASE_URL is not set")
         engine = make_engine(settings.database_url, settings, pool_size=pool_size)
         if not settings.read_database_url:
-            return cls(engine=engine, sessionmaker=make_sessionmaker(engine))
+            return cls(engine=engine)
         read_engine = make_engine(settings.read_database_url, settings, pool_size=pool_size)
-        return cls(engine, make_sessionmaker(engine), read_engine, make_sessionmaker(read_engine))
+        return cls(engine, read_engine)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -130,10 +118,10 @@ VISIBLE_PARAM = "warden_visible_provider_ids"
 
 def scope_options(info: dict[str, Any], *, bound: bool = False) -> list[Any]:
     """The loader criteria of the central filter for a session's (or transaction's) context:
-    the workspace (`false` without one), provider-group visibility unless unlimited, and the
-    principal's row grants. With `bound=True` the context's values are left as the named
-    parameters `WORKSPACE_PARAM` / `VISIBLE_PARAM`, for a statement compiled once and run with
-    `scope_parameters(info)`."""
+    the workspace (`false` without one), provider-group visibility unless unlimited (on every
+    table holding a provider id, as its RLS policy does), and the principal's row criteria.
+    With `bound=True` the context's values are left as the named parameters `WORKSPACE_PARAM` /
+    `VISIBLE_PARAM`, for a statement compiled once and run with `scope_parameters(info)`."""
     workspace_id = info.get("workspace_id")
     if workspace_id is None:
         return [with_loader_criteria(WorkspaceScoped, lambda cls: false(), include_aliases=True)]
@@ -158,7 +146,7 @@ def scope_options(info: dict[str, Any], *, bound: bool = False) -> list[Any]:
     if visibility is not None and not visibility.unlimited:
         ids = list(visibility.provider_ids)
         for cls in provider_bound_entities():
-            column = getattr(cls, cls.__visibility_column__)  # type: ignore[attr-defined]
+            column = getattr(cls, cls.__provider__.column)  # type: ignore[arg-type]
             visible = (
                 column == any_(bindparam(VISIBLE_PARAM, None, type_=ARRAY(UUID())))
                 if bound
@@ -187,11 +175,10 @@ def scope_parameters(info: dict[str, Any]) -> dict[str, Any]:
     return {WORKSPACE_PARAM: info.get("workspace_id"), VISIBLE_PARAM: ids}
 
 
-def provider_bound_entities() -> list[type]:
-    """Mapped classes subject to provider-group visibility (they name their provider column)."""
-    from app.db.base import Base
-
-    return [m.class_ for m in Base.registry.mappers if hasattr(m.class_, "__visibility_column__")]
+def provider_bound_entities() -> list[type[WorkspaceScoped]]:
+    """Scoped classes that hold a provider id (or are providers): provider-group visibility
+    applies to them directly, as it does in their RLS policy."""
+    return [c for c in scoped_entities() if c.__provider__.direct]
 
 
 class CrossWorkspaceWrite(Exception):

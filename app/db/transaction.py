@@ -1,35 +1,35 @@
-"""The request transaction: one pooled connection whose BEGIN and COMMIT Warden issues itself,
-on the driver, with the ORM session joined to it when a handler needs one.
+"""The one transaction API: a pooled connection whose BEGIN and COMMIT Warden issues itself, on
+the driver, with the ORM session joined to it when code needs one. Requests, jobs, sign-in
+flows and the cron jobs all run their work in one of these.
 
-Invariant: everything one request does (the `SET LOCAL`s, the handler's ORM statements and
-prepared reads, the audit record) runs in this one transaction, on this one connection; it
-commits only when the block exits cleanly and rolls back otherwise, and
-`SET LOCAL` state ends with it, so a pooled connection never carries one request's context into
-the next. A connection that would come back from the pool still inside a transaction is
-dropped, never used.
+Invariant: everything one unit of work does (the `SET LOCAL`s, its ORM statements and prepared
+reads, its audit record) runs in this one transaction, on this one connection; it commits only
+when the block exits cleanly and rolls back otherwise, and `SET LOCAL` state ends with it, so a
+pooled connection never carries one unit's context into the next. A connection that would come
+back from the pool still inside a transaction is dropped, never used. Work registered with
+`after_commit` (sending queued jobs) runs only once the COMMIT succeeded.
 
-Why not `AsyncSession.begin()` as elsewhere: on the hottest path (a list request) SQLAlchemy's
-connection and session machinery cost more than the queries. The connection is checked out of
-SQLAlchemy's pool as a raw pooled connection (same pool, checkout checks and recycling as every
-other user); compiled list queries and the audit INSERT run on its driver as prepared
-statements. Only when a handler asks for the ORM session (`Transaction.session`) is a
-SQLAlchemy connection made over the same pooled connection, in the driver's autocommit mode so
-that SQLAlchemy sends no BEGIN or COMMIT of its own (the ORM's savepoints nest inside the
-transaction), with the same context in `info`, so the central workspace filter of
-`app.db.session` applies to every ORM statement exactly as before.
+Why not `AsyncSession.begin()`: on the hottest path (a list request) SQLAlchemy's connection
+and session machinery cost more than the queries. The connection is checked out of SQLAlchemy's
+pool as a raw pooled connection (same pool, checkout checks and recycling as every other user);
+compiled list queries and the audit INSERT run on its driver as prepared statements. Only when
+code asks for the ORM session (`Transaction.session`) is a SQLAlchemy connection made over the
+same pooled connection, in the driver's autocommit mode so that SQLAlchemy sends no BEGIN or
+COMMIT of its own (the ORM's savepoints nest inside the transaction), with the same context in
+`info`, so the central workspace filter applies to every ORM statement.
 
-Round trips are the request's largest fixed cost (each is a send and a wake-up on both sides),
-so BEGIN is not sent on its own when it can travel with the first statement: `begin_with`
-sends it in one simple query with the `SET LOCAL`s, and the request-context lookup that decides
-those settings runs just before, as `lookup` (one read-only statement of a STABLE function; in
-READ COMMITTED each statement takes its own snapshot, so it sees exactly what it would see as
-the transaction's first statement). Any other statement, and the ORM session, need the
-transaction open: `fetch`/`execute` open it first if nothing did yet.
+Round trips are the request's largest fixed cost, so BEGIN is not sent on its own when it can
+travel with the first statement: `begin_with` sends it in one simple query with the `SET
+LOCAL`s, and the context lookup that decides those settings runs just before, as `lookup` (one
+read-only statement of a STABLE function; in READ COMMITTED each statement takes its own
+snapshot, so it sees exactly what it would see as the transaction's first statement). Any other
+statement, and the ORM session, need the transaction open: `fetch`/`execute` open it first.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
@@ -39,23 +39,31 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
 
+log = logging.getLogger("warden.db")
+
 
 class Transaction:
-    """The open transaction of one unit of work (a request, or a denial record).
+    """The open transaction of one unit of work.
 
-    `info` holds the tenant context (`app.db.tenant.apply_context` fills it); the ORM session,
-    when created, starts with a copy of it, which is what the central filter reads."""
+    `info` holds the tenant context (the context functions fill it); the ORM session, when
+    created, starts with a copy of it, which is what the central filter reads."""
 
     def __init__(
-        self, engine: AsyncEngine, pooled: PoolProxiedConnection, driver: asyncpg.Connection
+        self,
+        engine: AsyncEngine,
+        pooled: PoolProxiedConnection,
+        driver: asyncpg.Connection,
+        database: Any = None,
     ) -> None:
         self._engine = engine
+        self.database = database
         self._pooled = pooled
         self.driver = driver
         self.dialect: Dialect = engine.dialect
         self.info: dict[str, Any] = {}
         self._conn: AsyncConnection | None = None
         self._session: AsyncSession | None = None
+        self._after_commit: list[Callable[[], Awaitable[object]]] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -73,10 +81,19 @@ class Transaction:
             )
         return self._session
 
-    @property
-    def session_info(self) -> dict[str, Any]:
-        """What the handler's session recorded (e.g. outbox jobs to relay after commit)."""
-        return self._session.info if self._session is not None else {}
+    def after_commit(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Run `work` once this transaction has committed (never after a rollback). A failure
+        there is logged: the data is committed, and whoever registered it must cope (the
+        outbox, for instance, is swept again later)."""
+        self._after_commit.append(work)
+
+    async def run_after_commit(self) -> None:
+        work, self._after_commit = self._after_commit, []
+        for item in work:
+            try:
+                await item()
+            except Exception:  # noqa: BLE001 - committed data stands; the hook's owner retries
+                log.exception("work after commit failed")
 
     async def lookup(self, sql: str, *args: Any) -> asyncpg.Record | None:
         """A read-only statement run before the transaction opens (the request-context lookup,
@@ -128,14 +145,14 @@ def _autocommit(engine: AsyncEngine) -> AsyncEngine:
 
 
 @asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[Transaction]:
+async def transaction(engine: AsyncEngine, database: Any = None) -> AsyncIterator[Transaction]:
     """A transaction on a pooled connection of `engine` (opened by its first statement, see
     `Transaction.begin_with`): committed when the block exits cleanly, rolled back when it
     raises or when the commit fails."""
     pooled = await engine.raw_connection()
     driver = pooled.driver_connection
     assert driver is not None
-    tx = Transaction(engine, pooled, driver)
+    tx = Transaction(engine, pooled, driver, database)
     try:
         if driver.is_in_transaction():
             # Never happens by design (every exit below ends the transaction); if it did, the
@@ -152,6 +169,7 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[Transaction]:
             raise
     finally:
         await tx._release()
+    await tx.run_after_commit()
 
 
 async def _abort(tx: Transaction) -> None:

@@ -63,7 +63,7 @@ result rows all work): the cursor is built from the last row's sort-key values.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,9 +72,14 @@ from app.query.resource import DistinctQuery, ListQuery, Resource
 from app.query.types import Boolean, Enum, IdTime, Integer, Text, Timestamp, Uuid
 
 
-async def distinct(session: AsyncSession, query: DistinctQuery) -> dict[str, Any]:
-    """Run a distinct-values query through the scoped session and page the result."""
-    return query.page(list((await session.execute(query.statement())).scalars()))
+class _Scoped(Protocol):
+    @property
+    def session(self) -> AsyncSession: ...
+
+
+async def distinct(ctx: _Scoped, query: DistinctQuery) -> dict[str, Any]:
+    """Run a distinct-values query through the context's scoped session and page the result."""
+    return query.page(list((await ctx.session.execute(query.statement())).scalars()))
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from app.schemas.common import DistinctPage, Page
 from app.security.audit import AuditedRoute
 from app.security.deps import require
 from app.security.principal import WorkspaceContext
-from app.services import audit
+from app.services import audit, audit_chain
 from app.services.audit import AUDIT, HISTORY
 
 router = APIRouter(prefix="/ws/{slug}/api/v1", tags=["audit"], route_class=AuditedRoute)
@@ -23,7 +23,7 @@ Listing = Annotated[ListQuery, Depends(AUDIT.list_query)]
 
 
 async def _page(ctx: WorkspaceContext, query: ListQuery) -> dict[str, Any]:
-    page = query.page(await audit.list_records(ctx.session, query))
+    page = query.page(await audit.list_records(ctx, query))
     page["data"] = [AuditOut.of(r) for r in page["data"]]
     return page
 
@@ -54,7 +54,7 @@ async def distinct_audit(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(AUDIT.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` in the audit log (e.g. actions, users, resource types)."""
-    return await distinct(ctx.session, query)
+    return await distinct(ctx, query)
 
 
 @router.get("/audit/verify", response_model=VerifyOut)
@@ -62,7 +62,7 @@ async def verify_audit(ctx: Reader) -> dict[str, Any]:
     """Check the workspace's hash chain: every sealed record's hash matches its content and
     the previous record's hash, with no gap, from the first record (or the last retention cut).
     Reports the first broken link and how many records are not sealed yet."""
-    return await audit.verify_chain(ctx.session, ctx.workspace_id)
+    return await audit_chain.verify_chain(ctx)
 
 
 @router.get(
@@ -87,4 +87,4 @@ async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
 async def resource_history(
     ctx: Reader, query: Annotated[ListQuery, Depends(HISTORY.list_query)]
 ) -> dict[str, Any]:
-    return query.page(await audit.history(ctx.session, query))
+    return query.page(await audit.history(ctx, query))

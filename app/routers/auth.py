@@ -40,24 +40,20 @@ async def register_user(body: RegisterIn, request: Request) -> User:
     settings = request.app.state.settings
     if not settings.signup_enabled:
         raise Forbidden("Sign-up is disabled on this installation")
-    async with request.app.state.db.sessionmaker() as session, session.begin():
-        user = await auth.register(
-            session,
-            settings,
-            body.email,
-            body.password,
-            body.name,
-            _client(request, body.model_dump()),
-        )
-    return user
+    return await auth.register(
+        request.app.state.db,
+        settings,
+        body.email,
+        body.password,
+        body.name,
+        _client(request, body.model_dump()),
+    )
 
 
 async def _login(request: Request, email: str, password: str) -> TokenOut:
     state = request.app.state
     client = _client(request, {"email": email, "password": password})
-    tokens = await auth.login(
-        state.db.sessionmaker, state.redis, state.settings, email, password, client
-    )
+    tokens = await auth.login(state.db, state.redis, state.settings, email, password, client)
     return TokenOut(**tokens.__dict__)
 
 
@@ -78,7 +74,7 @@ async def token(
 async def refresh(body: RefreshIn, request: Request) -> TokenOut:
     state = request.app.state
     tokens = await auth.refresh(
-        state.db.sessionmaker,
+        state.db,
         state.settings,
         body.refresh_token,
         _client(request, body.model_dump()),
@@ -89,7 +85,7 @@ async def refresh(body: RefreshIn, request: Request) -> TokenOut:
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(ctx: UserSession) -> Response:
     """Revoke this login (its refresh tokens and, from the next request on, its access tokens)."""
-    await auth.logout(ctx.session, ctx.principal.user_id, ctx.principal.family_id)
+    await auth.logout(ctx)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -98,10 +94,9 @@ async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Req
     """Change the password; every session of the user (this one too) is revoked."""
     state = request.app.state
     await auth.change_password(
-        ctx.session,
+        ctx,
         state.redis,
         state.settings,
-        ctx.principal.user_id,
         body.current_password,
         body.new_password,
         _client(request),

@@ -32,7 +32,7 @@ Reader = Annotated[WorkspaceContext, Depends(require("finding.read"))]
 async def list_findings(
     ctx: Reader, query: Annotated[ListQuery, Depends(FINDINGS.list_query)]
 ) -> dict[str, Any]:
-    return query.page(await findings.list_findings(ctx.tx, query))
+    return query.page(await findings.list_findings(ctx, query))
 
 
 @router.post("/search/{field}", response_model=Page[FindingOut])
@@ -40,7 +40,7 @@ async def search_findings(
     ctx: Reader, query: Annotated[ListQuery, Depends(FINDINGS.search_query)]
 ) -> dict[str, Any]:
     """Findings whose `field` is one of the JSON list of values in the body."""
-    return query.page(await findings.list_findings(ctx.tx, query))
+    return query.page(await findings.list_findings(ctx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)
@@ -48,10 +48,10 @@ async def distinct_findings(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(FINDINGS.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` among the findings you may see (filters apply)."""
-    return await distinct(ctx.session, query)
+    return await distinct(ctx, query)
 
 
 @router.get("/{finding_id}", response_model=FindingDetail)
 async def get_finding(finding_id: str, ctx: Reader) -> Finding:
     """One finding, with the raw OCSF record it was imported from."""
-    return await findings.get_finding(ctx.session, parse_id(finding_id))
+    return await findings.get_finding(ctx, parse_id(finding_id))

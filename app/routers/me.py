@@ -14,8 +14,8 @@ from app.schemas.audit import DenialOut, UserEventOut
 from app.schemas.common import Page
 from app.schemas.role import HasPermissionIn, HasPermissionOut
 from app.security.audit import AuditedRoute
-from app.security.deps import UserSession
-from app.security.permissions import BUILTIN_ROLES, PERMISSIONS, effective_permissions, explain
+from app.security.deps import UserSession, load_principal
+from app.security.permissions import BUILTIN_ROLES, PERMISSIONS, RoleSpec
 from app.security.route_index import permission_for
 from app.services import audit, workspaces
 from app.services.audit import DENIALS, USER_EVENTS
@@ -24,8 +24,12 @@ router = APIRouter(prefix="/api/v1", tags=["me"], route_class=AuditedRoute)
 
 
 def _membership(ws: dict[str, Any]) -> dict[str, Any]:
-    permissions = effective_permissions(
-        ws["role"], ws["inherits_from"], ws["grants"] or (), ws["revokes"] or ()
+    spec = RoleSpec(
+        ws["role"],
+        ws["custom_role_name"],
+        ws["inherits_from"],
+        tuple(ws["grants"] or ()),
+        tuple(ws["revokes"] or ()),
     )
     return {
         "workspace": ws["slug"],
@@ -40,7 +44,7 @@ def _membership(ws: dict[str, Any]) -> dict[str, Any]:
             if ws["custom_role_id"]
             else None
         ),
-        "permissions": sorted(permissions),
+        "permissions": sorted(spec.permissions),
     }
 
 
@@ -57,7 +61,7 @@ async def me(ctx: UserSession) -> dict[str, Any]:
         "attributes": user.attributes,
         "is_platform_admin": user.is_platform_admin,
         "created_at": user.created_at,
-        "memberships": [_membership(ws) for ws in await workspaces.list_workspaces(ctx.session)],
+        "memberships": [_membership(ws) for ws in await workspaces.list_workspaces(ctx)],
     }
 
 
@@ -81,25 +85,17 @@ async def has_permission(
         permission = entry.permission
         if permission is None:
             return {"allowed": True, "permission": None, "reason": "the route needs no permission"}
-    ws = next(
-        (w for w in await workspaces.list_workspaces(ctx.session) if w["slug"] == body.workspace),
-        None,
-    )
-    if ws is None:
+    # The very path a request to that workspace takes: the same lookup, the same principal,
+    # the same resolver.
+    principal = await load_principal(ctx.tx, ctx.principal, body.workspace)
+    if principal is None:
         return {
             "allowed": False,
             "permission": permission,
             "reason": "you are not a member of this workspace",
         }
-    allowed, reason = explain(
-        permission,
-        ws["role"],
-        ws["custom_role_name"],
-        ws["inherits_from"],
-        ws["grants"] or (),
-        ws["revokes"] or (),
-    )
-    return {"allowed": allowed, "permission": permission, "reason": reason}
+    decision = principal.decide(permission)
+    return {"allowed": decision.allowed, "permission": permission, "reason": decision.reason}
 
 
 @router.get(
@@ -113,7 +109,7 @@ async def has_permission(
 async def list_my_events(
     ctx: UserSession, query: Annotated[ListQuery, Depends(USER_EVENTS.list_query)]
 ) -> dict[str, Any]:
-    rows = await audit.list_user_rows(ctx.session, query, UserEvent, ctx.principal.user_id)
+    rows = await audit.list_user_rows(ctx, query, UserEvent)
     return query.page(rows)
 
 
@@ -129,7 +125,7 @@ async def list_my_events(
 async def list_my_denials(
     ctx: UserSession, query: Annotated[ListQuery, Depends(DENIALS.list_query)]
 ) -> dict[str, Any]:
-    rows = await audit.list_user_rows(ctx.session, query, AuditDenial, ctx.principal.user_id)
+    rows = await audit.list_user_rows(ctx, query, AuditDenial)
     return query.page(rows)
 
 

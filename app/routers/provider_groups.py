@@ -33,7 +33,7 @@ Manager = Annotated[WorkspaceContext, Depends(require("provider_group.manage"))]
 async def list_provider_groups(
     ctx: Reader, query: Annotated[ListQuery, Depends(PROVIDER_GROUPS.list_query)]
 ) -> dict[str, Any]:
-    return query.page(await providers.list_groups(ctx.session, query))
+    return query.page(await providers.list_groups(ctx, query))
 
 
 @router.post("/search/{field}", response_model=Page[ProviderGroupOut])
@@ -41,7 +41,7 @@ async def search_provider_groups(
     ctx: Reader, query: Annotated[ListQuery, Depends(PROVIDER_GROUPS.search_query)]
 ) -> dict[str, Any]:
     """Provider groups whose `field` is one of the JSON list of values in the body."""
-    return query.page(await providers.list_groups(ctx.session, query))
+    return query.page(await providers.list_groups(ctx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)
@@ -49,27 +49,27 @@ async def distinct_provider_groups(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(PROVIDER_GROUPS.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` among the provider groups (filters apply)."""
-    return await distinct(ctx.session, query)
+    return await distinct(ctx, query)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderGroupOut)
 async def create_provider_group(body: ProviderGroupCreate, ctx: Manager) -> dict[str, Any]:
-    return await providers.create_group(ctx.session, body)
+    return await providers.create_group(ctx, body)
 
 
 @router.get("/{group_id}", response_model=ProviderGroupOut)
 async def get_provider_group(group_id: str, ctx: Reader) -> dict[str, Any]:
-    return await providers.get_group(ctx.session, parse_id(group_id))
+    return await providers.get_group(ctx, parse_id(group_id))
 
 
 @router.patch("/{group_id}", response_model=ProviderGroupOut)
 async def update_provider_group(
     group_id: str, body: ProviderGroupUpdate, ctx: Manager
 ) -> dict[str, Any]:
-    return await providers.update_group(ctx.session, parse_id(group_id), body)
+    return await providers.update_group(ctx, parse_id(group_id), body)
 
 
 @router.delete("/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_provider_group(group_id: str, ctx: Manager) -> Response:
-    await providers.delete_group(ctx.session, parse_id(group_id))
+    await providers.delete_group(ctx, parse_id(group_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

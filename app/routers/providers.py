@@ -26,7 +26,7 @@ Listing = Annotated[ListQuery, Depends(PROVIDERS.list_query)]
 
 @router.get("", response_model=Page[ProviderOut], description=PROVIDERS.doc("List providers."))
 async def list_providers(ctx: Reader, query: Listing) -> dict[str, Any]:
-    return query.page(await providers.list_providers(ctx.tx, query))
+    return query.page(await providers.list_providers(ctx, query))
 
 
 @router.post("/search/{field}", response_model=Page[ProviderOut])
@@ -35,7 +35,7 @@ async def search_providers(
 ) -> dict[str, Any]:
     """Providers whose `field` is one of the JSON list of values in the body; the list's query
     parameters (filters, sort, limit, cursor) apply as well."""
-    return query.page(await providers.list_providers(ctx.tx, query))
+    return query.page(await providers.list_providers(ctx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)
@@ -43,7 +43,7 @@ async def distinct_providers(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(PROVIDERS.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` among the providers you may see (filters apply)."""
-    return await distinct(ctx.session, query)
+    return await distinct(ctx, query)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderOut)
@@ -51,12 +51,12 @@ async def create_provider(
     body: ProviderCreate,
     ctx: Annotated[WorkspaceContext, Depends(require("provider.create"))],
 ) -> Provider:
-    return await providers.create_provider(ctx.session, body)
+    return await providers.create_provider(ctx, body)
 
 
 @router.get("/{provider_id}", response_model=ProviderOut)
 async def get_provider(provider_id: str, ctx: Reader) -> Provider:
-    return await providers.get_provider(ctx.session, parse_id(provider_id))
+    return await providers.get_provider(ctx, parse_id(provider_id))
 
 
 @router.patch("/{provider_id}", response_model=ProviderOut)
@@ -65,12 +65,12 @@ async def update_provider(
     body: ProviderUpdate,
     ctx: Annotated[WorkspaceContext, Depends(require("provider.update"))],
 ) -> Provider:
-    return await providers.update_provider(ctx.session, parse_id(provider_id), body)
+    return await providers.update_provider(ctx, parse_id(provider_id), body)
 
 
 @router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_provider(
     provider_id: str, ctx: Annotated[WorkspaceContext, Depends(require("provider.delete"))]
 ) -> Response:
-    await providers.delete_provider(ctx.session, parse_id(provider_id))
+    await providers.delete_provider(ctx, parse_id(provider_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

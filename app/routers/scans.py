@@ -49,14 +49,13 @@ async def create_scan(
     cloud account are rejected (counted), duplicates by finding uid are skipped (counted)."""
     settings = request.app.state.settings
     _, task = await scans.create_scan(
-        ctx.session,
-        ctx.principal,
+        ctx,
         provider_id,
         file,
         chunk_bytes=settings.upload_chunk_bytes,
         max_bytes=settings.max_upload_bytes,
     )
-    response.headers["Content-Location"] = tasks.location(ctx.principal.slug, task.id)
+    response.headers["Content-Location"] = tasks.location(ctx.slug or "", task.id)
     return task
 
 
@@ -74,7 +73,7 @@ def _scan_page(query: ListQuery, rows: list[Any]) -> dict[str, Any]:
 async def list_scans(
     ctx: Reader, query: Annotated[ListQuery, Depends(SCANS.list_query)]
 ) -> dict[str, Any]:
-    return _scan_page(query, await scans.list_scans(ctx.session, query))
+    return _scan_page(query, await scans.list_scans(ctx, query))
 
 
 @router.post("/search/{field}", response_model=Page[ScanOut])
@@ -82,7 +81,7 @@ async def search_scans(
     ctx: Reader, query: Annotated[ListQuery, Depends(SCANS.search_query)]
 ) -> dict[str, Any]:
     """Scans whose `field` is one of the JSON list of values in the body."""
-    return _scan_page(query, await scans.list_scans(ctx.session, query))
+    return _scan_page(query, await scans.list_scans(ctx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)
@@ -90,9 +89,9 @@ async def distinct_scans(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(SCANS.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` among the scans you may see (filters apply)."""
-    return await distinct(ctx.session, query)
+    return await distinct(ctx, query)
 
 
 @router.get("/{scan_id}", response_model=ScanOut)
 async def get_scan(scan_id: str, ctx: Reader) -> dict[str, Any]:
-    return scans.scan_out(await scans.get_scan(ctx.session, parse_id(scan_id)))
+    return scans.scan_out(await scans.get_scan(ctx, parse_id(scan_id)))

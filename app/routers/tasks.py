@@ -25,7 +25,7 @@ Reader = Annotated[WorkspaceContext, Depends(require("task.read"))]
 async def list_tasks(
     ctx: Reader, query: Annotated[ListQuery, Depends(TASKS.list_query)]
 ) -> dict[str, Any]:
-    return query.page(await tasks.list_tasks(ctx.session, query))
+    return query.page(await tasks.list_tasks(ctx, query))
 
 
 @router.post("/search/{field}", response_model=Page[TaskOut])
@@ -33,7 +33,7 @@ async def search_tasks(
     ctx: Reader, query: Annotated[ListQuery, Depends(TASKS.search_query)]
 ) -> dict[str, Any]:
     """Tasks whose `field` is one of the JSON list of values in the body."""
-    return query.page(await tasks.list_tasks(ctx.session, query))
+    return query.page(await tasks.list_tasks(ctx, query))
 
 
 @router.get("/distinct/{field}", response_model=DistinctPage)
@@ -41,12 +41,12 @@ async def distinct_tasks(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(TASKS.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` among the tasks you may see (filters apply)."""
-    return await distinct(ctx.session, query)
+    return await distinct(ctx, query)
 
 
 @router.get("/{task_id}", response_model=TaskOut)
 async def get_task(task_id: str, ctx: Reader) -> Task:
-    return await tasks.get_task(ctx.session, parse_id(task_id))
+    return await tasks.get_task(ctx, parse_id(task_id))
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)
@@ -54,4 +54,4 @@ async def cancel_task(
     task_id: str, ctx: Annotated[WorkspaceContext, Depends(require("task.cancel"))]
 ) -> Task:
     """Cancel a pending task (409 once it runs or has finished)."""
-    return await tasks.cancel_task(ctx.session, parse_id(task_id))
+    return await tasks.cancel_task(ctx, parse_id(task_id))

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/ws/{slug}/api/v1/settings", tags=["settings"], route
 async def get_settings(
     ctx: Annotated[WorkspaceContext, Depends(require("member.read"))],
 ) -> Workspace:
-    return await workspaces.get_settings(ctx.session, ctx.workspace_id)
+    return await workspaces.get_settings(ctx)
 
 
 @router.patch("", response_model=WorkspaceSettingsOut)
@@ -30,4 +30,4 @@ async def update_settings(
 ) -> Workspace:
     """`audit_retention_days`: audit records older than this are removed by the retention job
     (the cut is recorded, so the chain still verifies); null keeps them forever."""
-    return await workspaces.update_settings(ctx.session, ctx.workspace_id, body)
+    return await workspaces.update_settings(ctx, body)

@@ -21,12 +21,12 @@ router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"], route_class
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkspaceOut)
 async def create_workspace(body: WorkspaceCreate, ctx: UserSession) -> dict[str, Any]:
     """Create a workspace; the caller becomes its `owner`."""
-    return await workspaces.create_workspace(ctx.session, body.slug, body.name)
+    return await workspaces.create_workspace(ctx, body.slug, body.name)
 
 
 @router.get("", response_model=Page[WorkspaceOut])
 async def list_workspaces(ctx: UserSession) -> dict[str, Any]:
-    return {"data": await workspaces.list_workspaces(ctx.session), "next_cursor": None}
+    return {"data": await workspaces.list_workspaces(ctx), "next_cursor": None}
 
 
 @router.delete(
@@ -42,4 +42,4 @@ async def delete_workspace(
     answers 404 from now on — and a background job removes its rows in batches, then the
     workspace itself, after which the slug can be used again. No `Content-Location`: the
     task lives in the workspace, so it is gone with it."""
-    return await workspaces.request_deletion(ctx.session, ctx.principal)
+    return await workspaces.request_deletion(ctx)

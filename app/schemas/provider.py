@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import Field, model_validator
 
 from app.schemas.common import Input, Output
-from app.services.provider_uid import ProviderType, uid_error
+from app.schemas.provider_uid import ProviderType, uid_error
 
 REGION = Field(default=None, min_length=2, max_length=40, pattern=r"^[a-z0-9-]+$")
 

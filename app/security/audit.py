@@ -29,7 +29,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
 
-from app.schemas.common import shaping_endpoint
+from app.security.shaping import shaping_endpoint
 
 RESPONSE_KEY = "warden.response"
 REDACTED = "[redacted]"
@@ -48,15 +48,15 @@ _SENSITIVE = re.compile(
 
 class AuditedRoute(APIRoute):
     """The API route class: it leaves the response in `request.scope[RESPONSE_KEY]` for the
-    audit hook, and answers with the response model shaped by the caller's field rules
-    (`app.schemas.common.shaping_endpoint`)."""
+    audit hook, and answers with the response model shaped by the caller's field rules."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         model = kwargs.get("response_model", DefaultPlaceholder(None))
         if isinstance(model, DefaultPlaceholder):
             model = get_typed_return_annotation(endpoint)  # FastAPI's own inference
         if model is not None and not (isinstance(model, type) and issubclass(model, Response)):
-            endpoint = shaping_endpoint(endpoint, model, kwargs.get("status_code"))
+            resource = _describe(path, endpoint.__name__, None).resource_type or "audit"
+            endpoint = shaping_endpoint(endpoint, model, kwargs.get("status_code"), resource)
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

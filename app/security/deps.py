@@ -1,12 +1,12 @@
-"""Request dependencies: authentication, the scoped session, permission checks.
+"""Request dependencies: authentication, the scoped transaction, permission checks.
 
-Invariant: `get_workspace_session` is the only HTTP code path that sets the tenant context. It
+Invariant: `get_workspace_session` is the only HTTP code path that enters a workspace. It
 re-reads the session family and the membership on every request (nothing is trusted from the
-token but identity), and its transaction commits before the response is sent (the dependency is
+token but identity), builds the principal and enters the workspace with the same functions jobs
+use, and its transaction commits before the response is sent (the dependency is
 function-scoped), so a failed commit can never be reported as success. It is also the audit
 hook: after the handler, the call's record joins the same transaction (`get_user_session` does
 the same for the caller's own log), and `record_denial` files refused calls under their actor.
-Jobs the transaction wrote to the outbox are relayed to Redis after that commit, never before.
 """
 
 from __future__ import annotations
@@ -20,25 +20,24 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.config import Settings
+from app.db import audit as audit_log
 from app.db.base import new_id
 from app.db.session import Database
-from app.db.tenant import Visibility, apply_context
+from app.db.tenant import apply_context
 from app.db.transaction import Transaction
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.security.audit import call_values, client_fields, redact, request_path
-from app.security.fields import current_rules, rules_for
-from app.security.grants import principal_filters
-from app.security.permissions import PERMISSIONS, effective_permissions
+from app.security.permissions import PERMISSIONS
 from app.security.principal import (
+    REQUEST_CONTEXT_SQL,
     UserContext,
     UserPrincipal,
     WorkspaceContext,
     WorkspacePrincipal,
+    enter_workspace,
+    principal_from_row,
 )
 from app.security.tokens import AccessClaims, decode_access_token
-from app.services import audit
-from app.services.outbox import relay_committed
 
 log = logging.getLogger("warden.audit")
 
@@ -46,17 +45,6 @@ SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-
-_CONTEXT_SQL = (
-    "SELECT authenticated, workspace_id, role, custom_role_id, custom_role_name, inherits_from, "
-    "grants, revokes, visible_provider_ids, attributes "
-    "FROM warden_request_context($1, $2, $3)"
-)
-
-
-def get_settings_dep(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_claims(
@@ -67,13 +55,24 @@ async def get_claims(
     return decode_access_token(request.app.state.settings, token)
 
 
-async def _resolve(tx: Transaction, claims: AccessClaims, slug: str | None) -> Any:
-    """The request context, read fresh: session family valid, membership, role, visibility
-    (just before the transaction opens, with the settings it decides)."""
-    row = await tx.lookup(_CONTEXT_SQL, claims.user_id, claims.family_id, slug)
+async def load_principal(
+    tx: Transaction, user: UserPrincipal, slug: str | None
+) -> WorkspacePrincipal | None:
+    """The caller's principal in workspace `slug`, read fresh (session family valid, active
+    member, role, visibility, attributes); None when they are not a member. Raises
+    `Unauthorized` when the login is no longer valid. The same path for every request and for
+    `/me/has-permission`."""
+    args = (user.user_id, user.family_id, slug)
+    if tx.driver.is_in_transaction():
+        rows = await tx.fetch(REQUEST_CONTEXT_SQL, *args)
+        row = rows[0] if rows else None
+    else:
+        row = await tx.lookup(REQUEST_CONTEXT_SQL, *args)
     if row is None or not row["authenticated"]:
         raise Unauthorized()
-    return row
+    if row["workspace_id"] is None:
+        return None
+    return principal_from_row(user.user_id, row["workspace_id"], row)
 
 
 async def get_user_session(
@@ -81,34 +80,15 @@ async def get_user_session(
 ) -> AsyncIterator[UserContext]:
     """A transaction with only the user in context (for `/api/v1/...` self-service routes); the
     call is recorded in the user's own security log before the commit."""
+    principal = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
     async with request.app.state.db.transaction() as tx:
-        await _resolve(tx, claims, None)
+        await load_principal(tx, principal, None)
         request.state.actor_id = claims.user_id
         await apply_context(tx, None, claims.user_id)
-        principal = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
         request.state.principal = principal
         yield UserContext(tx=tx, principal=principal)
         event = await call_values(request, user_route=True)
-        await audit.add_user_event(tx.session, {**event, "user_id": claims.user_id})
-
-
-def _principal(claims: AccessClaims, slug: str, row: Any) -> WorkspacePrincipal:
-    grants, revokes = tuple(row["grants"] or ()), tuple(row["revokes"] or ())
-    attributes = row["attributes"]
-    return WorkspacePrincipal(
-        user_id=claims.user_id,
-        family_id=claims.family_id,
-        workspace_id=row["workspace_id"],
-        slug=slug,
-        role=row["role"],
-        custom_role_id=row["custom_role_id"],
-        custom_role_name=row["custom_role_name"],
-        inherits_from=row["inherits_from"],
-        grants=grants,
-        revokes=revokes,
-        attributes=dict(attributes) if attributes else {},
-        permissions=effective_permissions(row["role"], row["inherits_from"], grants, revokes),
-    )
+        await audit_log.add_user_event(tx, {**event, "user_id": claims.user_id})
 
 
 async def get_workspace_session(
@@ -116,7 +96,7 @@ async def get_workspace_session(
     slug: Annotated[str, Path(max_length=63, description="Workspace slug")],
     claims: Annotated[AccessClaims, Depends(get_claims)],
 ) -> AsyncIterator[WorkspaceContext]:
-    """Resolve `{slug}`, check membership, set the tenant context, yield session + principal.
+    """Resolve `{slug}`, check membership, enter the workspace, yield the context.
 
     Outsiders (not a member, unknown or deleted workspace) get 404, never 403. After the
     handler, and before the commit, the call's audit record is added to the same transaction.
@@ -125,43 +105,31 @@ async def get_workspace_session(
         raise NotFound()
     db: Database = request.app.state.db
     read = request.method in READ_METHODS and db.has_replica
+    user = UserPrincipal(user_id=claims.user_id, family_id=claims.family_id)
     async with db.transaction(read=read) as tx:
-        row = await _resolve(tx, claims, slug)
+        principal = await load_principal(tx, user, slug)
         request.state.actor_id = claims.user_id
-        if row["workspace_id"] is None:
+        if principal is None:
             raise NotFound()
-        principal = _principal(claims, slug, row)
-        visibility = Visibility(
-            unlimited=principal.can("unlimited_visibility"),
-            provider_ids=tuple(row["visible_provider_ids"] or ()),
-        )
-        await apply_context(tx, principal.workspace_id, claims.user_id, visibility)
-        tx.info["row_filter_key"], tx.info["row_filters"] = principal_filters(
-            [principal.base_role], principal.attributes, all_providers=visibility.unlimited
-        )
-        current_rules.set(rules_for([principal.base_role]))
         request.state.principal = principal
-        yield WorkspaceContext(tx=tx, principal=principal)
+        yield await enter_workspace(tx, principal, slug)
         await tx.flush()  # the handler's pending writes, before the response state is read
         record = await call_values(request)
         record.update(workspace_id=principal.workspace_id, user_id=claims.user_id)
         if read:
-            await _record_on_primary(db, principal.workspace_id, claims.user_id, record)
+            await _record_on_primary(db, principal, record)
         else:
-            await audit.add_record(tx, record)
-
-    # Committed: now (and only now) hand the jobs this transaction wrote to Redis.
-    await relay_committed(request.app.state, tx.session_info)
+            await audit_log.add_record(tx, record)
 
 
 async def _record_on_primary(
-    db: Database, workspace_id: uuid.UUID, user_id: uuid.UUID, record: dict[str, Any]
+    db: Database, principal: WorkspacePrincipal, record: dict[str, Any]
 ) -> None:
     """A read served by the replica still leaves its audit record, on the primary, with the
     same context, committed before the response is sent."""
     async with db.transaction() as tx:
-        await apply_context(tx, workspace_id, user_id)
-        await audit.add_record(tx, record)
+        await apply_context(tx, principal.workspace_id, principal.user_id)
+        await audit_log.add_record(tx, record)
 
 
 DENIED_PREFIXES = ("/ws/", "/api/v1/platform/")
@@ -192,7 +160,7 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
         async with request.app.state.db.transaction() as tx:
             if actor is not None:
                 await apply_context(tx, None, actor)
-            await audit.add_denial(tx, values)
+            await audit_log.add_denial(tx, values)
     except Exception:  # noqa: BLE001 - the caller's answer must not change
         log.exception("could not record a denial")
 
@@ -202,13 +170,15 @@ WorkspaceSession = Annotated[WorkspaceContext, Depends(get_workspace_session, sc
 
 
 def require(permission: str) -> Callable[..., Coroutine[Any, Any, WorkspaceContext]]:
-    """Dependency: the scoped session, for a member holding `permission` (else 403)."""
+    """Dependency: the scoped context, for a member holding `permission` (else 403 saying
+    which role, grant or revoke decided)."""
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
     async def dependency(ctx: WorkspaceSession) -> WorkspaceContext:
-        if not ctx.principal.can(permission):
-            raise Forbidden(f"This action needs the '{permission}' permission")
+        decision = ctx.principal.decide(permission)
+        if not decision.allowed:
+            raise Forbidden(f"This action needs the '{permission}' permission ({decision.reason})")
         return ctx
 
     dependency.__name__ = f"require_{permission.replace('.', '_')}"

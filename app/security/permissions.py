@@ -6,6 +6,9 @@ key they need (`require(...)` in app.security.deps); the README's matrix is gene
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 PERMISSIONS: dict[str, str] = {
     "provider.read": "List and read providers",
     "provider.create": "Create providers",
@@ -100,39 +103,60 @@ def validate_keys(keys: list[str]) -> list[str]:
 def effective_permissions(
     role: str | None,
     inherits_from: str | None = None,
-    grants: list[str] | tuple[str, ...] = (),
-    revokes: list[str] | tuple[str, ...] = (),
+    grants: Iterable[str] = (),
+    revokes: Iterable[str] = (),
 ) -> frozenset[str]:
-    """The one resolver: a built-in role's set, or a custom role's base + grants − revokes
-    (revokes beat grants). Unknown keys stored in the database count for nothing."""
+    """A built-in role's set, or a custom role's base + grants − revokes (revokes beat
+    grants). Unknown keys stored in the database count for nothing."""
     if role is not None:
         return BUILTIN_ROLES.get(role, frozenset())
     base = BUILTIN_ROLES.get(inherits_from or "", frozenset())
     return frozenset((base | set(grants)) - set(revokes)) & frozenset(PERMISSIONS)
 
 
-def explain(
-    permission: str,
-    role: str | None,
-    custom_role_name: str | None = None,
-    inherits_from: str | None = None,
-    grants: list[str] | tuple[str, ...] = (),
-    revokes: list[str] | tuple[str, ...] = (),
-) -> tuple[bool, str]:
-    """Whether `permission` is held, and which role, grant or revoke decided it."""
-    if permission not in PERMISSIONS:
-        return False, f"'{permission}' is not a permission"
-    if role is not None:
-        held = permission in BUILTIN_ROLES.get(role, frozenset())
-        return held, f"built-in role '{role}' {'includes' if held else 'does not include'} it"
-    label = f"custom role '{custom_role_name}'"
-    if permission in revokes:
-        return False, f"{label} revokes it (revokes beat grants)"
-    if permission in grants:
-        return True, f"{label} grants it"
-    held = permission in BUILTIN_ROLES.get(inherits_from or "", frozenset())
-    verb = "includes" if held else "does not include"
-    return held, f"{label} inherits from '{inherits_from}', which {verb} it"
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """The role a membership holds: a built-in `role`, or a custom role (`custom_name`,
+    `inherits_from`, `grants`, `revokes`).
+
+    The one resolver: `permissions` is what every check reads, and `decide` is the same
+    resolution with the reason that decided it (for `/me/has-permission` and 403 messages)."""
+
+    role: str | None
+    custom_name: str | None = None
+    inherits_from: str | None = None
+    grants: tuple[str, ...] = ()
+    revokes: tuple[str, ...] = ()
+
+    @property
+    def base(self) -> str:
+        """The built-in role whose row grants and field rules apply."""
+        return self.role or self.inherits_from or ""
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return effective_permissions(self.role, self.inherits_from, self.grants, self.revokes)
+
+    def decide(self, permission: str) -> Decision:
+        if permission not in PERMISSIONS:
+            return Decision(False, f"'{permission}' is not a permission")
+        held = permission in self.permissions
+        if self.role is not None:
+            verb = "includes" if held else "does not include"
+            return Decision(held, f"built-in role '{self.role}' {verb} it")
+        label = f"custom role '{self.custom_name}'"
+        if permission in self.revokes:
+            return Decision(False, f"{label} revokes it (revokes beat grants)")
+        if permission in self.grants:
+            return Decision(held, f"{label} grants it")
+        verb = "includes" if held else "does not include"
+        return Decision(held, f"{label} inherits from '{self.inherits_from}', which {verb} it")
 
 
 def matrix_markdown() -> str:

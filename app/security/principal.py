@@ -1,45 +1,139 @@
-"""Who is calling, as established for one request."""
+"""Who is acting, and the one way their workspace context is built and entered.
+
+Invariant: requests and jobs build a member's principal with the same function
+(`principal_from_row`, from the row both membership lookups return) and enter the workspace
+with the same function (`enter_workspace`): the `SET LOCAL`s, provider visibility, the row
+criteria derived from the grants, and the field rules. A test builds both for the same members
+and compares them.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.tenant import Visibility, apply_context
 from app.db.transaction import Transaction
+from app.security.fields import FieldRule, current_rules, rules_for
+from app.security.grants import row_scope
+from app.security.permissions import Decision, RoleSpec
+
+# The membership columns both lookups return (the request's, with the session check and the
+# slug, and the job's, by workspace id).
+REQUEST_CONTEXT_SQL = (
+    "SELECT authenticated, workspace_id, role, custom_role_id, custom_role_name, inherits_from, "
+    "grants, revokes, visible_provider_ids, attributes "
+    "FROM warden_request_context($1, $2, $3)"
+)
+MEMBER_CONTEXT_SQL = (
+    "SELECT role, custom_role_id, custom_role_name, inherits_from, grants, revokes, "
+    "visible_provider_ids, attributes, workspace_deleted "
+    "FROM warden_member_context($1, $2)"
+)
 
 
 @dataclass(frozen=True)
 class UserPrincipal:
+    """A signed-in user outside any workspace (the login family their token belongs to)."""
+
     user_id: uuid.UUID
     family_id: uuid.UUID
 
 
-@dataclass(frozen=True)
-class WorkspacePrincipal(UserPrincipal):
-    """A member of one workspace; membership and role were read fresh for this request, and
-    the effective permissions were resolved once for it (the per-request cache)."""
+@dataclass(frozen=True, eq=True)
+class WorkspacePrincipal:
+    """A member of one workspace, as read fresh for this unit of work."""
 
+    user_id: uuid.UUID
     workspace_id: uuid.UUID
-    slug: str
-    role: str | None
+    spec: RoleSpec
     custom_role_id: uuid.UUID | None
-    custom_role_name: str | None = None
-    inherits_from: str | None = None
-    grants: tuple[str, ...] = ()
-    revokes: tuple[str, ...] = ()
-    attributes: dict[str, Any] = field(default_factory=dict)
-    permissions: frozenset[str] = field(default_factory=frozenset)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    visible_provider_ids: tuple[uuid.UUID, ...] = ()
+
+    @cached_property
+    def permissions(self) -> frozenset[str]:
+        return self.spec.permissions
+
+    @property
+    def role(self) -> str | None:
+        """The built-in role, or None for a custom role."""
+        return self.spec.role
 
     @property
     def base_role(self) -> str:
-        """The built-in role whose row grants and field rules apply."""
-        return self.role or self.inherits_from or ""
+        return self.spec.base
+
+    @property
+    def is_owner(self) -> bool:
+        return self.spec.role == "owner"
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+    def decide(self, permission: str) -> Decision:
+        return self.spec.decide(permission)
+
+    @property
+    def visibility(self) -> Visibility:
+        if self.can("unlimited_visibility"):
+            return Visibility(True)
+        return Visibility(False, self.visible_provider_ids)
+
+    @cached_property
+    def field_rules(self) -> Mapping[str, FieldRule]:
+        return rules_for([self.base_role])
+
+    @cached_property
+    def rows(self) -> tuple[tuple[Any, ...], Mapping[type, Any]]:
+        """(key, row criteria per entity): the grants and what derives from them."""
+        return row_scope([self.base_role], self.attributes, unlimited=self.visibility.unlimited)
+
+    @property
+    def unrestricted(self) -> bool:
+        """Sees every row of the workspace: unlimited visibility and no row criteria."""
+        return self.visibility.unlimited and not self.rows[1]
+
+
+def principal_from_row(
+    user_id: uuid.UUID, workspace_id: uuid.UUID, row: Mapping[str, Any]
+) -> WorkspacePrincipal:
+    """The one principal builder (requests and jobs alike)."""
+    attributes = row["attributes"]
+    return WorkspacePrincipal(
+        user_id=user_id,
+        workspace_id=workspace_id,
+        spec=RoleSpec(
+            role=row["role"],
+            custom_name=row["custom_role_name"],
+            inherits_from=row["inherits_from"],
+            grants=tuple(row["grants"] or ()),
+            revokes=tuple(row["revokes"] or ()),
+        ),
+        custom_role_id=row["custom_role_id"],
+        attributes=MappingProxyType(dict(attributes) if attributes else {}),
+        visible_provider_ids=tuple(row["visible_provider_ids"] or ()),
+    )
+
+
+async def enter_workspace(
+    tx: Transaction, principal: WorkspacePrincipal, slug: str | None = None
+) -> WorkspaceContext:
+    """The one context application: the `SET LOCAL`s (workspace, user, visibility), then the
+    principal's row criteria and field rules for everything that runs in `tx`."""
+    await apply_context(tx, principal.workspace_id, principal.user_id, principal.visibility)
+    tx.info["row_filter_key"], tx.info["row_filters"] = principal.rows
+    context = WorkspaceContext(tx, principal, slug)
+    current_rules.set(principal.field_rules)
+    current_workspace.set(context)
+    return context
 
 
 @dataclass
@@ -54,14 +148,27 @@ class UserContext:
 
 @dataclass
 class WorkspaceContext:
+    """What every workspace service takes: the transaction (in the workspace's context) and
+    the principal. `slug` is the workspace's slug when the work came in by HTTP."""
+
     tx: Transaction
     principal: WorkspacePrincipal
+    slug: str | None = None
 
     @property
     def session(self) -> AsyncSession:
-        """The ORM session of the request's transaction, scoped to its workspace."""
+        """The ORM session of the transaction, scoped to its workspace."""
         return self.tx.session
 
     @property
     def workspace_id(self) -> uuid.UUID:
         return self.principal.workspace_id
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.principal.user_id
+
+
+current_workspace: contextvars.ContextVar[WorkspaceContext | None] = contextvars.ContextVar(
+    "workspace_context", default=None
+)

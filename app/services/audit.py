@@ -1,49 +1,20 @@
-"""The audit trail's database side: writing records, the hash chain, retention, and reading.
-
-Writing. `app.security.deps` adds one record per authorized, successful workspace call inside
-the request's transaction (one INSERT, before commit), and one user event per call outside a
-workspace; auth writes login/refresh/register events in its own transactions. Denials go to the
-actor's own log through `warden_record_denial` (never to the target workspace's).
-
-The chain. A request never touches the chain (no per-workspace lock on the request path):
-records are committed unsealed, and `seal_pending` later links them, per workspace, in batches:
-`seq = previous + 1`, `hash = sha256(canonical JSON of the content || previous hash)`. The
-canonical form is one SQL function (`warden_audit_canonical`) used by sealing and verification
-alike. Sealers may run concurrently with requests and with each other: a workspace's chain is
-extended under a transaction-scoped advisory lock that others skip rather than wait for.
-
-Why SECURITY DEFINER functions for sealing and retention, rather than a column UPDATE grant on
-the hash columns plus a trigger guarding the content: the runtime role then holds no UPDATE or
-DELETE on any audit table at all (a test proves both are refused), so an application bug or an
-injected statement cannot rewrite or drop history, not even the chain columns. The functions
-take no values from the caller that end up in the chain (the hash is computed inside), pin
-`search_path`, and are owned by the definer role, which holds UPDATE only on the four chain
-columns and DELETE only where retention needs it (app.db.roles). A trigger would be weaker
-here: it lives on the same table the owner can alter, and it would still leave the runtime role
-an UPDATE privilege to guard.
-
-Retention removes only a sealed prefix of a chain and records the cut (last removed seq and
-hash), so verification continues from the new first record. Both jobs are plain coroutines
-(`seal_pending`, `apply_retention`) for the worker's cron to call.
-"""
+"""Reading the audit trail: the workspace log, one resource's history, the caller's own
+security events and denials. Records are written by the request hook, the chain is kept by the
+sealer; what a reader may see (records about resources they see, fields their role sees) is
+applied centrally, as everywhere else."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from app.db.base import new_id
 from app.db.models import AuditDenial, AuditRecord, UserEvent
-from app.db.roles import RUNTIME_COLUMN_PRIVILEGES
-from app.db.transaction import Transaction
 from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.query.types import Boolean
+from app.security.principal import UserContext, WorkspaceContext
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -102,214 +73,8 @@ DENIALS = Resource(
 )
 
 
-# Writing
-
-
-# The columns a request writes: what the runtime role may INSERT (every content column, pinned
-# against the table by a test) but `created_at`, the server's `now()`.
-RECORD_COLUMNS = tuple(
-    c for c in RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"] if c != "created_at"
-)
-_JSON_COLUMNS = frozenset({"path_params", "query_params", "body", "state"})
-_INSERT_RECORD = "INSERT INTO audit_record ({}) VALUES ({})".format(
-    ", ".join(RECORD_COLUMNS),
-    ", ".join(
-        f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}"
-        for i, c in enumerate(RECORD_COLUMNS, start=1)
-    ),
-)
-
-
-def _jsonb(value: Any) -> str | None:
-    """JSON text for a JSONB parameter; None stays SQL NULL (no value, not JSON null)."""
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-async def add_record(tx: Transaction, values: dict[str, Any]) -> None:
-    """One audit record, in the request's transaction: one prepared INSERT on its connection
-    (the statement is the same for every call, so the driver plans it once per connection)."""
-    row = {**values, "id": values.get("id") or new_id()}
-    await tx.execute(
-        _INSERT_RECORD,
-        *(_jsonb(row.get(c)) if c in _JSON_COLUMNS else row.get(c) for c in RECORD_COLUMNS),
-    )
-
-
-async def add_user_event(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert(UserEvent).values(values))
-
-
-_DENIAL_ARGS = (
-    "id",
-    "status",
-    "reason",
-    "method",
-    "path",
-    "slug",
-    "ip",
-    "user_agent",
-    "request_id",
-)
-_RECORD_DENIAL = "SELECT warden_record_denial({})".format(
-    ", ".join(f"${i}" for i in range(1, len(_DENIAL_ARGS) + 1))
-)
-
-
-async def add_denial(tx: Transaction, values: dict[str, Any]) -> None:
-    """File a denial under the user in the transaction's context (or under nobody)."""
-    await tx.execute(_RECORD_DENIAL, *(values[k] for k in _DENIAL_ARGS))
-
-
-# The chain
-
-
-async def seal_pending(
-    sessionmaker: async_sessionmaker[AsyncSession], batch_size: int = 500, max_rounds: int = 100
-) -> int:
-    """Link committed, unsealed records into their workspace chains; the number sealed.
-
-    Each round is one short transaction sealing up to `batch_size` records per workspace; it
-    stops when a round seals nothing (everything sealed, or held by a concurrent sealer)."""
-    total = 0
-    for _ in range(max_rounds):
-        async with sessionmaker() as session, session.begin():
-            rows = await session.execute(
-                text("SELECT workspace_id, sealed FROM warden_audit_seal(:batch)"),
-                {"batch": batch_size},
-            )
-            sealed = sum(r.sealed for r in rows)
-        total += sealed
-        if sealed == 0:
-            break
-    return total
-
-
-@dataclass(frozen=True)
-class RetentionResult:
-    removed: int
-    cuts: list[tuple[uuid.UUID, int]]  # (workspace, new chain start - 1)
-
-
-async def apply_retention(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    batch_size: int = 1000,
-    personal_days: int = 365,
-    max_rounds: int = 100,
-) -> RetentionResult:
-    """Remove expired audit records (per workspace setting) in batches, recording each cut;
-    also denials and user events older than `personal_days`."""
-    removed, cuts = 0, []
-    for _ in range(max_rounds):
-        async with sessionmaker() as session, session.begin():
-            rows = (
-                await session.execute(
-                    text(
-                        "SELECT workspace_id, removed, up_to_seq "
-                        "FROM warden_audit_retention(:batch, :days)"
-                    ),
-                    {"batch": batch_size, "days": personal_days},
-                )
-            ).all()
-        round_removed = sum(r.removed for r in rows)
-        removed += round_removed
-        cuts += [(r.workspace_id, r.up_to_seq) for r in rows]
-        if round_removed == 0:
-            break
-    return RetentionResult(removed, cuts)
-
-
-_BROKEN_SQL = text(r"""
-    WITH cut AS (
-        SELECT c.up_to_seq, c.last_hash FROM audit_cut c WHERE c.workspace_id = :ws
-        ORDER BY c.up_to_seq DESC LIMIT 1
-    ), chain AS (
-        SELECT a.id, a.seq, a.prev_hash, a.hash,
-               sha256(convert_to(warden_audit_canonical(a), 'UTF8')
-                      || coalesce(a.prev_hash, '\x'::bytea)) AS computed,
-               coalesce(lag(a.seq) OVER w, (SELECT up_to_seq FROM cut), 0) AS prior_seq,
-               CASE WHEN row_number() OVER w = 1 THEN (SELECT last_hash FROM cut)
-                    ELSE lag(a.hash) OVER w END AS prior_hash
-        FROM audit_record a WHERE a.workspace_id = :ws AND a.seq IS NOT NULL
-        WINDOW w AS (ORDER BY a.seq)
-    )
-    SELECT id, seq, prior_seq,
-           CASE WHEN seq <> prior_seq + 1 THEN 'gap'
-                WHEN prev_hash IS DISTINCT FROM prior_hash THEN 'link'
-                WHEN hash IS DISTINCT FROM computed THEN 'content' END AS problem
-    FROM chain
-    WHERE seq <> prior_seq + 1 OR prev_hash IS DISTINCT FROM prior_hash
-       OR hash IS DISTINCT FROM computed
-    ORDER BY seq LIMIT 1
-""")
-
-_REASONS = {
-    "gap": "records are missing: the sequence jumps from {prior} to {seq}",
-    "link": "the record does not link to the previous record's hash",
-    "content": "the record's content does not match its hash (changed after sealing)",
-}
-
-
-async def verify_chain(session: AsyncSession, workspace_id: uuid.UUID) -> dict[str, Any]:
-    """Walk the workspace's chain from its first remaining record (or the last retention cut)
-    and report the first broken link, if any, and how many records are not sealed yet."""
-    ws = {"ws": workspace_id}
-    counts = (
-        await session.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE seq IS NOT NULL) AS sealed, "
-                "count(*) FILTER (WHERE hash IS NULL) AS unsealed, min(seq) AS first_seq "
-                "FROM audit_record WHERE workspace_id = :ws"
-            ),
-            ws,
-        )
-    ).one()
-    head = (
-        await session.execute(
-            text(
-                "SELECT seq, hash FROM audit_record WHERE workspace_id = :ws "
-                "AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            ),
-            ws,
-        )
-    ).one_or_none()
-    cut = (
-        await session.execute(
-            text(
-                "SELECT up_to_seq, last_hash, cut_at FROM audit_cut WHERE workspace_id = :ws "
-                "ORDER BY up_to_seq DESC LIMIT 1"
-            ),
-            ws,
-        )
-    ).one_or_none()
-    broken = (await session.execute(_BROKEN_SQL, ws)).one_or_none()
-    return {
-        "ok": broken is None,
-        "sealed": counts.sealed,
-        "unsealed": counts.unsealed,
-        "first_seq": counts.first_seq,
-        "head": {"seq": head.seq, "hash": head.hash.hex() if head.hash else None} if head else None,
-        "cut": (
-            {"up_to_seq": cut.up_to_seq, "last_hash": cut.last_hash.hex(), "cut_at": cut.cut_at}
-            if cut
-            else None
-        ),
-        "first_broken": (
-            {
-                "id": broken.id,
-                "seq": broken.seq,
-                "reason": _REASONS[broken.problem].format(prior=broken.prior_seq, seq=broken.seq),
-            }
-            if broken
-            else None
-        ),
-    }
-
-
-# Reading
-
-
-async def list_records(session: AsyncSession, query: ListQuery) -> list[AuditRecord]:
-    return list((await session.execute(query.statement())).scalars())
+async def list_records(ctx: WorkspaceContext, query: ListQuery) -> list[AuditRecord]:
+    return list((await ctx.session.execute(query.statement())).scalars())
 
 
 def _history_base() -> Any:
@@ -362,8 +127,8 @@ def changes(before: Any, after: Any, deleted: bool) -> dict[str, dict[str, Any]]
     }
 
 
-async def history(session: AsyncSession, query: ListQuery) -> list[dict[str, Any]]:
-    rows = (await session.execute(query.statement())).all()
+async def history(ctx: WorkspaceContext, query: ListQuery) -> list[dict[str, Any]]:
+    rows = (await ctx.session.execute(query.statement())).all()
     out = []
     for record, before in rows:
         out.append(
@@ -381,9 +146,8 @@ async def history(session: AsyncSession, query: ListQuery) -> list[dict[str, Any
     return out
 
 
-async def list_user_rows(
-    session: AsyncSession, query: ListQuery, model: Any, user_id: uuid.UUID
-) -> list[Any]:
+async def list_user_rows(ctx: UserContext, query: ListQuery, model: Any) -> list[Any]:
     """The caller's own user events or denials (RLS on `user_id` says the same)."""
+    user_id: uuid.UUID = ctx.principal.user_id
     stmt = query.statement(query.resource.base().where(model.user_id == user_id))
-    return list((await session.execute(stmt)).scalars())
+    return list((await ctx.session.execute(stmt)).scalars())

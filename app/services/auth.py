@@ -8,17 +8,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db.audit import add_user_event
 from app.db.base import new_id
 from app.db.models import AuthSession, User
+from app.db.session import Database
 from app.db.tenant import apply_context
+from app.db.transaction import Transaction
 from app.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from app.security import throttle
 from app.security.passwords import hash_password, hasher, verify_password
+from app.security.principal import UserContext
 from app.security.tokens import (
     RefreshToken,
     digests_match,
@@ -26,7 +30,6 @@ from app.security.tokens import (
     new_refresh_token,
     parse_refresh_token,
 )
-from app.services.audit import add_user_event
 
 INVALID_LOGIN = "Invalid email or password"
 
@@ -55,11 +58,11 @@ def _now() -> datetime:
 
 
 async def _event(
-    session: AsyncSession, client: Client, user_id: uuid.UUID, action: str, status: int = 200
+    tx: Transaction, client: Client, user_id: uuid.UUID, action: str, status: int = 200
 ) -> None:
     """The user's security event, in the transaction that did the thing (context: that user)."""
     await add_user_event(
-        session,
+        tx,
         {
             "user_id": user_id,
             "action": action,
@@ -78,7 +81,7 @@ async def _event(
 
 
 async def register(
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     email: str,
     password: str,
@@ -93,21 +96,23 @@ async def register(
         attributes={},
         is_active=True,
     )
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Conflict("An account with this email already exists") from None
-    await apply_context(session, None, user.id)
-    await _event(session, client, user.id, "register", status=201)
+    async with db.transaction() as tx:
+        await apply_context(tx, None, user.id)
+        tx.session.add(user)
+        try:
+            async with tx.session.begin_nested():
+                await tx.session.flush()
+        except IntegrityError:
+            raise Conflict("An account with this email already exists") from None
+        await _event(tx, client, user.id, "register", status=201)
     return user
 
 
 async def _start_family(
-    session: AsyncSession, settings: Settings, user_id: uuid.UUID, client: Client
+    tx: Transaction, settings: Settings, user_id: uuid.UUID, client: Client
 ) -> Tokens:
     family_id = new_id()
-    return await _issue(session, settings, user_id, family_id, client)
+    return await _issue(tx.session, settings, user_id, family_id, client)
 
 
 async def _issue(
@@ -137,7 +142,7 @@ async def _issue(
 
 
 async def login(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    db: Database,
     redis: Redis | None,
     settings: Settings,
     email: str,
@@ -151,29 +156,27 @@ async def login(
             "Too many failed logins; try again later", headers={"Retry-After": str(wait)}
         )
     lookup = email.strip().lower()
-    async with sessionmaker() as session, session.begin():
+    async with db.transaction() as tx:
         row = None
         if "\x00" not in lookup:  # no stored email holds NUL, and the database refuses it
-            row = (
-                await session.execute(
-                    text("SELECT user_id, password_hash, is_active FROM warden_login_lookup(:e)"),
-                    {"e": lookup},
-                )
-            ).one_or_none()
-        ok = verify_password(settings, row.password_hash if row else None, password)
-        if not ok or row is None or not row.is_active:
+            row = await tx.lookup(
+                "SELECT user_id, password_hash, is_active FROM warden_login_lookup($1)", lookup
+            )
+        ok = verify_password(settings, row["password_hash"] if row else None, password)
+        if not ok or row is None or not row["is_active"]:
             await throttle.record_failure(redis, settings, email, client.ip)
             raise Unauthorized(INVALID_LOGIN)
-        await apply_context(session, None, row.user_id)
-        if hasher(settings).check_needs_rehash(row.password_hash):
+        user_id = row["user_id"]
+        await apply_context(tx, None, user_id)
+        if hasher(settings).check_needs_rehash(row["password_hash"]):
             # Keep every stored hash at the configured cost (and login timing uniform).
-            await session.execute(
+            await tx.session.execute(
                 update(User)
-                .where(User.id == row.user_id)
+                .where(User.id == user_id)
                 .values(password_hash=hash_password(settings, password))
             )
-        tokens = await _start_family(session, settings, row.user_id, client)
-        await _event(session, client, row.user_id, "login")
+        tokens = await _start_family(tx, settings, user_id, client)
+        await _event(tx, client, user_id, "login")
     await throttle.clear_failures(redis, email, client.ip)
     return tokens
 
@@ -209,62 +212,58 @@ async def _find(session: AsyncSession, token: RefreshToken) -> AuthSession:
     return row
 
 
-async def refresh(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, raw: str, client: Client
-) -> Tokens:
+async def refresh(db: Database, settings: Settings, raw: str, client: Client) -> Tokens:
     """Rotate: the presented token is spent. Presenting a spent token revokes its family."""
     token = parse_refresh_token(raw)
     reused = False
-    async with sessionmaker() as session, session.begin():
-        await apply_context(session, None, token.user_id)
+    async with db.transaction() as tx:
+        await apply_context(tx, None, token.user_id)
+        session = tx.session
         row = await _find(session, token)
         active = (
-            await session.execute(
-                text("SELECT authenticated FROM warden_request_context(:u, :f, NULL)"),
-                {"u": token.user_id, "f": row.family_id},
+            await tx.fetch(
+                "SELECT authenticated FROM warden_request_context($1, $2, NULL)",
+                token.user_id,
+                row.family_id,
             )
-        ).scalar_one()
+        )[0]["authenticated"]
         if row.rotated_at is not None:
             await _revoke_family(session, token.user_id, row.family_id)
-            await _event(session, client, token.user_id, "refresh_reuse", status=401)
+            await _event(tx, client, token.user_id, "refresh_reuse", status=401)
             reused = True
         elif active and row.revoked_at is None and row.expires_at > _now():
             row.rotated_at = _now()
             tokens = await _issue(session, settings, token.user_id, row.family_id, client)
-            await _event(session, client, token.user_id, "refresh")
+            await _event(tx, client, token.user_id, "refresh")
             return tokens
     if reused:
         raise Unauthorized("Refresh token reuse detected; the session was revoked")
     raise Unauthorized("Invalid refresh token")
 
 
-async def logout(session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
-    await _revoke_family(session, user_id, family_id)
+async def logout(ctx: UserContext) -> None:
+    await _revoke_family(ctx.session, ctx.principal.user_id, ctx.principal.family_id)
 
 
 async def change_password(
-    session: AsyncSession,
+    ctx: UserContext,
     redis: Redis | None,
     settings: Settings,
-    user_id: uuid.UUID,
     current: str,
     new: str,
     client: Client,
 ) -> None:
     """Check the current password (throttled like login), store the new hash, and revoke every
     session of the user."""
+    session, user_id = ctx.session, ctx.principal.user_id
     email = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
     wait = await throttle.retry_after(redis, settings, email, client.ip)
     if wait:
         raise TooManyRequests(
             "Too many failed attempts; try again later", headers={"Retry-After": str(wait)}
         )
-    row = (
-        await session.execute(
-            text("SELECT password_hash FROM warden_login_lookup(:e)"), {"e": email}
-        )
-    ).one_or_none()
-    if not verify_password(settings, row.password_hash if row else None, current):
+    rows = await ctx.tx.fetch("SELECT password_hash FROM warden_login_lookup($1)", email)
+    if not verify_password(settings, rows[0]["password_hash"] if rows else None, current):
         await throttle.record_failure(redis, settings, email, client.ip)
         raise BadRequest("The current password is wrong")
     await session.execute(

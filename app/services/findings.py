@@ -8,15 +8,14 @@ import uuid
 
 import asyncpg
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Finding
 from app.db.models.scan import SEVERITIES, STATUSES
-from app.db.transaction import Transaction
 from app.errors import NotFound
 from app.query import Boolean, Enum, Field, IdTime, ListQuery, Resource, Text, Uuid
 from app.query.plan import fetch_rows, row_columns
 from app.schemas.scan import FindingOut
+from app.security.principal import WorkspaceContext
 
 FINDINGS = Resource(
     name="finding",
@@ -39,14 +38,14 @@ FINDINGS = Resource(
 )
 
 
-async def list_findings(tx: Transaction, query: ListQuery) -> list[asyncpg.Record]:
-    """Rows with FindingOut's fields, through the compiled-query path (`app.query.plan`)."""
-    return await fetch_rows(tx, query)
+async def list_findings(ctx: WorkspaceContext, query: ListQuery) -> list[asyncpg.Record]:
+    """Rows with FindingOut's fields, through the compiled-query path."""
+    return await fetch_rows(ctx.tx, query)
 
 
-async def get_finding(session: AsyncSession, finding_id: uuid.UUID) -> Finding:
+async def get_finding(ctx: WorkspaceContext, finding_id: uuid.UUID) -> Finding:
     finding = (
-        await session.execute(select(Finding).where(Finding.id == finding_id))
+        await ctx.session.execute(select(Finding).where(Finding.id == finding_id))
     ).scalar_one_or_none()
     if finding is None:
         raise NotFound("Finding not found")

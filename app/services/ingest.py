@@ -2,8 +2,8 @@
 
 Invariant: the report is never loaded whole — chunks are read one at a time from
 `scan_upload` and fed to an incremental JSON reader, and findings go to the database in batches
-of `batch_size` rows, as multi-row INSERT statements, on the session's own connection (so inside the
-job's transaction, with its `SET LOCAL` context; COPY is refused under RLS). The caller's
+of `batch_size` rows, as multi-row INSERT statements, on the job's own connection (so inside its
+transaction, with its `SET LOCAL` context; COPY is refused under RLS). The caller's
 transaction holds every batch: a report that turns out malformed halfway leaves nothing behind.
 Finding ids are UUIDv7 made at insert time, so rows land in the current month's partition.
 While one batch is being inserted the next one is parsed (the upload is read on a second
@@ -24,11 +24,11 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Provider, Scan, ScanUpload
 from app.db.models.scan import SEVERITIES, STATUSES
 from app.db.partitions import uuid7_at, uuid7_time
+from app.security.principal import WorkspaceContext
 from app.services.json_stream import JsonArrayReader, JsonStreamError
 from app.services.ocsf import MappedFinding, ReportError, belongs_to, map_record
 
@@ -106,8 +106,9 @@ class ImportStats:
         }
 
 
-async def upload_chunks(session: AsyncSession, scan_id: uuid.UUID) -> AsyncIterator[bytes]:
+async def upload_chunks(ctx: WorkspaceContext, scan_id: uuid.UUID) -> AsyncIterator[bytes]:
     """The stored report, one chunk at a time (only one chunk is in memory)."""
+    session = ctx.session
     count = (
         await session.execute(select(func.count()).where(ScanUpload.scan_id == scan_id))
     ).scalar_one()
@@ -159,11 +160,10 @@ class _Batcher:
     next is parsed (the insert waits on the database, the parsing needs the CPU), so the
     reading of the upload must use another connection than this one."""
 
-    def __init__(self, session: AsyncSession, scan: Scan, size: int) -> None:
-        self.session, self.scan, self.size = session, scan, size
+    def __init__(self, ctx: WorkspaceContext, scan: Scan, size: int) -> None:
+        self.ctx, self.scan, self.size = ctx, scan, size
         self.rows: list[tuple[Any, ...]] = []
         self.inserted = 0
-        self._driver: Any = None
         self._inflight: asyncio.Task[None] | None = None
 
     def add(self, f: MappedFinding) -> None:
@@ -177,15 +177,12 @@ class _Batcher:
         await self.wait()
         if not self.rows:
             return
-        if self._driver is None:
-            conn = await self.session.connection()
-            self._driver = (await conn.get_raw_connection()).driver_connection
         rows, self.rows = self.rows, []
         self._inflight = asyncio.create_task(self._insert(rows))
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         for sql, args in insert_statements(rows):
-            await self._driver.execute(sql, *args)
+            await self.ctx.tx.execute(sql, *args)
         self.inserted += len(rows)
 
     async def wait(self) -> None:
@@ -202,7 +199,7 @@ class _Batcher:
 
 
 async def import_report(
-    session: AsyncSession,
+    ctx: WorkspaceContext,
     chunks: AsyncIterator[bytes],
     scan: Scan,
     provider: Provider,
@@ -210,11 +207,11 @@ async def import_report(
     batch_size: int,
     progress: Progress,
 ) -> ImportStats:
-    """Stream `chunks` (the stored upload, read on another connection) into findings on
-    `session`; update the scan and free the upload."""
+    """Stream `chunks` (the stored upload, read on another connection) into findings in
+    `ctx`'s transaction; update the scan and free the upload."""
     stats = ImportStats()
     seen: set[bytes] = set()
-    batch = _Batcher(session, scan, batch_size)
+    batch = _Batcher(ctx, scan, batch_size)
     reader = JsonArrayReader()
     read = 0
     try:
@@ -236,7 +233,7 @@ async def import_report(
     finally:
         await batch.drain()
     stats.imported = batch.inserted
-    await _finish_scan(session, scan, stats)
+    await _finish_scan(ctx, scan, stats)
     return stats
 
 
@@ -271,7 +268,8 @@ async def _take(
             await batch.submit()
 
 
-async def _finish_scan(session: AsyncSession, scan: Scan, stats: ImportStats) -> None:
+async def _finish_scan(ctx: WorkspaceContext, scan: Scan, stats: ImportStats) -> None:
+    session = ctx.session
     result = stats.result()
     await session.execute(
         update(Scan)

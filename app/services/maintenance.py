@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Gauge
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.partitions import DEFAULT_PARTITION, add_months
+from app.db.session import Database
 
 log = logging.getLogger("warden.maintenance")
 
@@ -21,22 +20,20 @@ DEFAULT_PARTITION_ROWS = Gauge(
 )
 
 
-async def ensure_partitions(engine: AsyncEngine, ahead: int) -> dict[str, Any]:
+async def ensure_partitions(db: Database, ahead: int) -> dict[str, Any]:
     """This month's finding partition and `ahead` more; report the default partition's rows
     (which a new month's partition takes over when it is created)."""
     first = datetime.now(UTC).date().replace(day=1)
     created = []
-    async with engine.begin() as conn:
+    async with db.transaction() as tx:
         for offset in range(ahead + 1):
-            name = (
-                await conn.execute(
-                    text("SELECT warden_create_finding_partition(:month)"),
-                    {"month": add_months(first, offset)},
-                )
-            ).scalar()
-            if name:
-                created.append(name)
-        stray = int((await conn.execute(text("SELECT warden_finding_default_rows()"))).scalar_one())
+            rows = await tx.fetch(
+                "SELECT warden_create_finding_partition($1) AS name", add_months(first, offset)
+            )
+            if rows[0]["name"]:
+                created.append(rows[0]["name"])
+        rows = await tx.fetch("SELECT warden_finding_default_rows() AS n")
+        stray = int(rows[0]["n"])
     DEFAULT_PARTITION_ROWS.set(stray)
     if created:
         log.info("created finding partitions %s", ", ".join(created))
@@ -49,26 +46,16 @@ async def ensure_partitions(engine: AsyncEngine, ahead: int) -> dict[str, Any]:
     return {"created": created, "default_partition_rows": stray}
 
 
-async def task_retention(engine: AsyncEngine, keep_days: int, stale_seconds: int) -> dict[str, int]:
+async def task_retention(db: Database, keep_days: int, stale_seconds: int) -> dict[str, int]:
     """Delete finished tasks older than `keep_days`; fail tasks whose worker vanished."""
-    async with engine.begin() as conn:
-        expired = int(
-            (
-                await conn.execute(
-                    text("SELECT warden_expire_stuck_tasks(:s)"), {"s": stale_seconds}
-                )
-            ).scalar_one()
-        )
+    async with db.transaction() as tx:
+        rows = await tx.fetch("SELECT warden_expire_stuck_tasks($1) AS n", stale_seconds)
+        expired = int(rows[0]["n"])
     pruned = 0
     while True:
-        async with engine.begin() as conn:
-            batch = int(
-                (
-                    await conn.execute(
-                        text("SELECT warden_prune_tasks(:d, 5000)"), {"d": keep_days}
-                    )
-                ).scalar_one()
-            )
+        async with db.transaction() as tx:
+            rows = await tx.fetch("SELECT warden_prune_tasks($1, 5000) AS n", keep_days)
+            batch = int(rows[0]["n"])
         pruned += batch
         if batch < 5000:
             break

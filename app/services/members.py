@@ -1,21 +1,22 @@
-"""Members: list, add, change role or attributes, remove — never leaving a workspace ownerless."""
+"""Members: list, add, change role or attributes, remove — never beyond the caller's own access,
+never leaving a workspace ownerless."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Membership, User
-from app.errors import Conflict, Forbidden, NotFound
+from app.db.models import CustomRole, Membership, User
+from app.errors import Conflict, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import MemberUpdate
+from app.security.escalation import Access
 from app.security.permissions import ROLE_NAMES
-from app.security.principal import WorkspacePrincipal
-from app.services.roles import resolve_assignment
+from app.security.principal import WorkspaceContext
+from app.services.roles import ensure_caller_may_give, resolve_role, role_access
 
 
 def _member_select() -> Any:
@@ -50,14 +51,14 @@ MEMBERS = Resource(
 )
 
 
-async def list_members(session: AsyncSession, query: ListQuery) -> list[dict[str, Any]]:
-    result = await session.execute(query.statement())
+async def list_members(ctx: WorkspaceContext, query: ListQuery) -> list[dict[str, Any]]:
+    result = await ctx.session.execute(query.statement())
     return [dict(r) for r in result.mappings()]
 
 
-async def get_member(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any]:
+async def get_member(ctx: WorkspaceContext, user_id: uuid.UUID) -> dict[str, Any]:
     row = (
-        (await session.execute(_member_select().where(Membership.user_id == user_id)))
+        (await ctx.session.execute(_member_select().where(Membership.user_id == user_id)))
         .mappings()
         .one_or_none()
     )
@@ -66,82 +67,117 @@ async def get_member(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any
     return dict(row)
 
 
-async def add_member(
-    session: AsyncSession, caller: WorkspacePrincipal, email: str, role: str
-) -> dict[str, Any]:
-    builtin, custom_id = await resolve_assignment(session, caller, role)
-    user_id = (
-        await session.execute(select(User.id).where(User.email == email.lower(), User.is_active))
-    ).scalar_one_or_none()
-    if user_id is None:
+async def add_member(ctx: WorkspaceContext, email: str, role: str) -> dict[str, Any]:
+    session = ctx.session
+    builtin, custom_id, custom = await resolve_role(ctx, role)
+    user = (
+        await session.execute(
+            select(User.id, User.attributes).where(User.email == email.lower(), User.is_active)
+        )
+    ).one_or_none()
+    target = await role_access(ctx, builtin, custom, user.attributes if user else {})
+    await ensure_caller_may_give(ctx, target, f"give the role '{custom.name if custom else role}'")
+    if user is None:
         raise NotFound("No user with this email; they must register first")
-    session.add(Membership(user_id=user_id, role=builtin, custom_role_id=custom_id))
+    session.add(Membership(user_id=user.id, role=builtin, custom_role_id=custom_id))
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError:
         raise Conflict("This user is already a member") from None
-    return await get_member(session, user_id)
+    return await get_member(ctx, user.id)
 
 
-async def _locked(session: AsyncSession, user_id: uuid.UUID) -> Membership:
-    member = (
-        await session.execute(
-            select(Membership).where(Membership.user_id == user_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if member is None:
-        raise NotFound("Member not found")
-    return member
-
-
-async def _other_owners(session: AsyncSession, user_id: uuid.UUID) -> int:
-    """Owners other than `user_id`, with every owner row locked so two concurrent demotions
-    cannot both see the other owner and leave none."""
-    owners = (
+async def _lock(ctx: WorkspaceContext, user_id: uuid.UUID) -> Membership:
+    """Lock, in one statement and in one order (by user id), the caller's, the target's and
+    every owner's membership rows: two concurrent changes of owners (two owners removing each
+    other) queue instead of deadlocking, and the second sees the first's result. The caller's
+    membership must still be what the request was authorized with."""
+    me = ctx.principal
+    rows = (
         (
-            await session.execute(
-                select(Membership.user_id).where(Membership.role == "owner").with_for_update()
+            await ctx.session.execute(
+                select(Membership)
+                .where(
+                    or_(
+                        Membership.user_id.in_([me.user_id, user_id]),
+                        Membership.role == "owner",
+                    )
+                )
+                .order_by(Membership.user_id)
+                .with_for_update()
             )
         )
         .scalars()
         .all()
     )
-    return sum(1 for o in owners if o != user_id)
+    by_id = {m.user_id: m for m in rows}
+    mine = by_id.get(me.user_id)
+    if mine is None or (mine.role, mine.custom_role_id) != (me.role, me.custom_role_id):
+        raise Conflict("Your own membership changed while this request ran; try again")
+    member = by_id.get(user_id)
+    if member is None:
+        raise NotFound("Member not found")
+    return member
 
 
-async def _guard_owner(
-    session: AsyncSession, caller: WorkspacePrincipal, member: Membership, *, leaving: bool
-) -> None:
-    """Only owners touch owners; the last owner can be neither demoted nor removed."""
-    if member.role != "owner":
-        return
-    if caller.role != "owner":
-        raise Forbidden("Only an owner can change or remove an owner")
-    if leaving and await _other_owners(session, member.user_id) == 0:
-        raise Conflict("A workspace must keep at least one owner")
+async def _owners_besides(ctx: WorkspaceContext, user_id: uuid.UUID) -> int:
+    """Owners other than `user_id` (their rows are locked by `_lock`)."""
+    stmt = select(func.count()).where(Membership.role == "owner", Membership.user_id != user_id)
+    return int((await ctx.session.execute(stmt)).scalar_one())
+
+
+async def _user_attributes(ctx: WorkspaceContext, member: Membership) -> dict[str, Any]:
+    stmt = select(User.attributes).where(User.id == member.user_id)
+    return dict((await ctx.session.execute(stmt)).scalar_one_or_none() or {})
+
+
+async def _member_access(
+    ctx: WorkspaceContext,
+    builtin: str | None,
+    custom_id: uuid.UUID | None,
+    attributes: dict[str, Any],
+) -> Access:
+    custom = None
+    if custom_id is not None:
+        stmt = select(CustomRole).where(CustomRole.id == custom_id)
+        custom = (await ctx.session.execute(stmt)).scalar_one()
+    return await role_access(ctx, builtin, custom, attributes)
 
 
 async def update_member(
-    session: AsyncSession, caller: WorkspacePrincipal, user_id: uuid.UUID, data: MemberUpdate
+    ctx: WorkspaceContext, user_id: uuid.UUID, data: MemberUpdate
 ) -> dict[str, Any]:
-    member = await _locked(session, user_id)
+    """Nobody changes a member whose access exceeds their own, or gives a member more than
+    they hold (the caller included); the last owner keeps the role."""
+    member = await _lock(ctx, user_id)
+    own = await _user_attributes(ctx, member)
+    attributes = {**own, **(member.attributes or {})}
+    before = await _member_access(ctx, member.role, member.custom_role_id, attributes)
+    await ensure_caller_may_give(ctx, before, "change this member")
     builtin, custom_id = member.role, member.custom_role_id
     if data.role is not None:
-        builtin, custom_id = await resolve_assignment(session, caller, data.role)
-    await _guard_owner(session, caller, member, leaving=builtin != "owner")
+        builtin, custom_id, _ = await resolve_role(ctx, data.role)
+    if data.attributes is not None:
+        attributes = {**own, **data.attributes}
+    after = await _member_access(ctx, builtin, custom_id, attributes)
+    await ensure_caller_may_give(ctx, after, "give this member that role or those attributes")
+    if member.role == "owner" and builtin != "owner" and not await _owners_besides(ctx, user_id):
+        raise Conflict("A workspace must keep at least one owner")
     member.role, member.custom_role_id = builtin, custom_id
     if data.attributes is not None:
         member.attributes = data.attributes
     member.updated_at = func.now()
-    await session.flush()
-    return await get_member(session, user_id)
+    await ctx.session.flush()
+    return await get_member(ctx, user_id)
 
 
-async def remove_member(
-    session: AsyncSession, caller: WorkspacePrincipal, user_id: uuid.UUID
-) -> None:
-    member = await _locked(session, user_id)
-    await _guard_owner(session, caller, member, leaving=True)
-    await session.delete(member)
-    await session.flush()
+async def remove_member(ctx: WorkspaceContext, user_id: uuid.UUID) -> None:
+    member = await _lock(ctx, user_id)
+    attributes = {**await _user_attributes(ctx, member), **(member.attributes or {})}
+    current = await _member_access(ctx, member.role, member.custom_role_id, attributes)
+    await ensure_caller_may_give(ctx, current, "remove this member")
+    if member.role == "owner" and not await _owners_besides(ctx, user_id):
+        raise Conflict("A workspace must keep at least one owner")
+    await ctx.session.delete(member)
+    await ctx.session.flush()

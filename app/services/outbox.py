@@ -5,8 +5,8 @@ rollback sends nothing), and is never lost while Redis is down (the row stays un
 marks it done; the sweeper re-sends). The arq job id is the outbox id, so sending twice enqueues
 once; the worker also skips a row that is already done.
 
-Services call `add_job` (flush only, never commit). `get_workspace_session` calls
-`relay_committed` right after its transaction commits.
+Services call `add_job` (flush only, never commit); it asks the transaction to hand the job
+to the database's `Relay` once it has committed (requests and jobs alike).
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.models import Outbox
+from app.db.session import Database
+from app.db.transaction import Transaction
 from app.jobs import JobKind
+from app.security.principal import WorkspaceContext
 
 log = logging.getLogger("warden.outbox")
 
-SESSION_KEY = "outbox"
+PENDING_KEY = "outbox"
 MAX_SWEEP_ROUNDS = 20  # x 500 rows per sweep; the next sweep takes the rest
 SEND_TIMEOUT = 3.0  # seconds; a dead Redis must not hold a response longer than this
 
@@ -42,22 +43,45 @@ class Pending:
     job: str
 
 
+@dataclass(frozen=True)
+class Relay:
+    """Where committed jobs go: the arq queue of this process (set on the `Database` by the
+    API's lifespan and the worker's startup)."""
+
+    db: Database
+    arq: Any
+    queue: str
+
+    async def deliver(self, jobs: Sequence[Pending]) -> int:
+        return await deliver(self.db, self.arq, self.queue, jobs)
+
+
 async def add_job(
-    session: AsyncSession,
+    ctx: WorkspaceContext,
     kind: JobKind,
     *,
-    user_id: uuid.UUID,
     task_id: uuid.UUID | None = None,
     args: dict[str, Any] | None = None,
 ) -> Outbox:
-    """Write the job in the caller's transaction; it is sent once that transaction commits."""
-    row = Outbox(job=kind.name, user_id=user_id, task_id=task_id, args=args or {})
+    """Write the job, in the caller's name, in the caller's transaction; it is sent once that
+    transaction commits (never if it rolls back)."""
+    session = ctx.session
+    row = Outbox(job=kind.name, user_id=ctx.user_id, task_id=task_id, args=args or {})
     session.add(row)
     await session.flush()
-    session.info.setdefault(SESSION_KEY, []).append(
-        Pending(row.id, row.workspace_id, user_id, kind.name)
-    )
+    _after_commit(ctx.tx).append(Pending(row.id, row.workspace_id, ctx.user_id, kind.name))
     return row
+
+
+def _after_commit(tx: Transaction) -> list[Pending]:
+    """The transaction's jobs to relay, registered once for delivery after its commit."""
+    jobs: list[Pending] | None = tx.info.get(PENDING_KEY)
+    if jobs is None:
+        jobs = tx.info[PENDING_KEY] = []
+        relay: Relay | None = getattr(tx.database, "relay", None)
+        if relay is not None:
+            tx.after_commit(lambda: relay.deliver(jobs))
+    return jobs
 
 
 async def send(arq: Any, queue: str, jobs: Sequence[Pending]) -> list[uuid.UUID]:
@@ -76,14 +100,14 @@ async def send(arq: Any, queue: str, jobs: Sequence[Pending]) -> list[uuid.UUID]
     return sent
 
 
-async def mark_sent(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> None:
+async def mark_sent(db: Database, ids: Sequence[uuid.UUID]) -> None:
     if not ids:
         return
-    async with engine.begin() as conn:
-        await conn.execute(text("SELECT warden_outbox_mark_sent(:ids)"), {"ids": list(ids)})
+    async with db.transaction() as tx:
+        await tx.execute("SELECT warden_outbox_mark_sent($1::uuid[])", list(ids))
 
 
-async def deliver(engine: AsyncEngine, arq: Any, queue: str, jobs: Sequence[Pending]) -> int:
+async def deliver(db: Database, arq: Any, queue: str, jobs: Sequence[Pending]) -> int:
     """Send and record; on a Redis or database failure log and leave the rest to the sweeper."""
     if not jobs:
         return 0
@@ -96,39 +120,32 @@ async def deliver(engine: AsyncEngine, arq: Any, queue: str, jobs: Sequence[Pend
     except Exception:  # noqa: BLE001 - the data is committed; the sweeper delivers later
         log.exception("job delivery failed; deferred to the sweeper")
     try:
-        await mark_sent(engine, sent)
+        await mark_sent(db, sent)
     except Exception:  # noqa: BLE001 - a missed mark only means a harmless re-send
         log.warning("could not mark %d outbox rows sent", len(sent), exc_info=True)
     return len(sent)
 
 
-async def relay_committed(state: Any, session_info: dict[str, Any]) -> None:
-    """After the request's commit: send the jobs its transaction wrote (`add_job` noted them in
-    the session's `info`; none on rollback, because this is never reached then)."""
-    jobs = session_info.pop(SESSION_KEY, None)
-    if jobs:
-        await deliver(state.db.engine, state.arq, state.settings.job_queue_name, jobs)
-
-
-async def pending(engine: AsyncEngine, redeliver_after: int, limit: int = 500) -> list[Pending]:
+async def pending(db: Database, redeliver_after: int, limit: int = 500) -> list[Pending]:
     """Rows of every workspace not yet sent, or sent long ago and still not done (through
     the narrow definer function; no context, no bypass)."""
-    async with engine.begin() as conn:
-        rows = await conn.execute(
-            text("SELECT id, workspace_id, user_id, job FROM warden_outbox_pending(:s, :n)"),
-            {"s": redeliver_after, "n": limit},
+    async with db.transaction() as tx:
+        rows = await tx.fetch(
+            "SELECT id, workspace_id, user_id, job FROM warden_outbox_pending($1, $2)",
+            redeliver_after,
+            limit,
         )
-        return [Pending(r.id, r.workspace_id, r.user_id, r.job) for r in rows]
+        return [Pending(r["id"], r["workspace_id"], r["user_id"], r["job"]) for r in rows]
 
 
-async def sweep(engine: AsyncEngine, arq: Any, queue: str, redeliver_after: int) -> int:
+async def sweep(db: Database, arq: Any, queue: str, redeliver_after: int) -> int:
     """Deliver whatever the request-time relay could not (Redis was down, the process died)."""
     total = 0
     for _ in range(MAX_SWEEP_ROUNDS):
-        jobs = await pending(engine, redeliver_after)
+        jobs = await pending(db, redeliver_after)
         if not jobs:
             break
-        sent = await deliver(engine, arq, queue, jobs)
+        sent = await deliver(db, arq, queue, jobs)
         total += sent
         if sent < len(jobs):
             break

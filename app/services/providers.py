@@ -9,10 +9,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Provider, ProviderGroup, ProviderGroupMember
-from app.db.transaction import Transaction
 from app.errors import BadRequest, Conflict, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.query.plan import fetch_rows, row_columns
@@ -23,7 +21,8 @@ from app.schemas.provider import (
     ProviderOut,
     ProviderUpdate,
 )
-from app.services.provider_uid import ProviderType
+from app.schemas.provider_uid import ProviderType
+from app.security.principal import WorkspaceContext
 
 
 def _active() -> Any:
@@ -60,22 +59,23 @@ PROVIDER_GROUPS = Resource(
 )
 
 
-async def list_providers(tx: Transaction, query: ListQuery) -> list[asyncpg.Record]:
-    """Rows with ProviderOut's fields, through the compiled-query path (`app.query.plan`):
-    the same central scope as any session statement, compiled once per query shape."""
-    return await fetch_rows(tx, query)
+async def list_providers(ctx: WorkspaceContext, query: ListQuery) -> list[asyncpg.Record]:
+    """Rows with ProviderOut's fields, through the compiled-query path: the same central scope
+    as any session statement, compiled once per query shape."""
+    return await fetch_rows(ctx.tx, query)
 
 
-async def get_provider(session: AsyncSession, provider_id: uuid.UUID) -> Provider:
+async def get_provider(ctx: WorkspaceContext, provider_id: uuid.UUID) -> Provider:
     provider = (
-        await session.execute(_active().where(Provider.id == provider_id))
+        await ctx.session.execute(_active().where(Provider.id == provider_id))
     ).scalar_one_or_none()
     if provider is None:
         raise NotFound("Provider not found")
     return provider
 
 
-async def create_provider(session: AsyncSession, data: ProviderCreate) -> Provider:
+async def create_provider(ctx: WorkspaceContext, data: ProviderCreate) -> Provider:
+    session = ctx.session
     provider = Provider(**data.model_dump())
     session.add(provider)
     try:
@@ -89,36 +89,38 @@ async def create_provider(session: AsyncSession, data: ProviderCreate) -> Provid
 
 
 async def update_provider(
-    session: AsyncSession, provider_id: uuid.UUID, data: ProviderUpdate
+    ctx: WorkspaceContext, provider_id: uuid.UUID, data: ProviderUpdate
 ) -> Provider:
-    provider = await get_provider(session, provider_id)
+    provider = await get_provider(ctx, provider_id)
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(provider, field, value)
-    await session.flush()
-    await session.refresh(provider)
+    await ctx.session.flush()
+    await ctx.session.refresh(provider)
     return provider
 
 
-async def delete_provider(session: AsyncSession, provider_id: uuid.UUID) -> None:
+async def delete_provider(ctx: WorkspaceContext, provider_id: uuid.UUID) -> None:
     """Soft delete: the row stays (findings keep their provider), the uid becomes reusable."""
-    provider = await get_provider(session, provider_id)
+    provider = await get_provider(ctx, provider_id)
     provider.deleted_at = datetime.now(UTC)
-    await session.execute(
+    await ctx.session.execute(
         delete(ProviderGroupMember).where(ProviderGroupMember.provider_id == provider_id)
     )
-    await session.flush()
+    await ctx.session.flush()
 
 
 # Provider groups
 
 
-async def _provider_ids(session: AsyncSession, group_ids: list[uuid.UUID]) -> dict[uuid.UUID, list]:
-    rows = await session.execute(
+async def _provider_ids(
+    ctx: WorkspaceContext, group_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    rows = await ctx.session.execute(
         select(ProviderGroupMember.provider_group_id, ProviderGroupMember.provider_id)
         .where(ProviderGroupMember.provider_group_id.in_(group_ids))
         .order_by(ProviderGroupMember.provider_id)
     )
-    out: dict[uuid.UUID, list] = {gid: [] for gid in group_ids}
+    out: dict[uuid.UUID, list[uuid.UUID]] = {gid: [] for gid in group_ids}
     for group_id, provider_id in rows:
         out[group_id].append(provider_id)
     return out
@@ -134,29 +136,30 @@ def _group_out(group: ProviderGroup, provider_ids: list[uuid.UUID]) -> dict[str,
     }
 
 
-async def list_groups(session: AsyncSession, query: ListQuery) -> list[dict[str, Any]]:
-    groups = list((await session.execute(query.statement())).scalars())
-    members = await _provider_ids(session, [g.id for g in groups])
+async def list_groups(ctx: WorkspaceContext, query: ListQuery) -> list[dict[str, Any]]:
+    groups = list((await ctx.session.execute(query.statement())).scalars())
+    members = await _provider_ids(ctx, [g.id for g in groups])
     return [_group_out(g, members[g.id]) for g in groups]
 
 
-async def _get_group(session: AsyncSession, group_id: uuid.UUID) -> ProviderGroup:
+async def _get_group(ctx: WorkspaceContext, group_id: uuid.UUID) -> ProviderGroup:
     group = (
-        await session.execute(select(ProviderGroup).where(ProviderGroup.id == group_id))
+        await ctx.session.execute(select(ProviderGroup).where(ProviderGroup.id == group_id))
     ).scalar_one_or_none()
     if group is None:
         raise NotFound("Provider group not found")
     return group
 
 
-async def get_group(session: AsyncSession, group_id: uuid.UUID) -> dict[str, Any]:
-    group = await _get_group(session, group_id)
-    return _group_out(group, (await _provider_ids(session, [group.id]))[group.id])
+async def get_group(ctx: WorkspaceContext, group_id: uuid.UUID) -> dict[str, Any]:
+    group = await _get_group(ctx, group_id)
+    return _group_out(group, (await _provider_ids(ctx, [group.id]))[group.id])
 
 
 async def _set_members(
-    session: AsyncSession, group_id: uuid.UUID, provider_ids: list[uuid.UUID]
+    ctx: WorkspaceContext, group_id: uuid.UUID, provider_ids: list[uuid.UUID]
 ) -> None:
+    session = ctx.session
     wanted = set(provider_ids)
     if wanted:
         found = set(
@@ -180,7 +183,8 @@ async def _set_members(
     await session.flush()
 
 
-async def create_group(session: AsyncSession, data: ProviderGroupCreate) -> dict[str, Any]:
+async def create_group(ctx: WorkspaceContext, data: ProviderGroupCreate) -> dict[str, Any]:
+    session = ctx.session
     group = ProviderGroup(name=data.name)
     session.add(group)
     try:
@@ -188,15 +192,16 @@ async def create_group(session: AsyncSession, data: ProviderGroupCreate) -> dict
             await session.flush()
     except IntegrityError:
         raise Conflict(f"A provider group named '{data.name}' already exists") from None
-    await _set_members(session, group.id, data.provider_ids)
+    await _set_members(ctx, group.id, data.provider_ids)
     await session.refresh(group)
-    return await get_group(session, group.id)
+    return await get_group(ctx, group.id)
 
 
 async def update_group(
-    session: AsyncSession, group_id: uuid.UUID, data: ProviderGroupUpdate
+    ctx: WorkspaceContext, group_id: uuid.UUID, data: ProviderGroupUpdate
 ) -> dict[str, Any]:
-    group = await _get_group(session, group_id)
+    session = ctx.session
+    group = await _get_group(ctx, group_id)
     if data.name is not None:
         group.name = data.name
         group.updated_at = func.now()
@@ -206,12 +211,12 @@ async def update_group(
         except IntegrityError:
             raise Conflict(f"A provider group named '{data.name}' already exists") from None
     if data.provider_ids is not None:
-        await _set_members(session, group_id, data.provider_ids)
+        await _set_members(ctx, group_id, data.provider_ids)
     await session.refresh(group)
-    return await get_group(session, group_id)
+    return await get_group(ctx, group_id)
 
 
-async def delete_group(session: AsyncSession, group_id: uuid.UUID) -> None:
-    group = await _get_group(session, group_id)
-    await session.delete(group)
-    await session.flush()
+async def delete_group(ctx: WorkspaceContext, group_id: uuid.UUID) -> None:
+    group = await _get_group(ctx, group_id)
+    await ctx.session.delete(group)
+    await ctx.session.flush()

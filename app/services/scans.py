@@ -7,14 +7,13 @@ import uuid
 from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Scan, ScanUpload, Task
 from app.db.models.scan import SCAN_STATES, SEVERITIES, STATUSES
 from app.errors import BadRequest, NotFound, PayloadTooLarge
 from app.jobs import IMPORT_SCAN
 from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
-from app.security.principal import WorkspacePrincipal
+from app.security.principal import WorkspaceContext
 from app.services import providers, tasks
 
 
@@ -25,8 +24,7 @@ class Upload(Protocol):
 
 
 async def create_scan(
-    session: AsyncSession,
-    principal: WorkspacePrincipal,
+    ctx: WorkspaceContext,
     provider_id: uuid.UUID,
     upload: Upload,
     *,
@@ -34,13 +32,14 @@ async def create_scan(
     max_bytes: int,
 ) -> tuple[Scan, Task]:
     """Store the report (chunk by chunk, never whole in memory) and queue its import."""
-    provider = await providers.get_provider(session, provider_id)
+    session = ctx.session
+    provider = await providers.get_provider(ctx, provider_id)
     scan = Scan(
         provider_id=provider.id,
         file_name=(upload.filename or "report.ocsf.json")[:255],
         file_size=0,
         file_sha256="",
-        created_by=principal.user_id,
+        created_by=ctx.user_id,
         state="pending",
     )
     session.add(scan)
@@ -60,9 +59,8 @@ async def create_scan(
         raise BadRequest("The uploaded report is empty")
     scan.file_size, scan.file_sha256 = size, digest.hexdigest()
     task = await tasks.start(
-        session,
+        ctx,
         IMPORT_SCAN,
-        user_id=principal.user_id,
         resource_type="scan",
         resource_id=scan.id,
         provider_id=provider.id,
@@ -92,12 +90,13 @@ SCANS = Resource(
 )
 
 
-async def list_scans(session: AsyncSession, query: ListQuery) -> list[Scan]:
-    return list((await session.execute(query.statement())).scalars())
+async def list_scans(ctx: WorkspaceContext, query: ListQuery) -> list[Scan]:
+    return list((await ctx.session.execute(query.statement())).scalars())
 
 
-async def get_scan(session: AsyncSession, scan_id: uuid.UUID) -> Scan:
-    scan = (await session.execute(select(Scan).where(Scan.id == scan_id))).scalar_one_or_none()
+async def get_scan(ctx: WorkspaceContext, scan_id: uuid.UUID) -> Scan:
+    stmt = select(Scan).where(Scan.id == scan_id)
+    scan = (await ctx.session.execute(stmt)).scalar_one_or_none()
     if scan is None:
         raise NotFound("Scan not found")
     return scan

@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Outbox, Scan, ScanUpload, Task
 from app.db.models.job import TASK_STATES
+from app.db.transaction import Transaction
 from app.errors import Conflict, NotFound
 from app.jobs import IMPORT_SCAN, JobKind
 from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
+from app.security.principal import WorkspaceContext
 from app.services import outbox
 
 
@@ -23,33 +24,35 @@ def location(slug: str, task_id: uuid.UUID) -> str:
 
 
 async def start(
-    session: AsyncSession,
+    ctx: WorkspaceContext,
     kind: JobKind,
     *,
-    user_id: uuid.UUID,
     resource_type: str | None = None,
     resource_id: uuid.UUID | None = None,
     provider_id: uuid.UUID | None = None,
     args: dict[str, Any] | None = None,
 ) -> Task:
-    """A pending task and the outbox row of its job, in the caller's transaction."""
+    """A pending task and the outbox row of its job (in the caller's name), in the caller's
+    transaction."""
+    session = ctx.session
     task = Task(
         kind=kind.name,
         state="pending",
-        created_by=user_id,
+        created_by=ctx.user_id,
         resource_type=resource_type,
         resource_id=resource_id,
         provider_id=provider_id,
     )
     session.add(task)
     await session.flush()
-    await outbox.add_job(session, kind, user_id=user_id, task_id=task.id, args=args)
+    await outbox.add_job(ctx, kind, task_id=task.id, args=args)
     await session.refresh(task)
     return task
 
 
-async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
-    task = (await session.execute(select(Task).where(Task.id == task_id))).scalar_one_or_none()
+async def get_task(ctx: WorkspaceContext, task_id: uuid.UUID) -> Task:
+    stmt = select(Task).where(Task.id == task_id)
+    task = (await ctx.session.execute(stmt)).scalar_one_or_none()
     if task is None:
         raise NotFound("Task not found")
     return task
@@ -73,13 +76,14 @@ TASKS = Resource(
 )
 
 
-async def list_tasks(session: AsyncSession, query: ListQuery) -> list[Task]:
-    return list((await session.execute(query.statement())).scalars())
+async def list_tasks(ctx: WorkspaceContext, query: ListQuery) -> list[Task]:
+    return list((await ctx.session.execute(query.statement())).scalars())
 
 
-async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
+async def cancel_task(ctx: WorkspaceContext, task_id: uuid.UUID) -> Task:
     """Cancel a pending task. Its job, when it arrives, finds the task finished and does
     nothing. A running task cannot be cancelled (409)."""
+    session = ctx.session
     task = (
         await session.execute(select(Task).where(Task.id == task_id).with_for_update())
     ).scalar_one_or_none()
@@ -95,14 +99,16 @@ async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
         .values(done_at=now)
     )
     if task.kind == IMPORT_SCAN.name and task.resource_id is not None:
-        await abandon_scan(session, task.resource_id, "cancelled", "Cancelled by a user")
+        await abandon_scan(ctx.tx, task.resource_id, "cancelled", "Cancelled by a user")
     await session.flush()
     await session.refresh(task)
     return task
 
 
-async def abandon_scan(session: AsyncSession, scan_id: uuid.UUID, state: str, error: str) -> None:
-    """A scan whose import will not run: record why, and free its upload."""
+async def abandon_scan(tx: Transaction, scan_id: uuid.UUID, state: str, error: str) -> None:
+    """A scan whose import will not run: record why, and free its upload (also run by the
+    worker's bookkeeping when a job ends failed or refused)."""
+    session = tx.session
     await session.execute(
         update(Scan)
         .where(Scan.id == scan_id, Scan.state.in_(("pending", "running")))

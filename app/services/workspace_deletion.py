@@ -11,13 +11,12 @@ because the job re-checks its user's membership before each batch.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.roles import quote_ident
+from app.security.principal import WorkspaceContext
 
 LAST = "membership"
 GLOBAL = frozenset({"workspace"})
@@ -66,9 +65,9 @@ def _children_first(tables: dict[str, PurgeTable]) -> list[PurgeTable]:
     return order
 
 
-async def purge_plan(session: AsyncSession) -> tuple[list[PurgeTable], list[PurgeTable]]:
+async def purge_plan(ctx: WorkspaceContext) -> tuple[list[PurgeTable], list[PurgeTable]]:
     """(tables purged batch by batch, tables purged in the final transaction)."""
-    rows = (await session.execute(_TABLES)).all()
+    rows = (await ctx.session.execute(_TABLES)).all()
     tables = {
         r.name: PurgeTable(r.name, tuple(r.pkey), frozenset(r.refs) - GLOBAL)
         for r in rows
@@ -84,38 +83,36 @@ async def purge_plan(session: AsyncSession) -> tuple[list[PurgeTable], list[Purg
     return [t for t in ordered if t.name not in final], [t for t in ordered if t.name in final]
 
 
-async def delete_batch(
-    session: AsyncSession, workspace_id: uuid.UUID, table: PurgeTable, limit: int
-) -> int:
+async def delete_batch(ctx: WorkspaceContext, table: PurgeTable, limit: int) -> int:
     """Delete up to `limit` of the workspace's rows from `table`; return how many went."""
     name = quote_ident(table.name)
     key = ", ".join(quote_ident(c) for c in table.pkey) or "ctid"
-    result = await session.execute(
+    result = await ctx.session.execute(
         text(
             f"DELETE FROM {name} WHERE workspace_id = :ws AND ({key}) IN "
             f"(SELECT {key} FROM {name} WHERE workspace_id = :ws LIMIT :n)"
         ),
-        {"ws": workspace_id, "n": limit},
+        {"ws": ctx.workspace_id, "n": limit},
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def purge_audit_batch(session: AsyncSession, workspace_id: uuid.UUID, limit: int) -> int:
+async def purge_audit_batch(ctx: WorkspaceContext, limit: int) -> int:
     """Remove up to `limit` of the deleted workspace's audit records (then its retention cuts)."""
-    result = await session.execute(
-        text("SELECT warden_purge_audit(:ws, :n)"), {"ws": workspace_id, "n": limit}
+    result = await ctx.session.execute(
+        text("SELECT warden_purge_audit(:ws, :n)"), {"ws": ctx.workspace_id, "n": limit}
     )
     return int(result.scalar_one())
 
 
-async def finish(session: AsyncSession, workspace_id: uuid.UUID, tables: list[PurgeTable]) -> int:
+async def finish(ctx: WorkspaceContext, tables: list[PurgeTable]) -> int:
     """The member rows and what they reference, then the workspace row itself."""
     removed = 0
     for table in tables:
-        result = await session.execute(
+        result = await ctx.session.execute(
             text(f"DELETE FROM {quote_ident(table.name)} WHERE workspace_id = :ws"),
-            {"ws": workspace_id},
+            {"ws": ctx.workspace_id},
         )
         removed += int(getattr(result, "rowcount", 0) or 0)
-    await session.execute(text("SELECT warden_drop_workspace(:id)"), {"id": workspace_id})
+    await ctx.session.execute(text("SELECT warden_drop_workspace(:id)"), {"id": ctx.workspace_id})
     return removed

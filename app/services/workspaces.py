@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import new_id
 from app.db.models import Task, Workspace
 from app.errors import Conflict, Forbidden
 from app.jobs import DELETE_WORKSPACE
 from app.schemas.audit import WorkspaceSettingsUpdate
-from app.security.principal import WorkspacePrincipal
+from app.security.principal import UserContext, WorkspaceContext
 from app.services import tasks
 
 
-async def create_workspace(session: AsyncSession, slug: str, name: str) -> dict[str, Any]:
+async def create_workspace(ctx: UserContext, slug: str, name: str) -> dict[str, Any]:
     """Create a workspace owned by the user in context (through the narrow definer path)."""
+    session = ctx.session
     workspace_id = new_id()
     try:
         async with session.begin_nested():
@@ -30,12 +29,12 @@ async def create_workspace(session: AsyncSession, slug: str, name: str) -> dict[
             )
     except IntegrityError:
         raise Conflict(f"The workspace slug '{slug}' is taken") from None
-    rows = await list_workspaces(session)
+    rows = await list_workspaces(ctx)
     return next(r for r in rows if r["id"] == workspace_id)
 
 
-async def list_workspaces(session: AsyncSession) -> list[dict[str, Any]]:
-    result = await session.execute(
+async def list_workspaces(ctx: UserContext) -> list[dict[str, Any]]:
+    result = await ctx.session.execute(
         text(
             "SELECT id, slug, name, role, custom_role_id, custom_role_name, inherits_from, "
             "grants, revokes, created_at FROM warden_user_workspaces()"
@@ -44,41 +43,42 @@ async def list_workspaces(session: AsyncSession) -> list[dict[str, Any]]:
     return [dict(r) for r in result.mappings()]
 
 
-async def request_deletion(session: AsyncSession, principal: WorkspacePrincipal) -> Task:
+async def request_deletion(ctx: WorkspaceContext) -> Task:
     """Hide the workspace at once (every route answers 404 from now on) and queue the job that
     removes its rows in batches and then the workspace itself (freeing the slug). Deleting
-    everything takes seeing everything: a role limited to some provider groups cannot."""
-    if not principal.can("unlimited_visibility"):
-        raise Forbidden("Deleting the workspace also needs the 'unlimited_visibility' permission")
+    everything takes seeing everything: a role limited to some provider groups, or by a row
+    grant, cannot."""
+    if not ctx.principal.unrestricted:
+        raise Forbidden(
+            "Deleting the workspace takes seeing all of it: the 'unlimited_visibility' "
+            "permission and no row grant"
+        )
     workspace = (
-        await session.execute(
-            select(Workspace).where(Workspace.id == principal.workspace_id).with_for_update()
+        await ctx.session.execute(
+            select(Workspace).where(Workspace.id == ctx.workspace_id).with_for_update()
         )
     ).scalar_one()
     workspace.deleted_at = datetime.now(UTC)
     return await tasks.start(
-        session,
+        ctx,
         DELETE_WORKSPACE,
-        user_id=principal.user_id,
         resource_type="workspace",
         resource_id=workspace.id,
     )
 
 
-async def get_settings(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
+async def get_settings(ctx: WorkspaceContext) -> Workspace:
     """The context's own workspace row (RLS shows no other)."""
-    stmt = select(Workspace).where(Workspace.id == workspace_id)
-    return (await session.execute(stmt)).scalar_one()
+    stmt = select(Workspace).where(Workspace.id == ctx.workspace_id)
+    return (await ctx.session.execute(stmt)).scalar_one()
 
 
-async def update_settings(
-    session: AsyncSession, workspace_id: uuid.UUID, data: WorkspaceSettingsUpdate
-) -> Workspace:
-    workspace = await get_settings(session, workspace_id)
+async def update_settings(ctx: WorkspaceContext, data: WorkspaceSettingsUpdate) -> Workspace:
+    workspace = await get_settings(ctx)
     for field, value in data.model_dump(exclude_unset=True).items():
         if field == "name" and value is None:
             continue
         setattr(workspace, field, value)
-    await session.flush()
-    await session.refresh(workspace)
+    await ctx.session.flush()
+    await ctx.session.refresh(workspace)
     return workspace

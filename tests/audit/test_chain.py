@@ -11,7 +11,7 @@ from sqlalchemy import text
 from app.db.models import AuditRecord
 from app.db.roles import RUNTIME_COLUMN_PRIVILEGES, RUNTIME_TABLE_PRIVILEGES
 from app.db.tenant import context_statement
-from app.services.audit import seal_pending
+from app.services.audit_chain import seal_pending
 from tests.audit.conftest import records, verify
 from tests.helpers import aws_uid
 
@@ -25,7 +25,7 @@ async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, 
     await _calls(api, ws, 3)
     before = await verify(client, ws)
     assert before["unsealed"] >= 3 and before["sealed"] == 0 and before["ok"]
-    assert await seal_pending(app.state.db.sessionmaker) >= 3
+    assert await seal_pending(app.state.db) >= 3
     rows = await records(admin_engine, ws.id)
     sealed = [r for r in rows if r["seq"] is not None]
     assert [r["seq"] for r in sealed] == list(range(1, len(sealed) + 1))
@@ -82,7 +82,7 @@ async def test_tampering_as_the_owner_is_reported(
 ):
     """The owner role can change anything; verification still names the first broken link."""
     await _calls(api, ws, 4)
-    await seal_pending(app.state.db.sessionmaker)
+    await seal_pending(app.state.db)
     rows = [r for r in await records(admin_engine, ws.id) if r["seq"] is not None]
     target = rows[2]
     async with admin_engine.begin() as conn:
@@ -103,7 +103,7 @@ async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app
     other_slug = await api.workspace(other_owner)
     await api.provider(other_owner, other_slug)
     await _calls(api, ws, 2)
-    await seal_pending(app.state.db.sessionmaker)
+    await seal_pending(app.state.db)
     async with admin_engine.begin() as conn:
         await conn.execute(
             text("UPDATE audit_record SET status = 418 WHERE workspace_id = :w"), {"w": ws.id}
@@ -116,7 +116,7 @@ async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app
 async def test_sealers_and_requests_run_concurrently(api, client, app, ws, admin_engine):
     """Requests of one workspace never wait for the chain: many run at once while two sealers
     work; afterwards the chain is complete, gapless and verifies."""
-    maker = app.state.db.sessionmaker
+    maker = app.state.db
 
     async def create(i: int) -> int:
         r = await client.post(
@@ -161,12 +161,12 @@ async def test_a_busy_chain_neither_blocks_requests_nor_other_sealers(
             timeout=5,
         )
         assert r.status_code == 201
-        sealed = await asyncio.wait_for(seal_pending(app.state.db.sessionmaker), timeout=5)
+        sealed = await asyncio.wait_for(seal_pending(app.state.db), timeout=5)
         pending = (await verify(client, ws))["unsealed"]
         assert pending >= 1  # our workspace was skipped (other workspaces may have been sealed)
         await trans.commit()
     assert sealed >= 0
-    await seal_pending(app.state.db.sessionmaker)
+    await seal_pending(app.state.db)
     result = await verify(client, ws)
     assert result["ok"] and result["unsealed"] == 0
 

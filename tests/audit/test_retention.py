@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from app.services.audit import apply_retention, seal_pending
+from app.services.audit_chain import apply_retention, seal_pending
 from tests.audit.conftest import records, verify
 from tests.helpers import assert_problem
 
@@ -31,7 +31,7 @@ async def _set_days(client, ws, days) -> None:
 async def test_expired_prefix_is_cut_in_batches_and_the_chain_still_verifies(
     api, client, app, ws, admin_engine
 ):
-    maker = app.state.db.sessionmaker
+    maker = app.state.db
     for i in range(6):
         await api.provider(ws.owner, ws.slug, alias=f"p{i}")
     old = [r["id"] for r in await records(admin_engine, ws.id)][:4]
@@ -60,7 +60,7 @@ async def test_expired_prefix_is_cut_in_batches_and_the_chain_still_verifies(
 
 
 async def test_a_chain_cut_entirely_continues_from_the_cut(api, client, app, ws, admin_engine):
-    maker = app.state.db.sessionmaker
+    maker = app.state.db
     await api.provider(ws.owner, ws.slug)
     await _set_days(client, ws, 1)
     await seal_pending(maker)
@@ -88,7 +88,7 @@ async def _backdate_sealed(admin_engine, ws) -> None:
 
 
 async def test_unsealed_and_unexpired_records_stay(api, client, app, ws, admin_engine):
-    maker = app.state.db.sessionmaker
+    maker = app.state.db
     await api.provider(ws.owner, ws.slug)
     await _set_days(client, ws, 30)
     ids = [r["id"] for r in await records(admin_engine, ws.id)]
@@ -124,7 +124,7 @@ async def test_personal_logs_expire(api, client, app, admin_engine):
             {"u": me["id"]},
         )
     # asking for 1 day keeps 30: the runtime role cannot wipe recent evidence
-    await apply_retention(app.state.db.sessionmaker, personal_days=1)
+    await apply_retention(app.state.db, personal_days=1)
     events = (await client.get("/api/v1/me/events", headers=user.headers)).json()["data"]
     assert [e["action"] for e in events] == ["me"]  # the old register/login/me are gone
     denials = (await client.get("/api/v1/me/denials", headers=user.headers)).json()["data"]

@@ -7,9 +7,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.session import make_sessionmaker
 from app.main import create_app
-from app.services.audit import seal_pending
+from app.services.audit_chain import seal_pending
 from tests.audit.conftest import records
 from tests.conftest import make_settings
 from tests.helpers import assert_problem, aws_uid
@@ -46,10 +45,7 @@ async def test_replica_reads_record_on_the_primary(database, servers, api, ws, a
             connect_args={"server_settings": {"default_transaction_read_only": "on"}},
         )
         old = app.state.db.read_engine
-        app.state.db.read_engine, app.state.db.read_sessionmaker = (
-            read_only,
-            make_sessionmaker(read_only),
-        )
+        app.state.db.read_engine = read_only
         await old.dispose()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -69,7 +65,7 @@ async def test_replica_reads_record_on_the_primary(database, servers, api, ws, a
                 json={"provider_type": "aws", "uid": aws_uid()},
             )
             assert w.status_code == 201  # writes still go to the primary
-        await seal_pending(app.state.db.sessionmaker)
+        await seal_pending(app.state.db)
     rows = [r for r in await records(admin_engine, ws.id) if r["request_id"] == "replica-read-1"]
     assert [(r["action"], r["resource_type"]) for r in rows] == [
         ("list", "provider"),

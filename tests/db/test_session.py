@@ -121,14 +121,18 @@ def test_meta_test_catches_an_unscoped_route(app):
 
 
 def test_only_known_modules_set_the_tenant_context():
-    """`apply_context` / the SET LOCAL string are used only by the session dependencies, the
-    auth service (after credentials are verified, user context only) and the worker wrapper."""
+    """`apply_context` / the SET LOCAL string are used only by the one workspace-context
+    function, the session dependencies (user context only), the auth service (after credentials
+    are verified, user context only) and the worker wrapper (its bookkeeping); a workspace is
+    entered (`enter_workspace`) only by the request dependency and the job wrapper."""
     allowed = {
         "app/db/tenant.py",
+        "app/security/principal.py",
         "app/security/deps.py",
         "app/services/auth.py",
         "workers/context.py",
     }
+    entering = {"app/security/principal.py", "app/security/deps.py", "workers/context.py"}
     offenders = []
     for path in list((ROOT / "app").rglob("*.py")) + list((ROOT / "workers").rglob("*.py")):
         rel = str(path.relative_to(ROOT))
@@ -151,6 +155,8 @@ def test_only_known_modules_set_the_tenant_context():
             and ("SET LOCAL app." in n.value or "set_config" in n.value)
         ]
         if ({"apply_context", "context_statement"} & names or sql) and rel not in allowed:
+            offenders.append(rel)
+        if "enter_workspace" in names and rel not in entering:
             offenders.append(rel)
     assert offenders == []
 

@@ -141,8 +141,8 @@ def sent(monkeypatch):
     logged: dict[int, object] = {}
     original = Transaction.__init__
 
-    def init(self, engine, pooled, driver):
-        original(self, engine, pooled, driver)
+    def init(self, engine, pooled, driver, database=None):
+        original(self, engine, pooled, driver, database)
         if id(driver) not in logged:
             logged[id(driver)] = driver
             driver.add_query_logger(log)

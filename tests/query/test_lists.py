@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.services.audit import seal_pending
+from app.services.audit_chain import seal_pending
 from tests.helpers import Api, api_routes, assert_problem
 from tests.query.conftest import fetch_all
 from tests.query.model import select
@@ -32,7 +32,7 @@ async def trail(client, app):
     slug = await api.workspace(owner)
     providers = [await api.provider(owner, slug, alias=f"p{i}") for i in range(3)]
     await client.get(f"/ws/{slug}/api/v1/providers/{providers[0]['id']}", headers=owner.headers)
-    await seal_pending(app.state.db.sessionmaker)
+    await seal_pending(app.state.db)
     await client.delete(f"/ws/{slug}/api/v1/providers/{providers[1]['id']}", headers=owner.headers)
     await client.get(f"/ws/{slug}/api/v1/providers", headers=owner.headers)
     records = await fetch_all(client, f"/ws/{slug}/api/v1/audit", owner.headers)

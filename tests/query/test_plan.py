@@ -14,7 +14,7 @@ from starlette.requests import Request
 from app.db.tenant import Visibility, apply_context
 from app.query import plan
 from app.query.resource import ListQuery
-from app.security.grants import principal_filters
+from app.security.grants import row_scope
 from app.services.providers import PROVIDERS
 
 # Pairs of queries with one shape and different values, and a few single ones.
@@ -64,7 +64,7 @@ async def scoped(app, catalog):
     async with app.state.db.transaction() as tx:
         ws = uuid.UUID(catalog.workspace_id)
         await apply_context(tx, ws, uuid.UUID(catalog.owner_id), Visibility(True))
-        tx.info["row_filter_key"], tx.info["row_filters"] = principal_filters(["owner"], {})
+        tx.info["row_filter_key"], tx.info["row_filters"] = row_scope(["owner"], {}, unlimited=True)
         yield tx
 
 
@@ -108,7 +108,9 @@ async def test_a_compiled_shape_serves_each_workspace_its_own_rows(app, catalog)
     ):
         async with app.state.db.transaction() as tx:
             await apply_context(tx, uuid.UUID(ws_id), uuid.UUID(user_id), Visibility(True))
-            tx.info["row_filter_key"], tx.info["row_filters"] = principal_filters(["owner"], {})
+            tx.info["row_filter_key"], tx.info["row_filters"] = row_scope(
+                ["owner"], {}, unlimited=True
+            )
             seen[ws_id] = {r["id"] for r in await plan.fetch_rows(tx, query)}
     assert seen[catalog.workspace_id] and seen[catalog.other_workspace_id]
     assert not seen[catalog.workspace_id] & seen[catalog.other_workspace_id]
@@ -126,7 +128,7 @@ async def test_row_grants_need_their_key(app, catalog):
     query = await _query(app, {})
     async with app.state.db.transaction() as tx:
         await apply_context(tx, uuid.UUID(catalog.workspace_id), uuid.UUID(catalog.owner_id))
-        tx.info["row_filters"] = principal_filters(["viewer"], {"region": "eu"})[1]
+        tx.info["row_filters"] = row_scope(["viewer"], {"region": "eu"}, unlimited=True)[1]
         with pytest.raises(RuntimeError, match="without their key"):
             await plan.fetch_rows(tx, query)
 
@@ -144,8 +146,8 @@ async def test_limited_visibility_is_bound_per_request(app, catalog):
                 uuid.UUID(catalog.owner_id),
                 Visibility(False, tuple(visible)),
             )
-            tx.info["row_filter_key"], tx.info["row_filters"] = principal_filters(
-                ["owner"], {}, all_providers=False
+            tx.info["row_filter_key"], tx.info["row_filters"] = row_scope(
+                ["owner"], {}, unlimited=False
             )
             results.append({r["id"] for r in await plan.fetch_rows(tx, query)})
     assert results[0] <= set(ids[:2]) and results[0]
@@ -156,10 +158,11 @@ async def test_row_pages_serialize_exactly_as_pydantic_would(app, scoped):
     """The orjson path for pages of database rows gives pydantic's bytes: UUIDs of the driver's
     own type, instants with and without microseconds, nulls, unicode, JSON values, hidden
     fields left out, a cursor."""
-    from app.schemas.common import Page, hidden_fields, response_adapter, row_fields, rows_json
+    from app.schemas.common import Page
     from app.schemas.provider import ProviderOut
     from app.schemas.scan import FindingOut
     from app.security.fields import rules_for
+    from app.security.shaping import hidden_fields, response_adapter, row_fields, rows_json
 
     records = await scoped.fetch(
         """SELECT gen_random_uuid() AS id, gen_random_uuid() AS scan_id,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
-from app.security.grants import row_filters
+from app.security.grants import row_scope
 from app.services.audit import HISTORY
 from app.services.providers import PROVIDERS
 from tests.helpers import Api, assert_problem, without_volatile
@@ -174,7 +174,7 @@ async def test_orm_criteria_reach_distinct_search_and_subqueries(regions, app, a
         assert scoped == ["eu-0", "eu-1", "eu-2", "us-0", "us-1"]
         rows = (await session.execute(search.statement())).all()
         assert sorted(p.alias for p in rows) == ["eu-0", "us-0"]
-        session.info["row_filters"] = row_filters(["viewer"], {"region": "eu"})
+        session.info["row_filters"] = row_scope(["viewer"], {"region": "eu"}, unlimited=True)[1]
         assert (await session.execute(distinct.statement())).scalars().all() == [
             "eu-0",
             "eu-1",

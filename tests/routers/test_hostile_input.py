@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.services.provider_uid import ProviderType
+from app.schemas.provider_uid import ProviderType
 from tests.helpers import Api, User, assert_problem, aws_uid
 
 

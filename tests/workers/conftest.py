@@ -47,10 +47,10 @@ async def enqueue_spec(
 ) -> uuid.UUID:
     """What a service does for a job: a task and an outbox row in one transaction (in the
     user's context), sent after commit. Returns the task id."""
-    async with with_rls_context(db, workspace_id, user_id, spec.kind.permission) as session:
-        task = await tasks.start(session, spec.kind, user_id=uuid.UUID(user_id), args=args)
-        jobs = session.info.pop(outbox.SESSION_KEY)
-    await outbox.deliver(db.engine, arq, settings.job_queue_name, jobs)
+    async with with_rls_context(db, workspace_id, user_id, spec.kind.permission) as ctx:
+        task = await tasks.start(ctx, spec.kind, args=args)
+        jobs = list(ctx.tx.info[outbox.PENDING_KEY])
+    await outbox.deliver(db, arq, settings.job_queue_name, jobs)
     return task.id
 
 

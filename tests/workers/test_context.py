@@ -7,6 +7,7 @@ from typing import Any
 
 from arq.worker import func
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Finding, Outbox, Provider, Scan, Task
 from tests.helpers import report_bytes, run_jobs, sample_report, upload_scan
@@ -31,8 +32,9 @@ async def _workspace_with_findings(api, client, settings):
 
 
 async def no_context_job(ctx: dict[str, Any]) -> None:
-    """A job function NOT wrapped by with_rls_context: it reads with a plain session."""
-    async with ctx["db"].sessionmaker() as session, session.begin():
+    """A job function NOT wrapped by with_rls_context: code that opened its own session on the
+    runtime role's engine, with no context."""
+    async with AsyncSession(ctx["db"].engine) as session, session.begin():
         seen["no_context"] = {
             t: (await session.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one()
             for t in SCOPED
@@ -53,8 +55,9 @@ async def test_a_job_without_context_sees_zero_rows(api, client, settings, arq_p
 
 
 @job(kind_for_test("peek", "finding.read"))
-async def peek(jc, session) -> dict[str, Any]:
+async def peek(jc, ctx) -> dict[str, Any]:
     """Everything a wrapped job can see, through the ORM and through raw SQL."""
+    session = ctx.session
     orm = {
         model.__tablename__: [str(r) for r in (await session.execute(select(model.id))).scalars()]
         for model in (Provider, Scan, Finding, Task, Outbox)
@@ -103,8 +106,8 @@ async def test_a_job_never_sees_another_workspaces_rows(
 async def test_with_rls_context_refuses_writes_to_another_workspace(api, client, settings, db):
     owner_a, _, ws_a, _ = await _workspace_with_findings(api, client, settings)
     _, _, ws_b, provider_b = await _workspace_with_findings(api, client, settings)
-    async with with_rls_context(db, ws_a, owner_a.id, "provider.update") as session:
-        result = await session.execute(
+    async with with_rls_context(db, ws_a, owner_a.id, "provider.update") as ctx:
+        result = await ctx.session.execute(
             text("UPDATE provider SET alias = 'hijacked' WHERE id = :p"), {"p": provider_b["id"]}
         )
         assert result.rowcount == 0

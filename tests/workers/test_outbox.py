@@ -167,7 +167,7 @@ async def test_sweeper_redelivers_a_job_redis_lost(
         ).one()
     assert row.send_count == 2 and row.done_at is not None
     # Done rows are never offered to the sweeper again.
-    assert outbox_id not in {p.id for p in await outbox.pending(db.engine, 0)}
+    assert outbox_id not in {p.id for p in await outbox.pending(db, 0)}
 
 
 async def test_app_startup_relays_leftovers(

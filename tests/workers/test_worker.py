@@ -23,7 +23,7 @@ attempts: dict[str, int] = {}
 
 
 @job(kind_for_test("flaky"))
-async def flaky(jc, session) -> dict[str, Any]:
+async def flaky(jc, ctx) -> dict[str, Any]:
     attempts["flaky"] = attempts.get("flaky", 0) + 1
     if attempts["flaky"] < 3:
         raise ConnectionResetError("database connection lost")
@@ -31,17 +31,17 @@ async def flaky(jc, session) -> dict[str, Any]:
 
 
 @job(kind_for_test("always_down"))
-async def always_down(jc, session) -> dict[str, Any]:
+async def always_down(jc, ctx) -> dict[str, Any]:
     raise RedisConnectionError("redis is down")
 
 
 @job(kind_for_test("bug"))
-async def bug(jc, session) -> dict[str, Any]:
+async def bug(jc, ctx) -> dict[str, Any]:
     raise KeyError("a bug")
 
 
 @job(kind_for_test("sleepy"))
-async def sleepy(jc, session) -> dict[str, Any]:
+async def sleepy(jc, ctx) -> dict[str, Any]:
     await asyncio.sleep(30)
     return {}
 

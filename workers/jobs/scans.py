@@ -7,26 +7,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Provider, Scan, ScanUpload
+from app.db.transaction import Transaction
 from app.jobs import IMPORT_SCAN
+from app.security.principal import WorkspaceContext
 from app.services import ingest
 from app.services.ocsf import ReportError
 from app.services.tasks import abandon_scan
 from workers.context import JobContext, JobFailed, Refused, job
 
 
-async def _abandon(session: AsyncSession, args: dict[str, Any], state: str, error: str) -> None:
+async def _abandon(tx: Transaction, args: dict[str, Any], state: str, error: str) -> None:
     if "scan_id" in args:
-        await abandon_scan(session, uuid.UUID(args["scan_id"]), state, error)
+        await abandon_scan(tx, uuid.UUID(args["scan_id"]), state, error)
 
 
 @job(IMPORT_SCAN, on_abandon=_abandon)
-async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str, Any]:
+async def import_scan(jc: JobContext, ctx: WorkspaceContext | None) -> dict[str, Any]:
     """All findings of the report are inserted in this one transaction (with the scan's
     counts and the task's success), so a failure at any record leaves nothing behind."""
-    assert session is not None
+    assert ctx is not None
+    session = ctx.session
     scan_id = uuid.UUID(jc.args["scan_id"])
     scan = (await session.execute(select(Scan).where(Scan.id == scan_id))).scalar_one_or_none()
     if scan is None:
@@ -46,7 +48,7 @@ async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str,
         )
     ).scalar_one()
     async with jc.transaction() as marker:  # visible at once, outside the import transaction
-        await marker.execute(
+        await marker.session.execute(
             update(Scan)
             .where(Scan.id == scan_id)
             .values(state="running", started_at=datetime.now(UTC))
@@ -71,7 +73,7 @@ async def import_scan(jc: JobContext, session: AsyncSession | None) -> dict[str,
         # parsing can go on while the import connection inserts the previous batch.
         async with jc.transaction() as reading:
             stats = await ingest.import_report(
-                session,
+                ctx,
                 ingest.upload_chunks(reading, scan_id),
                 scan,
                 provider,

@@ -16,7 +16,14 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, S
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, ScopedEntity, WorkspaceScoped, new_id
+from app.db.base import (
+    ABOUT_A_RESOURCE,
+    NO_PROVIDER,
+    Base,
+    ScopedEntity,
+    WorkspaceScoped,
+    new_id,
+)
 
 
 class _Call:
@@ -49,6 +56,8 @@ class AuditRecord(_Call, ScopedEntity, Base):
     """
 
     __tablename__ = "audit_record"
+    __provider__ = ABOUT_A_RESOURCE
+    __resource__ = "audit"
 
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     state: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True))
@@ -63,6 +72,7 @@ class AuditCut(WorkspaceScoped, Base):
     chain still verifies from the first record that remains."""
 
     __tablename__ = "audit_cut"
+    __provider__ = NO_PROVIDER
 
     up_to_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

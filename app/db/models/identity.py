@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
-from app.db.base import Base, Timestamps, WorkspaceScoped, new_id
+from app.db.base import NO_PROVIDER, Base, Timestamps, WorkspaceScoped, new_id
 
 
 class User(Timestamps, Base):
@@ -60,6 +60,8 @@ class Membership(WorkspaceScoped, Timestamps, Base):
     """A user's role in one workspace (built-in role name, or a custom role)."""
 
     __tablename__ = "membership"
+    __provider__ = NO_PROVIDER
+    __resource__ = "member"
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("app_user.id"), primary_key=True

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, ScopedEntity
+from app.db.base import HAS_PROVIDER, NO_PROVIDER, Base, ScopedEntity
 
 TASK_STATES = ("pending", "running", "succeeded", "failed", "refused", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "refused", "cancelled"})
@@ -30,7 +30,7 @@ class Task(ScopedEntity, Base):
     A task about a provider's data (an import) is visible to whoever sees that provider."""
 
     __tablename__ = "task"
-    __visibility_column__ = "provider_id"
+    __provider__ = HAS_PROVIDER
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_id"], ["provider.workspace_id", "provider.id"]
@@ -74,6 +74,7 @@ class Outbox(ScopedEntity, Base):
     """
 
     __tablename__ = "outbox"
+    __provider__ = NO_PROVIDER  # never exposed; the job re-checks its task
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "task_id"], ["task.workspace_id", "task.id"], ondelete="CASCADE"

@@ -9,12 +9,20 @@ from sqlalchemy import DateTime, ForeignKeyConstraint, String
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, ScopedEntity, Timestamps, WorkspaceScoped
+from app.db.base import (
+    HAS_PROVIDER,
+    IS_PROVIDER,
+    NO_PROVIDER,
+    Base,
+    ScopedEntity,
+    Timestamps,
+    WorkspaceScoped,
+)
 
 
 class Provider(ScopedEntity, Timestamps, Base):
     __tablename__ = "provider"
-    __visibility_column__ = "id"
+    __provider__ = IS_PROVIDER
 
     provider_type: Mapped[str] = mapped_column(String(20), nullable=False)
     uid: Mapped[str] = mapped_column(String(300), nullable=False)
@@ -25,6 +33,7 @@ class Provider(ScopedEntity, Timestamps, Base):
 
 class ProviderGroup(ScopedEntity, Timestamps, Base):
     __tablename__ = "provider_group"
+    __provider__ = NO_PROVIDER
 
     name: Mapped[str] = mapped_column(String(100), nullable=False)
 
@@ -34,7 +43,7 @@ class ProviderGroupMember(WorkspaceScoped, Base):
     hold another workspace's provider."""
 
     __tablename__ = "provider_group_member"
-    __visibility_column__ = "provider_id"
+    __provider__ = HAS_PROVIDER
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_group_id"],

@@ -8,13 +8,15 @@ from sqlalchemy import ForeignKeyConstraint, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, ScopedEntity, Timestamps, WorkspaceScoped
+from app.db.base import NO_PROVIDER, Base, ScopedEntity, Timestamps, WorkspaceScoped
 
 
 class CustomRole(ScopedEntity, Timestamps, Base):
     """A built-in base role plus grants minus revokes (revokes beat grants)."""
 
     __tablename__ = "custom_role"
+    __provider__ = NO_PROVIDER
+    __resource__ = "role"
 
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     inherits_from: Mapped[str] = mapped_column(String(40), nullable=False)
@@ -26,6 +28,7 @@ class RoleProviderGroup(WorkspaceScoped, Base):
     """A provider group visible to a role that lacks `unlimited_visibility`."""
 
     __tablename__ = "role_provider_group"
+    __provider__ = NO_PROVIDER
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_group_id"],

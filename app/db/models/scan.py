@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, ScopedEntity, WorkspaceScoped
+from app.db.base import HAS_PROVIDER, Base, ScopedEntity, WorkspaceScoped, belongs_to
 
 SCAN_STATES = ("pending", "running", "completed", "failed", "refused", "cancelled")
 SEVERITIES = ("critical", "high", "medium", "low", "informational")
@@ -32,7 +32,7 @@ class Scan(ScopedEntity, Base):
     """One uploaded report for one provider; counts are filled in when the import commits."""
 
     __tablename__ = "scan"
-    __visibility_column__ = "provider_id"
+    __provider__ = HAS_PROVIDER
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_id"], ["provider.workspace_id", "provider.id"]
@@ -66,6 +66,7 @@ class ScanUpload(WorkspaceScoped, Base):
     """The uploaded report, in chunks, until its import ends (API and worker share no disk)."""
 
     __tablename__ = "scan_upload"
+    __provider__ = belongs_to("scan", "scan_id")
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "scan_id"], ["scan.workspace_id", "scan.id"], ondelete="CASCADE"
@@ -82,7 +83,10 @@ class Finding(ScopedEntity, Base):
     the import job with multi-row statements under RLS, never with COPY."""
 
     __tablename__ = "finding"
-    __visibility_column__ = "provider_id"
+    __provider__ = HAS_PROVIDER
+    # The report is about the provider's account: its id appears in finding uids, resource
+    # ARNs, names and messages, and in the raw record.
+    __embeds__ = {"uid": ("uid", "resource_uid", "resource_name", "status_extended", "raw")}
     __table_args__ = (
         ForeignKeyConstraint(["workspace_id", "scan_id"], ["scan.workspace_id", "scan.id"]),
         ForeignKeyConstraint(

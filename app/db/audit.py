@@ -1,0 +1,75 @@
+"""Writing the audit trail's rows: one record per workspace call, one event per call outside a
+workspace, one denial per refused call.
+
+Invariant: the runtime role may only INSERT the content columns of a record (never its id
+source, time or chain columns: those come from the database and the sealer) and writes denials
+only through `warden_record_denial`, under the actor in context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import insert
+
+from app.db.base import new_id
+from app.db.models import UserEvent
+from app.db.roles import RUNTIME_COLUMN_PRIVILEGES
+from app.db.transaction import Transaction
+
+# The columns a request writes: what the runtime role may INSERT (every content column, pinned
+# against the table by a test) but `created_at`, the server's `now()`.
+RECORD_COLUMNS = tuple(
+    c for c in RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"] if c != "created_at"
+)
+_JSON_COLUMNS = frozenset({"path_params", "query_params", "body", "state"})
+_INSERT_RECORD = "INSERT INTO audit_record ({}) VALUES ({})".format(
+    ", ".join(RECORD_COLUMNS),
+    ", ".join(
+        f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}"
+        for i, c in enumerate(RECORD_COLUMNS, start=1)
+    ),
+)
+
+
+def _jsonb(value: Any) -> str | None:
+    """JSON text for a JSONB parameter; None stays SQL NULL (no value, not JSON null)."""
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+async def add_record(tx: Transaction, values: dict[str, Any]) -> None:
+    """One audit record, in the unit of work's transaction: one prepared INSERT on its
+    connection (the statement is the same for every call, so it is planned once per
+    connection)."""
+    row = {**values, "id": values.get("id") or new_id()}
+    await tx.execute(
+        _INSERT_RECORD,
+        *(_jsonb(row.get(c)) if c in _JSON_COLUMNS else row.get(c) for c in RECORD_COLUMNS),
+    )
+
+
+async def add_user_event(tx: Transaction, values: dict[str, Any]) -> None:
+    """One event in the user's own security log (the user is the one in context)."""
+    await tx.session.execute(insert(UserEvent).values(values))
+
+
+_DENIAL_ARGS = (
+    "id",
+    "status",
+    "reason",
+    "method",
+    "path",
+    "slug",
+    "ip",
+    "user_agent",
+    "request_id",
+)
+_RECORD_DENIAL = "SELECT warden_record_denial({})".format(
+    ", ".join(f"${i}" for i in range(1, len(_DENIAL_ARGS) + 1))
+)
+
+
+async def add_denial(tx: Transaction, values: dict[str, Any]) -> None:
+    """File a denial under the user in the transaction's context (or under nobody)."""
+    await tx.execute(_RECORD_DENIAL, *(values[k] for k in _DENIAL_ARGS))

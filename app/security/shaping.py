@@ -1,0 +1,284 @@
+"""Responses shaped by the caller's field rules.
+
+Invariant: every API response with a declared model is validated and serialized through a
+variant of that model that leaves out the fields the caller's rules exclude, at any depth, and,
+for resources linked to a provider, with the values of hidden provider fields masked wherever
+they occur in the body (a finding's ARN, its raw record, an audit record's state). The variants
+are built once per (type, rules) and serialize entirely in pydantic's core; pages of driver
+records are serialized by orjson from the shaped field list, with the bytes pydantic gives.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from copy import copy
+from datetime import date, datetime
+from functools import lru_cache
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import asyncpg
+import orjson
+from fastapi import Response
+from fastapi.exceptions import ResponseValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
+from pydantic import Field as PydanticField
+
+from app.db.base import entity_named
+from app.db.models import Provider
+from app.security.fields import MASK, FieldRule, current_rules, hidden_provider_fields
+from app.security.principal import current_workspace
+
+Hidden = frozenset[tuple[str, str]]  # (resource, field) pairs the caller's rules exclude
+
+
+def hidden_fields(rules: Mapping[str, FieldRule]) -> Hidden:
+    return frozenset((resource, name) for resource, rule in rules.items() for name in rule.exclude)
+
+
+@lru_cache(maxsize=1024)
+def shaped(annotation: Any, hidden: Hidden) -> Any:
+    """`annotation` (a response model, or a list/optional/generic of them) with every field in
+    `hidden` left out of serialization, at any depth. Without a hidden field in reach it is the
+    annotation itself. The variants are built once per (type, rules) and serialize entirely in
+    pydantic's core: no Python code runs per object or per row."""
+    if not hidden:
+        return annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _shaped_model(annotation, hidden)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is None or not args:
+        return annotation
+    new_args = tuple(shaped(a, hidden) if not isinstance(a, str) else a for a in args)
+    if new_args == args:
+        return annotation
+    if origin is Annotated:
+        return Annotated[(new_args[0], *annotation.__metadata__)]
+    if origin in (Union, UnionType):
+        return Union[new_args]  # noqa: UP007 - built from a tuple
+    return origin[new_args if len(new_args) > 1 else new_args[0]]
+
+
+def _shaped_model(model: type[BaseModel], hidden: Hidden) -> type[BaseModel]:
+    resource = getattr(model, "__resource__", None)
+    overrides: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if resource is not None and (resource, name) in hidden:
+            overrides[name] = (Any, PydanticField(default=None, exclude=True))
+            continue
+        inner = shaped(info.annotation, hidden)  # type: ignore[arg-type]
+        if inner is not info.annotation:
+            kept = copy(info)
+            kept.annotation = inner
+            overrides[name] = (inner, kept)
+    if not overrides:
+        return model
+    return create_model(model.__name__, __base__=model, __module__=model.__module__, **overrides)
+
+
+@lru_cache(maxsize=1024)
+def response_adapter(annotation: Any, hidden: Hidden) -> TypeAdapter[Any]:
+    """Validator and JSON serializer of a route's response type, shaped by the hidden fields."""
+    return TypeAdapter(shaped(annotation, hidden))
+
+
+# Rows of the compiled-query path (`app.query.plan`) come from the database as mappings of
+# plain values of the columns' types: a page of them in a flat response model is serialized
+# by orjson from the shaped field list, with the output pydantic gives (a test compares the
+# bytes), at a fraction of the cost of validating and dumping each row.
+_PLAIN = (uuid.UUID, str, int, float, bool, datetime, date, type(None))
+_JSON = orjson.OPT_UTC_Z
+
+
+def _plain(annotation: Any) -> bool:
+    if annotation in _PLAIN or annotation is Any:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return issubclass(annotation, str)  # serialized as its value
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType, dict, list):  # optionals, and JSON values of a jsonb
+        return all(_plain(a) for a in get_args(annotation))
+    return False
+
+
+@lru_cache(maxsize=1024)
+def row_fields(annotation: Any, hidden: Hidden) -> tuple[str, ...] | None:
+    """For a page (`{data, next_cursor}`) of a flat model (plain values only, no aliases), the
+    fields a row shows under these hidden fields; None where only pydantic can serialize it."""
+    model = shaped(annotation, hidden)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    if set(model.model_fields) != {"data", "next_cursor"}:
+        return None
+    (item,) = get_args(model.model_fields["data"].annotation) or (None,)
+    if not (isinstance(item, type) and issubclass(item, BaseModel)):
+        return None
+    shown = []
+    for name, info in item.model_fields.items():
+        if info.exclude:
+            continue
+        if info.alias or info.serialization_alias or not _plain(info.annotation):
+            return None
+        shown.append(name)
+    decorators = item.__pydantic_decorators__
+    if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
+        return None
+    return tuple(shown)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, uuid.UUID):  # the driver's own UUID type (orjson takes uuid.UUID only)
+        return str(value)
+    raise TypeError
+
+
+_ROW_TYPES = (dict, asyncpg.Record)
+
+
+def rows_json(fields: tuple[str, ...], content: Any) -> bytes | None:
+    """`{"data": [...], "next_cursor": ...}` of database rows (driver records or dicts) as JSON
+    bytes, or None when `content` is not such a page (entities, say): pydantic serializes it."""
+    if not isinstance(content, dict) or content.keys() != {"data", "next_cursor"}:
+        return None
+    rows = content["data"]
+    if not isinstance(rows, list) or not all(type(row) in _ROW_TYPES for row in rows):
+        return None
+    try:
+        data = [{name: row[name] for name in fields} for row in rows]
+        page = {"data": data, "next_cursor": content["next_cursor"]}
+        return orjson.dumps(page, default=_text, option=_JSON)
+    except (KeyError, TypeError):
+        return None
+
+
+def _plain_rows(content: Any) -> Any:
+    """Driver records as dicts, for pydantic (which reads mappings and attributes)."""
+    if isinstance(content, dict) and isinstance(content.get("data"), list):
+        rows = content["data"]
+        if rows and isinstance(rows[0], asyncpg.Record):
+            return {**content, "data": [dict(row) for row in rows]}
+    return content
+
+
+def shaping_endpoint(
+    endpoint: Callable[..., Awaitable[Any]],
+    response_model: Any,
+    status_code: int | None,
+    resource: str | None,
+) -> Callable[..., Awaitable[Any]]:
+    """`endpoint`, answering with its return value validated against `response_model` and
+    serialized with the fields the caller's rules exclude left out, and the values of hidden
+    provider fields masked when the route's `resource` relates to providers (the route class
+    wraps every endpoint that declares a response model, so no handler deals with field rules).
+
+    What FastAPI would do with the return value, done with the shaped type: a value that does
+    not fit the model is a `ResponseValidationError` (a 500, nothing of it shown); a `Response`
+    the endpoint built itself passes through; headers and status set on an injected `Response`
+    parameter are kept."""
+    injected = next(
+        (
+            name
+            for name, p in inspect.signature(endpoint).parameters.items()
+            if p.annotation in (Response, "Response")
+        ),
+        None,
+    )
+
+    @functools.wraps(endpoint)
+    async def shaped_endpoint(*args: Any, **kwargs: Any) -> Any:
+        content = await endpoint(*args, **kwargs)
+        if isinstance(content, Response):
+            return content
+        rules = current_rules.get()
+        hidden = hidden_fields(rules)
+        fields = row_fields(response_model, hidden)
+        body = rows_json(fields, content) if fields is not None else None
+        if body is None:
+            content = _plain_rows(content)
+            adapter = response_adapter(response_model, hidden)
+            try:
+                value = adapter.validate_python(content, from_attributes=True)
+            except ValidationError as exc:
+                raise ResponseValidationError(errors=exc.errors(include_url=False)) from None
+            body = adapter.dump_json(value)
+        masked = hidden_provider_fields(rules)
+        if masked and resource is not None:
+            body = await mask_provider_values(body, resource, content, masked)
+        response = Response(body, status_code=status_code or 200, media_type="application/json")
+        given = kwargs.get(injected) if injected else None
+        if isinstance(given, Response):
+            if given.status_code:
+                response.status_code = given.status_code
+            response.headers.update(given.headers)
+        return response
+
+    shaped_endpoint.shapes_responses = True  # type: ignore[attr-defined]
+    return shaped_endpoint
+
+
+# Masking hidden provider values
+
+
+def _boundary_pattern(values: Iterable[str]) -> re.Pattern[bytes] | None:
+    """One regex for every value, as it appears inside JSON strings, matched as a whole token
+    (not inside a longer run of letters and digits)."""
+    escaped = {orjson.dumps(v)[1:-1] for v in values if v}
+    if not escaped:
+        return None
+    alternatives = b"|".join(re.escape(v) for v in sorted(escaped, key=len, reverse=True))
+    return re.compile(rb"(?<![A-Za-z0-9])(?:" + alternatives + rb")(?![A-Za-z0-9])")
+
+
+def _rows(content: Any) -> list[Any]:
+    if isinstance(content, dict) and isinstance(content.get("data"), list):
+        return list(content["data"])
+    if isinstance(content, list):
+        return content
+    return [content]
+
+
+def _get(row: Any, name: str) -> Any:
+    if isinstance(row, Mapping | asyncpg.Record):
+        return row[name] if name in row.keys() else None  # noqa: SIM118 - Record has no __contains__ by key
+    return getattr(row, name, None)
+
+
+async def _values(resource: str, content: Any, fields: frozenset[str]) -> set[str]:
+    """The hidden provider values that may occur in a response about `resource`: those of the
+    providers its rows name, or (for what names no provider itself: distinct values, the audit
+    log) of every provider the caller may see."""
+    entity = entity_named(resource)
+    link = entity.__provider__ if entity is not None else None
+    if link is None or not (link.column or link.by_reference):
+        return set()
+    rows = _rows(content)
+    columns = sorted(fields & set(Provider.__table__.columns.keys()))
+    if entity is Provider and all(_get(r, c) is not None for r in rows for c in columns):
+        return {str(_get(r, c)) for r in rows for c in columns}
+    context = current_workspace.get()
+    if context is None or not columns:
+        return set()
+    select = ", ".join(columns)
+    ids = [_get(r, link.column) for r in rows] if link.direct and link.column else []
+    if ids and all(isinstance(i, uuid.UUID) for i in ids):
+        found = await context.tx.fetch(
+            f"SELECT {select} FROM provider WHERE id = ANY($1::uuid[])", list(set(ids))
+        )
+    else:
+        found = await context.tx.fetch(f"SELECT {select} FROM provider")
+    return {str(row[c]) for row in found for c in columns if row[c] is not None}
+
+
+async def mask_provider_values(
+    body: bytes, resource: str, content: Any, fields: frozenset[str]
+) -> bytes:
+    """`body` with every value of the hidden provider `fields` replaced by `MASK`."""
+    pattern = _boundary_pattern(await _values(resource, content, fields))
+    if pattern is None:
+        return body
+    return pattern.sub(MASK.encode(), body)
