@@ -44,7 +44,9 @@ class Timestamps:
 class ProviderLink:
     """How a workspace row relates to a provider, declared by every scoped table.
 
-    - `column` alone: the row is a provider (`"id"`) or names one (`"provider_id"`);
+    - `column` alone: the row is a provider (`"id"`) or names one (`"provider_id"`); with
+      `optional`, a row whose column is null is about no provider and is seen by every
+      member (a change request may or may not be about a provider);
     - `column` and `parent`: the row belongs to a row of the `parent` table (through `column`,
       that parent's id), which relates to a provider in its own declared way;
     - `by_reference`: the row is about another resource, named by `resource_type` and
@@ -58,6 +60,7 @@ class ProviderLink:
     column: str | None = None
     parent: str | None = None
     by_reference: bool = False
+    optional: bool = False
 
     @property
     def direct(self) -> bool:
@@ -67,6 +70,7 @@ class ProviderLink:
 
 IS_PROVIDER = ProviderLink(column="id")
 HAS_PROVIDER = ProviderLink(column="provider_id")
+MAY_HAVE_PROVIDER = ProviderLink(column="provider_id", optional=True)
 NO_PROVIDER = ProviderLink()
 ABOUT_A_RESOURCE = ProviderLink(by_reference=True)
 
@@ -99,7 +103,7 @@ class WorkspaceScoped:
                 raise TypeError(
                     f"{cls.__name__} is workspace-scoped but does not declare how it relates "
                     "to a provider (`__provider__ = IS_PROVIDER / HAS_PROVIDER / "
-                    "belongs_to(...) / ABOUT_A_RESOURCE / NO_PROVIDER`)"
+                    "MAY_HAVE_PROVIDER / belongs_to(...) / ABOUT_A_RESOURCE / NO_PROVIDER`)"
                 )
             if "__resource__" not in cls.__dict__:
                 cls.__resource__ = cls.__dict__["__tablename__"]

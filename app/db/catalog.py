@@ -24,13 +24,18 @@ GLOBAL_TABLES = {
 FORBIDDEN_PRIVILEGES = ("TRUNCATE", "REFERENCES", "TRIGGER")
 
 
-def expected_scopes(columns: set[str], table: str) -> set[Scope]:
-    """The policy forms a table may carry, from its columns (workspace first)."""
+def expected_scopes(
+    columns: set[str], table: str, nullable: frozenset[str] = frozenset()
+) -> set[Scope]:
+    """The policy forms a table may carry, from its columns (workspace first); a nullable
+    `provider_id` may also let rows about no provider be seen by every member."""
     if table == "workspace":
         return {Scope.WORKSPACE_ROW}
     if table == "provider":
         return {Scope.PROVIDER_ROW}
     if "workspace_id" in columns and "provider_id" in columns:
+        if "provider_id" in nullable:
+            return {Scope.WORKSPACE_PROVIDER, Scope.WORKSPACE_OPTIONAL_PROVIDER}
         return {Scope.WORKSPACE_PROVIDER}
     if "workspace_id" in columns:
         return (
@@ -51,7 +56,9 @@ async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
         conn,
         """
         SELECT c.oid, c.relname, c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
-               array_agg(a.attname::text) AS columns
+               array_agg(a.attname::text) AS columns,
+               coalesce(array_agg(a.attname::text) FILTER (WHERE NOT a.attnotnull), '{}')
+                 AS nullable
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -78,7 +85,7 @@ async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
     scoped: set[str] = set()
     for t in tables:
         name, columns = t["relname"], set(t["columns"])
-        allowed = expected_scopes(columns, name)
+        allowed = expected_scopes(columns, name, frozenset(t["nullable"]))
         if not allowed:
             if name not in GLOBAL_TABLES:
                 problems.append(f"{name}: neither workspace_id nor user_id, and not a global table")

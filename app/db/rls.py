@@ -45,6 +45,11 @@ class Scope(enum.Enum):
     # Tables hanging off a provider (a `provider_id` column), and the provider table itself:
     # the workspace, and provider-group visibility.
     WORKSPACE_PROVIDER = f"{WORKSPACE_PREDICATE} AND {_visible('provider_id')}"
+    # Tables whose rows may be about a provider or about none (a null `provider_id`): rows
+    # about none are seen by every member of the workspace.
+    WORKSPACE_OPTIONAL_PROVIDER = (
+        f"{WORKSPACE_PREDICATE} AND (provider_id IS NULL OR {_visible('provider_id')})"
+    )
     PROVIDER_ROW = f"{WORKSPACE_PREDICATE} AND {_visible('id')}"
 
 

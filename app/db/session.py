@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, any_, bindparam, event, exc, false
+from sqlalchemy import ARRAY, any_, bindparam, event, exc, false, or_
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -152,6 +152,8 @@ def scope_options(info: dict[str, Any], *, bound: bool = False) -> list[Any]:
                 if bound
                 else column.in_(ids)
             )
+            if cls.__provider__.optional:
+                visible = or_(column.is_(None), visible)
             options.append(with_loader_criteria(cls, visible, include_aliases=True))
     for cls, criterion in info.get("row_filters", {}).items():
         options.append(with_loader_criteria(cls, criterion, include_aliases=True))

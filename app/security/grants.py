@@ -148,7 +148,8 @@ def _derived(
             continue
         if link.direct and Provider in own:
             column = getattr(entity, link.column)  # type: ignore[arg-type]
-            out[entity] = column.in_(select(Provider.id))
+            criterion = column.in_(select(Provider.id))
+            out[entity] = or_(column.is_(None), criterion) if link.optional else criterion
             limited.add(entity)
     changed = True
     while changed:  # parents first, whatever the declaration order
