@@ -224,7 +224,7 @@ class _BaseQuery:
                 f"it takes: {describe_ops(f.type.ops)}"
             )
         try:
-            value = parse_value(f.type, op, raw, self.resource.max_in)
+            value = parse_value(f, op, raw, self.resource.max_in)
         except ValueError as exc:
             raise BadRequest(f"'{key}': {exc}") from None
         return Term(name, f, op, value)
@@ -288,7 +288,7 @@ class ListQuery(_BaseQuery):
         name, values = self.search
         f = self.resource.field(name, kind="searchable")
         try:
-            items = parse_items(f.type, values, MAX_SEARCH_VALUES)
+            items = parse_items(f, values, MAX_SEARCH_VALUES)
         except ValueError as exc:
             raise BadRequest(f"search on '{name[:60]}': {exc}") from None
         return Term(name, f, "in", items)
