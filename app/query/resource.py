@@ -37,7 +37,7 @@ from app.query.filters import (
     value_shape,
 )
 from app.query.types import describe_ops
-from app.security.fields import excluded
+from app.security.fields import unqueryable
 
 RESERVED = frozenset({"limit", "cursor", "sort"})
 MAX_SORT_KEYS = 4
@@ -75,7 +75,7 @@ class Resource:
     # What the caller may see
 
     def visible(self, *, sortable: bool = False) -> dict[str, Field]:
-        hidden = excluded(self.name)
+        hidden = unqueryable(self.name)
         return {
             n: f for n, f in self.fields.items() if n not in hidden and (f.sortable or not sortable)
         }

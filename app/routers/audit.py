@@ -13,6 +13,7 @@ from app.schemas.common import DistinctPage, Page
 from app.security.audit import AuditedRoute
 from app.security.deps import require
 from app.security.principal import WorkspaceContext
+from app.security.shaping import unseen_ids
 from app.services import audit, audit_chain
 from app.services.audit import AUDIT, HISTORY
 
@@ -24,7 +25,15 @@ Listing = Annotated[ListQuery, Depends(AUDIT.list_query)]
 
 async def _page(ctx: WorkspaceContext, query: ListQuery) -> dict[str, Any]:
     page = query.page(await audit.list_records(ctx, query))
-    page["data"] = [AuditOut.of(r) for r in page["data"]]
+    records = [AuditOut.of(r) for r in page["data"]]
+    # A record may name a resource the reader cannot see (their own request for it, say):
+    # the id is left out here, and masked wherever else it occurs by the response shaping.
+    named = " ".join(str(r.resource_id) for r in records).encode()
+    unseen = await unseen_ids(ctx, named)
+    page["data"] = [
+        r.model_copy(update={"resource_id": None}) if str(r.resource_id) in unseen else r
+        for r in records
+    ]
     return page
 
 

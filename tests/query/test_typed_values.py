@@ -118,7 +118,11 @@ async def test_no_filter_value_answers_5xx(data, app, client, world):
     headers = world["owner"].headers
     if route.kind == "search":
         values = data.draw(st.lists(_scalars() | st.none(), max_size=4))
-        r = await client.post(_path(route, world, field), json=values, headers=headers)
+        r = await client.post(
+            _path(route, world, field),
+            content=json.dumps(values),  # NaN and Infinity too, as some clients send them
+            headers={**headers, "content-type": "application/json"},
+        )
     elif route.kind == "distinct":
         r = await client.get(_path(route, world, field), headers=headers)
     else:
