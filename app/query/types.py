@@ -20,7 +20,6 @@ ORDERED = frozenset({"gt", "lt", "gte", "lte", "between"})
 TEXTUAL = frozenset({"startswith", "contains", "notcontains"})
 
 MAX_TEXT = 1000
-INT64 = (-(2**63), 2**63 - 1)
 _INT = re.compile(r"^[+-]?\d{1,19}$")
 
 
@@ -107,10 +106,19 @@ class Uuid(FieldType):
         return str(value)
 
 
+@dataclass(frozen=True, eq=False)
 class Integer(FieldType):
+    """An integer of the column's width (`bits`: 16, 32 or 64), so a value the column cannot
+    hold is refused here rather than by the database."""
+
+    bits: int = 32
     name = "integer"
     label = "an integer"
     ops = EQUALITY | ORDERED
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return -(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1
 
     def parse_text(self, raw: str) -> int:
         raw = raw.strip()
@@ -124,7 +132,8 @@ class Integer(FieldType):
         return super().parse_json(item)
 
     def _range(self, value: int) -> int:
-        if not INT64[0] <= value <= INT64[1]:
+        low, high = self.bounds
+        if not low <= value <= high:
             raise ValueError(f"{value} is out of range")
         return value
 

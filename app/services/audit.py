@@ -72,7 +72,7 @@ AUDIT = Resource(
     fields={
         **_call_fields(AuditRecord),
         "user_id": Field(AuditRecord.user_id, Uuid()),
-        "seq": Field(AuditRecord.seq, Integer(), nullable=True),
+        "seq": Field(AuditRecord.seq, Integer(bits=64), nullable=True),
         "sealed": Field(AuditRecord.hash.isnot(None), Boolean(), sortable=False),
     },
     default_sort=("-id",),

@@ -62,7 +62,7 @@ TASKS = Resource(
         "id": Field(Task.id, Uuid()),
         "kind": Field(Task.kind, Text()),
         "state": Field(Task.state, Enum(TASK_STATES)),
-        "progress": Field(Task.progress, Integer()),
+        "progress": Field(Task.progress, Integer(bits=16)),
         "resource_type": Field(Task.resource_type, Text(), nullable=True),
         "resource_id": Field(Task.resource_id, Uuid(), nullable=True),
         "provider_id": Field(Task.provider_id, Uuid(), nullable=True),
