@@ -84,7 +84,7 @@ async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
         "last values going to null)."
     ),
 )
-async def resource_history(
+async def list_history(
     ctx: Reader, query: Annotated[ListQuery, Depends(HISTORY.list_query)]
 ) -> dict[str, Any]:
     return query.page(await audit.history(ctx.session, query))

@@ -30,7 +30,11 @@ async def _check_redis(request: Request) -> None:
     await request.app.state.redis.ping()
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={503: {"description": "A dependency is unavailable (`checks` says which)"}},
+)
 async def readyz(request: Request) -> dict[str, Any] | Response:
     """Database and Redis answer (each within 2 s)."""
     checks: dict[str, str] = {}
