@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 
-from app.openapi import names, problems, query
+from app.openapi import examples, names, problems, query
 from app.openapi.problems import CONTENT_LOCATION, REQUEST_ID
 from app.query import Resource
 from app.query.types import Enum
@@ -75,9 +75,27 @@ def api_routes(app: FastAPI) -> Iterator[APIRoute]:
             yield route
 
 
+def _enum_refs(components: dict[str, Any]) -> query.EnumRef:
+    """Enum fields as named components (`FindingSeverity`), one per set of values: filters and
+    the models that show the field share it (an existing component with the same values, such
+    as `ProviderType`, is reused)."""
+
+    def enum_ref(resource: Resource, name: str, ftype: Enum) -> dict[str, Any]:
+        values = list(ftype.values)
+        for key, component in components.items():
+            if component.get("enum") == values:
+                return {"$ref": f"#/components/schemas/{key}"}
+        key = names.camel(resource.name) + names.camel(name)
+        components[key] = {"title": key, "type": "string", "enum": values}
+        return {"$ref": f"#/components/schemas/{key}"}
+
+    return enum_ref
+
+
 def derive(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
     annotate_openapi(app, schema)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    enum_ref = _enum_refs(components)
     for name in problems.REPLACED:
         components.pop(name, None)
     components.update(problems.SCHEMAS)
@@ -86,7 +104,7 @@ def derive(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
     for route in api_routes(app):
         for method in sorted(route.methods or ()):
             operation = schema["paths"][route.path][method.lower()]
-            _operation(route, method, operation, page_max)
+            _operation(route, method, operation, page_max, enum_ref)
             for content in operation.get("requestBody", {}).get("content", {}).values():
                 ref_name = content.get("schema", {}).get("$ref", "").rpartition("/")[2]
                 if ref_name.startswith("Body_"):
@@ -95,25 +113,37 @@ def derive(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
     for route in api_routes(app):
         found = query.query_dependency(route.dependant)
         if found is not None:
-            _output_enums(schema, route, found[0])
+            _output_enums(schema, route, found[0], enum_ref)
     _hideable_fields(components)
     _binary_uploads(components)
+    examples.apply(components)
     return schema
 
 
-def _operation(route: APIRoute, method: str, operation: dict[str, Any], page_max: int) -> None:
+def _operation(
+    route: APIRoute,
+    method: str,
+    operation: dict[str, Any],
+    page_max: int,
+    enum_ref: query.EnumRef,
+) -> None:
     operation["operationId"] = names.operation_id(route, method)
     if route.tags:
         operation["tags"] = [route.tags[-1]]
     found = query.query_dependency(route.dependant)
     if found is not None:
         path_names = set(route.param_convertors)
-        query.apply(operation, found[0], found[1], path_names, page_max)
+        query.apply(operation, found[0], found[1], path_names, page_max, enum_ref)
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
     for status, description in error_statuses(route, method).items():
         responses[str(status)] = problems.response(status, description)
     for code, response in responses.items():
+        for content in response.get("content", {}).values():
+            # FastAPI titles an untyped answer after the handler's path ("Response Me Api V1
+            # Me Get"); without a title, generators name it after the operation.
+            if str(content.get("schema", {}).get("title", "")).startswith("Response "):
+                del content["schema"]["title"]
         headers = response.setdefault("headers", {})
         headers.setdefault("X-Request-ID", REQUEST_ID)
         if code == "202" and route.path.startswith("/ws/"):
@@ -167,7 +197,9 @@ def _item_schema(schema: dict[str, Any], route: APIRoute) -> dict[str, Any] | No
     return None
 
 
-def _output_enums(schema: dict[str, Any], route: APIRoute, resource: Resource) -> None:
+def _output_enums(
+    schema: dict[str, Any], route: APIRoute, resource: Resource, enum_ref: query.EnumRef
+) -> None:
     """A listed model's property holding an enum field of its `Resource` gets the enum."""
     item = _item_schema(schema, route)
     if item is None:
@@ -176,9 +208,13 @@ def _output_enums(schema: dict[str, Any], route: APIRoute, resource: Resource) -
         prop = item.get("properties", {}).get(name)
         if prop is None or not isinstance(field.type, Enum):
             continue
-        for branch in [prop, *prop.get("anyOf", [])]:
+        ref = enum_ref(resource, name, field.type)
+        if prop.get("type") == "string":
+            kept = {k: prop[k] for k in ("description",) if k in prop}
+            item["properties"][name] = {**ref, **kept}
+        for i, branch in enumerate(prop.get("anyOf", [])):
             if branch.get("type") == "string":
-                branch["enum"] = list(field.type.values)
+                prop["anyOf"][i] = ref
 
 
 def _subclasses(cls: type) -> Iterator[type]:

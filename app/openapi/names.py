@@ -38,13 +38,13 @@ def operation_id(route: APIRoute, method: str) -> str:
     return f"{prefix}_{verb}"
 
 
-def _camel(snake: str) -> str:
+def camel(snake: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in snake.split("_"))
 
 
 def model_renames(schema: dict[str, Any], body_names: dict[str, str]) -> dict[str, str]:
     """Old component name → new, for request bodies (by operation id) and pages."""
-    renames = {old: f"{_camel(op_id)}Body" for old, op_id in body_names.items()}
+    renames = {old: f"{camel(op_id)}Body" for old, op_id in body_names.items()}
     for name in schema.get("components", {}).get("schemas", {}):
         match = _PAGE.match(name)
         if match:

@@ -9,6 +9,7 @@ installation's page size, and, for search and distinct, `{field}` as an enum of 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from app.query import Resource
@@ -23,6 +24,9 @@ from app.query.types import (
     Timestamp,
     Uuid,
 )
+
+# A named schema (a `$ref`) for an enum field of a resource: (resource, field name, type).
+EnumRef = Callable[[Resource, str, Enum], dict[str, Any]]
 
 QUERY_DEPENDENCIES = frozenset({"list_query", "search_query", "distinct_query"})
 _OP_ORDER = ["ne", "in", "exists", *sorted(TEXTUAL), *sorted(ORDERED)]
@@ -93,22 +97,25 @@ def _sample(ftype: FieldType) -> Any:
     return next((v for t, v in _SAMPLES.items() if isinstance(ftype, t)), "a")
 
 
-def _op_schema(op: str, ftype: FieldType) -> dict[str, Any]:
+def _op_schema(op: str, ftype: FieldType, named: dict[str, Any] | None) -> dict[str, Any]:
     if op == "exists":
         return {"type": "boolean"}
     if op in TEXTUAL:
         return {"type": "string", "maxLength": 1000}
     if op in ("in", "between"):
         return {"type": "string", "maxLength": 20000}
-    return type_schema(ftype)
+    return named if named is not None else type_schema(ftype)
 
 
-def filter_parameters(resource: Resource, skip: frozenset[str]) -> list[dict[str, Any]]:
+def filter_parameters(
+    resource: Resource, skip: frozenset[str], enum_ref: EnumRef
+) -> list[dict[str, Any]]:
     """`field` and `field__op` query parameters for each field (but those in `skip`)."""
     out = []
     for name, field in resource.fields.items():
         if name in skip:
             continue
+        named = enum_ref(resource, name, field.type) if isinstance(field.type, Enum) else None
         ops = ["eq", *(op for op in _OP_ORDER if op in field.type.ops)]
         for op in ops:
             key = name if op == "eq" else f"{name}__{op}"
@@ -118,7 +125,7 @@ def filter_parameters(resource: Resource, skip: frozenset[str]) -> list[dict[str
                 "in": "query",
                 "required": False,
                 "description": f"`{name}` ({what}): {_OP_DOC[op]}",
-                "schema": _op_schema(op, field.type),
+                "schema": _op_schema(op, field.type, named),
             }
             if op in ("in", "between"):
                 sample = _sample(field.type)
@@ -128,7 +135,12 @@ def filter_parameters(resource: Resource, skip: frozenset[str]) -> list[dict[str
 
 
 def apply(
-    operation: dict[str, Any], resource: Resource, kind: str, path_names: set[str], page_max: int
+    operation: dict[str, Any],
+    resource: Resource,
+    kind: str,
+    path_names: set[str],
+    page_max: int,
+    enum_ref: EnumRef,
 ) -> None:
     """Rewrite a list operation's parameters: typed filters, `sort`, `limit`, `{field}`."""
     params: list[dict[str, Any]] = operation.setdefault("parameters", [])
@@ -159,7 +171,9 @@ def apply(
             )
             param["schema"] = {"type": "string", "maxLength": 300}
     declared = {p["name"] for p in params}
-    params.extend(p for p in filter_parameters(resource, path_filters) if p["name"] not in declared)
+    params.extend(
+        p for p in filter_parameters(resource, path_filters, enum_ref) if p["name"] not in declared
+    )
     for name in sorted(path_names - declared):
         field = resource.fields.get(name)
         params.append(

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 EQUALITY = frozenset({"eq", "ne", "in", "exists"})
@@ -75,7 +76,8 @@ class Text(FieldType):
 
 @dataclass(frozen=True, eq=False)
 class Enum(FieldType):
-    """One of a fixed set of strings (provider types, roles, HTTP methods)."""
+    """One of a fixed set of strings (provider types, roles, HTTP methods), matched without
+    regard to case (`severity=High`, `status=fail`) and bound as the declared spelling."""
 
     values: tuple[str, ...]
     name = "enum"
@@ -86,9 +88,16 @@ class Enum(FieldType):
         return f"enum: {', '.join(self.values)}"
 
     def parse_text(self, raw: str) -> str:
-        if raw not in self.values:
+        if raw in self.values:
+            return raw
+        found = self._folded.get(raw.casefold())
+        if found is None:
             raise ValueError(f"{_show(raw)} is not one of: {', '.join(self.values)}")
-        return raw
+        return found
+
+    @cached_property
+    def _folded(self) -> dict[str, str]:
+        return {value.casefold(): value for value in self.values}
 
 
 class Uuid(FieldType):

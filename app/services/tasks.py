@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Outbox, Scan, ScanUpload, Task
 from app.db.models.job import TASK_STATES
 from app.errors import Conflict, NotFound
-from app.jobs import IMPORT_SCAN, JobKind
+from app.jobs import IMPORT_SCAN, JOBS, JobKind
 from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.services import outbox
 
@@ -60,7 +60,7 @@ TASKS = Resource(
     base=lambda: select(Task),
     fields={
         "id": Field(Task.id, Uuid()),
-        "kind": Field(Task.kind, Text()),
+        "kind": Field(Task.kind, Enum(tuple(JOBS))),
         "state": Field(Task.state, Enum(TASK_STATES)),
         "progress": Field(Task.progress, Integer(bits=16)),
         "resource_type": Field(Task.resource_type, Text(), nullable=True),
