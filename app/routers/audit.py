@@ -85,7 +85,7 @@ def history_types(app: Any) -> dict[str, str]:
         for route in app.routes:
             if not (isinstance(route, APIRoute) and route.path.startswith("/ws/")):
                 continue
-            if not route.methods & {"POST", "PUT", "PATCH", "DELETE"}:
+            if not (route.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}:
                 continue
             kind = describe_route(route).resource_type
             collection = route.path.split("/api/v1/", 1)[1].split("/", 1)[0]
