@@ -290,6 +290,37 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def health_url(command: Sequence[str], env: dict[str, str]) -> str | None:
+    """Where the container's main process answers `/healthz`: the API's port for `serve` (and
+    `dev`), the worker's metrics port for `worker`; None for one-shot commands (`migrate`)."""
+    if "worker" in command:
+        port = env.get("WARDEN_WORKER_METRICS_PORT")
+        return f"http://127.0.0.1:{port}/healthz" if port else None
+    if "serve" in command or "dev" in command:
+        args = list(command)
+        port = args[args.index("--port") + 1] if "--port" in args[:-1] else str(DEFAULT_PORT)
+        return f"http://127.0.0.1:{port}/healthz"
+    return None
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """The image's HEALTHCHECK: probe whichever service this container runs (PID 1)."""
+    import urllib.request
+
+    try:
+        raw = Path(f"/proc/{args.pid}/cmdline").read_bytes()
+    except OSError:
+        return 1
+    url = health_url([a.decode() for a in raw.split(b"\0") if a], dict(os.environ))
+    if url is None:
+        return 0
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback only
+            return 0 if response.status == 200 else 1
+    except OSError:
+        return 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """The benchmark harness (benchmarks/run.py); its options follow `bench`.
 
@@ -351,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a node to check (repeatable; default: the admin or runtime URL)",
     )
     check.set_defaults(func=cmd_check)
+    health = sub.add_parser("healthcheck", help="probe the service this container runs")
+    health.add_argument("--pid", type=int, default=1, help="the process whose service to probe")
+    health.set_defaults(func=cmd_healthcheck)
     bench = sub.add_parser(
         "bench",
         help="benchmarks against the bare stack (`warden bench --help` for options)",

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     max_page_size: int = 200
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies")
 
+    # Operations
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs `Authorization: Bearer <token>`"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="the worker serves /metrics and /healthz here"
+    )
+    worker_metrics_host: str = "127.0.0.1"
+
     @field_validator("database_url", "admin_database_url", "read_database_url")
     @classmethod
     def _asyncpg_driver(cls, value: str | None) -> str | None:

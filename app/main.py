@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 from redis.asyncio import ConnectionPool, Redis
 
-from app import openapi
+from app import metrics, openapi
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
@@ -90,6 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reason = await runtime_role_refusal(conn)
             if reason:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
+            metrics.watch_pool(db.engine, "primary")
+            if db.read_engine is not None:
+                metrics.watch_pool(db.read_engine, "replica")
             app.state.db = db
             app.state.redis = redis
             app.state.arq = arq

@@ -34,6 +34,7 @@ from app.db.models.job import TERMINAL_STATES
 from app.db.session import Database
 from app.db.tenant import Visibility, apply_context
 from app.jobs import JobKind
+from app.logging import task_var
 from app.security.grants import row_filters
 from app.security.permissions import effective_permissions
 from workers.retry import backoff, is_transient
@@ -228,6 +229,7 @@ async def _claim(jc: JobContext) -> bool:
         if row is None or row.done_at is not None or row.job != jc.spec.kind.name:
             return False
         jc.task_id, jc.args = row.task_id, dict(row.args or {})
+        task_var.set(str(row.task_id) if row.task_id else None)  # on this job's log lines
         if row.task_id is None:
             return True
         task = (

@@ -21,6 +21,8 @@ from tests.live import Proc, env_for, until
 @dataclass
 class Live:
     base: str
+    worker_metrics: str = ""
+    worker_log: Any = None
     token: str = ""
     slug: str = ""
     ids: dict[str, str] = field(default_factory=dict)
@@ -100,11 +102,16 @@ async def seed(live: Live) -> None:
 @pytest.fixture(scope="session")
 async def live(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
     tmp = tmp_path_factory.mktemp("live")
-    env = env_for(settings)
+    metrics_port = free_port()
+    env = env_for(settings, WARDEN_WORKER_METRICS_PORT=str(metrics_port))
     port = free_port()
     api = Proc("api", ["serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp)
     worker = Proc("worker", ["worker"], env, tmp)
-    running = Live(base=f"http://127.0.0.1:{port}")
+    running = Live(
+        base=f"http://127.0.0.1:{port}",
+        worker_metrics=f"http://127.0.0.1:{metrics_port}/metrics",
+        worker_log=worker.log,
+    )
     try:
         async with httpx.AsyncClient(base_url=running.base, timeout=10) as c:
 
