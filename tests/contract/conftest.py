@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from app.embedded import free_port
+from tests.conftest import database, make_settings
 from tests.helpers import PASSWORD, aws_uid, report_bytes, sample_report
 from tests.live import Proc, env_for, until
 
@@ -100,7 +101,18 @@ async def seed(live: Live) -> None:
 
 
 @pytest.fixture(scope="session")
-async def live(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
+async def contract_settings(servers: Any) -> AsyncIterator[Any]:
+    """A database of its own: the fuzz run creates users, workspaces and providers at random
+    (example slugs and uids too), which must not meet the rest of the suite's data."""
+    async for db in database.__wrapped__(servers):  # type: ignore[attr-defined]
+        yield make_settings(db, servers)
+
+
+@pytest.fixture(scope="session")
+async def live(
+    contract_settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Live]:
+    settings = contract_settings
     tmp = tmp_path_factory.mktemp("live")
     metrics_port = free_port()
     env = env_for(settings, WARDEN_WORKER_METRICS_PORT=str(metrics_port))
