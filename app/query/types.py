@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import BigInteger as SQLBigInteger
@@ -94,7 +95,8 @@ class Text(FieldType):
 
 @dataclass(frozen=True, eq=False)
 class Enum(FieldType):
-    """One of a fixed set of strings (provider types, roles, HTTP methods)."""
+    """One of a fixed set of strings (provider types, roles, HTTP methods), matched without
+    regard to case (`severity=High`, `status=fail`) and bound as the declared spelling."""
 
     values: tuple[str, ...]
     name = "enum"
@@ -105,9 +107,16 @@ class Enum(FieldType):
         return f"enum: {', '.join(self.values)}"
 
     def parse_text(self, raw: str) -> str:
-        if raw not in self.values:
+        if raw in self.values:
+            return raw
+        found = self._folded.get(raw.casefold())
+        if found is None:
             raise ValueError(f"{_show(raw)} is not one of: {', '.join(self.values)}")
-        return raw
+        return found
+
+    @cached_property
+    def _folded(self) -> dict[str, str]:
+        return {value.casefold(): value for value in self.values}
 
 
 class Uuid(FieldType):
@@ -147,14 +156,18 @@ class Integer(FieldType):
         return value
 
     def check(self, value: Any, column_type: Any) -> None:
-        if isinstance(column_type, SQLBigInteger):
-            low, high = INT64
-        elif isinstance(column_type, SQLSmallInteger):
-            low, high = INT16
-        else:
-            low, high = INT32
+        low, high = integer_bounds(column_type)
         if not low <= value <= high:
             raise ValueError(f"{value} is out of range ({low} to {high})")
+
+
+def integer_bounds(column_type: Any) -> tuple[int, int]:
+    """What an integer column holds: int2, int4 (the default) or int8."""
+    if isinstance(column_type, SQLBigInteger):
+        return INT64
+    if isinstance(column_type, SQLSmallInteger):
+        return INT16
+    return INT32
 
 
 class Boolean(FieldType):
