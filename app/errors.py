@@ -192,7 +192,7 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
     @app.exception_handler(asyncpg.InterfaceError)
     async def _database(request: Request, exc: Exception) -> Response:
         """Database errors, raised through SQLAlchemy or by a statement the request runs on the
-        driver itself (`app.db.transaction`): the same answers either way."""
+        driver itself: the same answers either way."""
         orig = getattr(exc, "orig", exc)
         sqlstate = getattr(orig, "sqlstate", None) or ""
         if isinstance(exc, IntegrityError) or sqlstate.startswith("23"):

@@ -1,4 +1,4 @@
-"""Cron jobs. They run without a user: each calls narrow definer functions (app.services)."""
+"""Cron jobs. They run without a user: each calls narrow definer functions."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction("warden_drop_workspace(uuid)", reads=("workspace",), deletes=("workspace",)),
     DefinerFunction("warden_create_finding_partition(date)", reads=()),
     DefinerFunction("warden_finding_default_rows()", reads=()),
-    # The audit chain (app/services/audit.py): the sealer may set only the chain columns of
+    # The audit chain: the sealer may set only the chain columns of
     # audit records, never their content; retention removes a sealed prefix and records the cut.
     DefinerFunction(
         "warden_audit_seal(integer)",

@@ -114,7 +114,7 @@ def _like(text: str) -> str:
 def condition(field: Field, op: str, value: Any, bind: Bind = inline) -> ColumnElement[bool]:
     """The SQL condition for one parsed term. Every value goes through `bind`, in a fixed order
     for a given (field, operator, value shape), so a compiled query can be reused for any values
-    of the same shape (`app.query.plan`)."""
+    of the same shape."""
     col, ordered = field.column, field.sort_expr
     sql_type = col.type
     if op == "exists":

@@ -88,7 +88,7 @@ def response_adapter(annotation: Any, hidden: Hidden) -> TypeAdapter[Any]:
     return TypeAdapter(shaped(annotation, hidden))
 
 
-# Rows of the compiled-query path (`app.query.plan`) come from the database as mappings of
+# Rows of the compiled-query path come from the database as mappings of
 # plain values of the columns' types: a page of them in a flat response model is serialized
 # by orjson from the shaped field list, with the output pydantic gives (a test compares the
 # bytes), at a fraction of the cost of validating and dumping each row.
