@@ -15,7 +15,7 @@ import functools
 import inspect
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from copy import copy
 from datetime import date, datetime
 from functools import lru_cache
@@ -229,13 +229,11 @@ def shaping_endpoint(
 # Masking hidden provider values
 
 
-def _boundary_pattern(values: Iterable[str]) -> re.Pattern[bytes] | None:
-    """One regex for every value, as it appears inside JSON strings, matched as a whole token
-    (not inside a longer run of letters and digits)."""
-    escaped = {orjson.dumps(v)[1:-1] for v in values if v}
-    if not escaped:
-        return None
-    alternatives = b"|".join(re.escape(v) for v in sorted(escaped, key=len, reverse=True))
+@lru_cache(maxsize=1024)
+def _boundary_pattern(values: frozenset[bytes]) -> re.Pattern[bytes]:
+    """One regex for every value (as it appears inside JSON strings), matched as a whole token
+    (not inside a longer run of letters and digits). Built once per set of values."""
+    alternatives = b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
     return re.compile(rb"(?<![A-Za-z0-9])(?:" + alternatives + rb")(?![A-Za-z0-9])")
 
 
@@ -283,10 +281,11 @@ async def mask_provider_values(
     body: bytes, resource: str, content: Any, fields: frozenset[str]
 ) -> bytes:
     """`body` with every value of the hidden provider `fields` replaced by `MASK`."""
-    pattern = _boundary_pattern(await _values(resource, content, fields))
-    if pattern is None:
+    values = {orjson.dumps(v)[1:-1] for v in await _values(resource, content, fields) if v}
+    present = frozenset(v for v in values if v in body)  # a substring scan: usually none
+    if not present:
         return body
-    return pattern.sub(MASK.encode(), body)
+    return _boundary_pattern(present).sub(MASK.encode(), body)
 
 
 # Ids of rows the reader may not see, in records about other resources (the audit log)
