@@ -83,6 +83,13 @@ async def has_permission(
         if entry is None:
             return {"allowed": False, "permission": None, "reason": "no such route"}
         permission = entry.permission
+        key = ctx.principal.key
+        if key is not None and not key.permits(body.method, path):
+            return {
+                "allowed": False,
+                "permission": permission,
+                "reason": key.endpoint_refusal(body.method.upper(), path),
+            }
         if permission is None:
             return {"allowed": True, "permission": None, "reason": "the route needs no permission"}
     # The very path a request to that workspace takes: the same lookup, the same principal,
