@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = "groups"
     oidc_algorithms: list[str] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
     oidc_jwks_cache_seconds: int = Field(default=3600, ge=1)
+    oidc_jwks_refetch_seconds: float = Field(
+        default=10.0, ge=0, description="least time between fetches for an unknown key id"
+    )
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     # Authentication policy

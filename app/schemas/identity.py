@@ -57,7 +57,8 @@ class KeyLimitsIn(Input):
         default=None,
         max_length=100,
         description="Permission keys; the key holds their intersection with its user's current "
-        "permissions (omit: whatever the user holds)",
+        "permissions (omit: whatever the user holds). `unlimited_visibility` is one of them: "
+        "without it the key sees only the providers of its user's provider groups",
     )
     permitted_endpoints: list[EndpointIn] | None = Field(
         default=None, max_length=100, description="Omit: every endpoint"
@@ -79,7 +80,12 @@ class ApiKeyCreate(KeyLimitsIn):
                 {
                     "name": "scanner upload",
                     "workspace": "acme-prod",
-                    "permissions": ["scan.create", "scan.read", "task.read"],
+                    "permissions": [
+                        "scan.create",
+                        "scan.read",
+                        "task.read",
+                        "unlimited_visibility",
+                    ],
                     "permitted_endpoints": [
                         {"method": "POST", "path": "/ws/acme-prod/api/v1/scans"},
                         {"method": "GET", "path": "/ws/acme-prod/api/v1/tasks/[0-9a-f-]+"},

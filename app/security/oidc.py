@@ -4,7 +4,8 @@ Invariant: a token is accepted only when its signature verifies with a key the I
 (discovered from `WARDEN_OIDC_ISSUER`, cached for `WARDEN_OIDC_JWKS_CACHE_SECONDS`), its
 algorithm is on the allow-list, and its issuer, audience (`WARDEN_OIDC_AUDIENCE`) and times
 are right. A token signed with a key the cached set lacks makes the set be fetched again (at
-most every `MIN_REFETCH_SECONDS`), so a key rotation at the IdP is followed without a restart.
+most every `WARDEN_OIDC_JWKS_REFETCH_SECONDS`), so a key rotation at the IdP is followed without
+a restart.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from app.security.tokens import UnknownSigningKey, peek, verify_external
 
 log = logging.getLogger("warden.oidc")
 
-MIN_REFETCH_SECONDS = 10.0
 FETCH_TIMEOUT = 5.0
 
 
@@ -38,6 +38,7 @@ class OidcProvider:
         self.groups_claim = settings.oidc_groups_claim
         self.algorithms = list(settings.oidc_algorithms)
         self.cache_seconds = settings.oidc_jwks_cache_seconds
+        self.refetch_seconds = settings.oidc_jwks_refetch_seconds
         self.leeway = settings.oidc_leeway_seconds
         self._keys: list[dict[str, Any]] = []
         self._fetched_at = 0.0
@@ -89,7 +90,7 @@ class OidcProvider:
         async with self._lock:
             age = time.monotonic() - self._fetched_at
             stale = not self._keys or age > self.cache_seconds
-            if stale or (refetch and age > MIN_REFETCH_SECONDS):
+            if stale or (refetch and age >= self.refetch_seconds):
                 try:
                     self._keys = await self._fetch()
                     self._fetched_at = time.monotonic()

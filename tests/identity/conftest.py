@@ -162,7 +162,12 @@ async def oidc_app(
 ) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """Warden trusting the provider (its client id is the audience)."""
     settings = make_settings(
-        database, servers, oidc_issuer=idp.issuer, oidc_audience=AUDIENCE, oidc_leeway_seconds=0
+        database,
+        servers,
+        oidc_issuer=idp.issuer,
+        oidc_audience=AUDIENCE,
+        oidc_leeway_seconds=0,
+        oidc_jwks_refetch_seconds=0,
     )
     async with serve(settings) as (application, client):
         yield application, client
