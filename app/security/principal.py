@@ -107,14 +107,12 @@ class WorkspacePrincipal:
         """The one resolver's answer, with the reason; what an API key or the workspace's
         MFA requirement withholds says so."""
         decision = self.spec.decide(permission)
-        if not decision.allowed:
+        if not decision.allowed or permission in self.permissions:
             return decision
         if self.mfa_missing:
             return Decision(False, "the workspace requires MFA, and you have not turned it on")
         why = self.key.why_not(permission) if self.key is not None else None
-        if why is not None:
-            return Decision(False, f"{decision.reason}, but {why}")
-        return decision
+        return Decision(False, f"{decision.reason}, but {why or 'it is withheld'}")
 
     @property
     def visibility(self) -> Visibility:
