@@ -190,6 +190,12 @@ async def test_a_bound_key_stays_in_its_workspace(api: Api, client: httpx.AsyncC
     body = assert_problem(await client.get(f"/ws/{b}/api/v1/providers", headers=key), 403)
     assert "bound to another workspace" in body["detail"]
     r = await client.post(
+        "/api/v1/me/has-permission",
+        json={"workspace": b, "permission": "provider.read"},
+        headers=key,
+    )
+    assert r.json()["allowed"] is False and "bound to another workspace" in r.json()["reason"]
+    r = await client.post(
         "/api/v1/me/api-keys", json={"name": "k", "workspace": "not-mine"}, headers=owner.headers
     )
     assert_problem(r, 404)
