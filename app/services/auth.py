@@ -227,7 +227,8 @@ async def _local_user(
     if identity.user_id is not None:
         return identity.user_id
     assert identity.issuer and identity.subject and identity.email
-    row = await tx.lookup(
+    # In the sign-in's transaction (it writes): a sign-in that fails later provisions nothing.
+    rows = await tx.fetch(
         "SELECT user_id, outcome, is_active FROM warden_oidc_sign_in($1, $2, $3, $4, $5)",
         identity.issuer,
         identity.subject,
@@ -235,7 +236,7 @@ async def _local_user(
         identity.email_verified,
         (identity.name or identity.email)[:200],
     )
-    assert row is not None
+    row = rows[0]
     if row["outcome"] == "conflict":
         raise Conflict(
             "An account with this email exists and the identity provider does not say the "
