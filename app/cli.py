@@ -1,4 +1,4 @@
-"""The `warden` command: dev, serve, worker, migrate, seed, check, bench."""
+"""The `warden` command: dev, serve, worker, migrate, seed, check, bench, create-user."""
 
 from __future__ import annotations
 
@@ -147,16 +147,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_platform_admin(args: argparse.Namespace) -> int:
-    """Grant or revoke installation-level, read-only cross-workspace access (admin URL only:
-    the runtime role cannot change this flag)."""
+def _set_platform_admin(settings: Settings, email: str, value: bool) -> int:
+    """Rows changed (admin URL only: the runtime role cannot change this flag)."""
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
-
-    settings = _settings()
-    if not settings.admin_database_url:
-        print("warden platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
-        return 2
 
     async def run() -> int:
         engine = create_async_engine(str(settings.admin_database_url))
@@ -164,16 +158,85 @@ def cmd_platform_admin(args: argparse.Namespace) -> int:
             async with engine.begin() as conn:
                 result = await conn.execute(
                     text("UPDATE app_user SET is_platform_admin = :v WHERE email = lower(:e)"),
-                    {"v": not args.revoke, "e": args.email},
+                    {"v": value, "e": email},
                 )
                 return int(result.rowcount)
         finally:
             await engine.dispose()
 
-    if asyncio.run(run()) != 1:
+    return asyncio.run(run())
+
+
+def cmd_platform_admin(args: argparse.Namespace) -> int:
+    """Grant or revoke installation-level, read-only cross-workspace access."""
+    settings = _settings()
+    if not settings.admin_database_url:
+        print("warden platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
+        return 2
+    if _set_platform_admin(settings, args.email, not args.revoke) != 1:
         print(f"no user with email {args.email}", file=sys.stderr)
         return 1
     print(f"{args.email}: platform admin {'revoked' if args.revoke else 'granted'}")
+    return 0
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    return first if getpass.getpass("Again: ") == first else ""
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Create a user whatever WARDEN_SIGNUP_ENABLED says (the first user of an installation),
+    optionally a platform admin."""
+    from pydantic import ValidationError
+
+    from app.db.session import Database
+    from app.errors import Conflict
+    from app.schemas.auth import RegisterIn
+    from app.services import auth
+
+    settings = _settings()
+    if args.platform_admin and not settings.admin_database_url:
+        print("--platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
+        return 2
+    password = _new_password(args)
+    if password is None:
+        print("no terminal to ask for the password: use --password-stdin", file=sys.stderr)
+        return 2
+    if password == "" and not args.password_stdin:
+        print("the passwords differ", file=sys.stderr)
+        return 2
+    try:
+        data = RegisterIn(email=args.email, password=password, name=args.name)
+    except ValidationError as exc:
+        fields = ", ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+        print(f"refused: {fields}", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        db = Database.from_settings(settings, pool_size=1)
+        client = auth.Client(ip=None, user_agent="warden create-user", path="warden create-user")
+        try:
+            user = await auth.register(db, settings, data.email, data.password, data.name, client)
+            return str(user.id)
+        finally:
+            await db.dispose()
+
+    try:
+        user_id = asyncio.run(run())
+    except Conflict:
+        print(f"a user with email {data.email} exists already", file=sys.stderr)
+        return 1
+    print(f"created {data.email.lower()} ({user_id})")
+    if args.platform_admin:
+        _set_platform_admin(settings, data.email, True)
+        print(f"{data.email.lower()}: platform admin granted")
     return 0
 
 
@@ -371,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     padmin.add_argument("email")
     padmin.add_argument("--revoke", action="store_true")
     padmin.set_defaults(func=cmd_platform_admin)
+    create = sub.add_parser("create-user", help="create a user (e.g. the first, sign-up off)")
+    create.add_argument("email")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create.add_argument(
+        "--platform-admin", action="store_true", help="also grant installation-wide read access"
+    )
+    create.set_defaults(func=cmd_create_user)
     check = sub.add_parser("check", help="production readiness checks")
     check.add_argument(
         "--rls", action="store_true", help="also run the RLS catalog conformance check"

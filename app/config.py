@@ -86,6 +86,26 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=300)
 
+    # Keys the hashes of API keys and recovery codes and encrypts TOTP secrets (derived from
+    # WARDEN_JWT_SECRET when unset). Changing it invalidates every API key and TOTP factor.
+    secret_key: SecretStr | None = None
+
+    # Second factor (TOTP) and API keys
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    mfa_max_failures: int = Field(default=5, ge=1, description="wrong codes before a lockout")
+    totp_issuer: str = Field(default="Warden", description="the name authenticator apps show")
+
+    # Sign-in with an OpenID Connect provider (off unless the issuer is set)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_groups_claim: str = "groups"
+    oidc_algorithms: list[str] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+    oidc_jwks_cache_seconds: int = Field(default=3600, ge=1)
+    oidc_jwks_refetch_seconds: float = Field(
+        default=10.0, ge=0, description="least time between fetches for an unknown key id"
+    )
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
     # Authentication policy
     signup_enabled: bool = False
     login_max_failures: int = 5
@@ -130,6 +150,8 @@ class Settings(BaseSettings):
                 f"{self.jwt_algorithm} needs WARDEN_JWT_PRIVATE_KEY (to sign) "
                 "or WARDEN_JWT_PUBLIC_KEY (to verify only)"
             )
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("WARDEN_OIDC_ISSUER needs WARDEN_OIDC_AUDIENCE (the client id)")
         return self
 
     @property

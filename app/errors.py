@@ -61,6 +61,21 @@ class Forbidden(AppError):
     status, title, slug = 403, "Forbidden", "forbidden"
 
 
+class MfaRequired(Forbidden):
+    """The workspace requires a second factor the caller has not turned on."""
+
+    title, slug = "MFA required", "mfa-required"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("code", "mfa_required")
+        super().__init__(
+            detail
+            or "This workspace requires multi-factor authentication: turn on TOTP at "
+            "POST /api/v1/me/mfa/totp first",
+            **kw,
+        )
+
+
 class NotFound(AppError):
     status, title, slug = 404, "Not found", "not-found"
 

@@ -19,17 +19,21 @@ from app.db.session import Database
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import (
+    api_keys,
     audit,
     auth,
     findings,
     health,
+    idp_groups,
     me,
     members,
+    mfa,
     platform,
     provider_groups,
     providers,
     roles,
     scans,
+    service_keys,
     tasks,
     workspace_settings,
     workspaces,
@@ -37,6 +41,7 @@ from app.routers import (
 from app.routers.docs import install_docs
 from app.routing import RouteIndex
 from app.security.deps import record_denial
+from app.security.providers import BearerSignIns, configured
 from app.services import outbox
 
 log = logging.getLogger("warden.main")
@@ -119,15 +124,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=openapi.TAGS,
     )
     app.state.settings = settings
+    app.state.auth_providers = configured(settings)
+    if settings.oidc_issuer:
+        app.state.bearer_sign_ins = BearerSignIns(app.state.auth_providers, auth.bearer_sign_in)
     install_error_handlers(app, on_denied=record_denial)
     for module in (
         health,
         auth,
         me,
+        api_keys,
+        mfa,
         platform,
         workspaces,
         members,
         roles,
+        service_keys,
+        idp_groups,
         providers,
         provider_groups,
         scans,

@@ -31,7 +31,22 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_cut": ("SELECT",),
     "audit_denial": ("SELECT",),
     "user_event": ("SELECT", "INSERT"),
+    # Keys: the runtime role never reads a secret's hash back (the lookup goes through
+    # warden_api_key_context); it may write a key once and revoke it.
+    "api_key": (),
+    "service_key": ("DELETE",),  # the workspace's deletion removes its rows
 }
+_KEY_COLUMNS = (
+    "id",
+    "name",
+    "prefix",
+    "permissions",
+    "permitted_endpoints",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "created_at",
+)
 # Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
 # (granted by the installation with `warden platform-admin`).
 RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -57,6 +72,16 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
             "updated_at",
         ),
         "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
+    },
+    "api_key": {
+        "SELECT": ("user_id", "bound_workspace_id", *_KEY_COLUMNS),
+        "INSERT": ("user_id", "bound_workspace_id", "secret_hash", *_KEY_COLUMNS),
+        "UPDATE": ("revoked_at",),
+    },
+    "service_key": {
+        "SELECT": ("workspace_id", "created_by", *_KEY_COLUMNS),
+        "INSERT": ("workspace_id", "created_by", "secret_hash", *_KEY_COLUMNS),
+        "UPDATE": ("revoked_at",),
     },
     "audit_record": {
         "INSERT": (
@@ -106,7 +131,41 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
             "custom_role",
             "role_provider_group",
             "provider_group_member",
+            "user_mfa",
         ),
+    ),
+    # Identity: a key by its prefix with its user's membership; the key's last-used stamp; the
+    # OIDC sign-in (provisioning by issuer + subject) and the group sync of the user in context.
+    DefinerFunction(
+        "warden_api_key_context(text, text)",
+        reads=(
+            "api_key",
+            "service_key",
+            "app_user",
+            "workspace",
+            "membership",
+            "custom_role",
+            "role_provider_group",
+            "provider_group_member",
+            "user_mfa",
+        ),
+    ),
+    DefinerFunction(
+        "warden_api_key_used(text, uuid, uuid)",
+        reads=("api_key", "service_key"),
+        updates=(("api_key", ("last_used_at",)), ("service_key", ("last_used_at",))),
+    ),
+    DefinerFunction(
+        "warden_oidc_sign_in(text, text, text, boolean, text)",
+        reads=("app_user", "user_identity"),
+        inserts=("app_user", "user_identity"),
+    ),
+    DefinerFunction(
+        "warden_idp_sync(text[], text, text, text)",
+        reads=("idp_group_mapping", "workspace", "custom_role", "membership"),
+        inserts=("membership", "audit_record"),
+        updates=(("membership", ("role", "custom_role_id", "updated_at")),),
+        deletes=("membership",),
     ),
     DefinerFunction(
         "warden_platform_workspaces()",

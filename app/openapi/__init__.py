@@ -31,8 +31,15 @@ from app.security.route_index import annotate_openapi
 TAGS: list[dict[str, str]] = [
     {"name": "auth", "description": "Register, log in (tokens), refresh, log out, password."},
     {"name": "me", "description": "The caller: memberships, effective permissions, own logs."},
+    {
+        "name": "api keys",
+        "description": "Personal API keys, narrowed to a workspace, permissions and endpoints.",
+    },
+    {"name": "mfa", "description": "The TOTP second factor: enrol, confirm, recovery codes."},
     {"name": "workspaces", "description": "Create, list and delete workspaces."},
     {"name": "members", "description": "Who belongs to a workspace, with which role."},
+    {"name": "service keys", "description": "Workspace-owned API keys for services."},
+    {"name": "idp groups", "description": "Identity-provider groups mapped to workspace roles."},
     {"name": "roles", "description": "Custom roles: a built-in role plus grants and revokes."},
     {"name": "providers", "description": "Cloud accounts, validated per type; soft delete."},
     {"name": "provider groups", "description": "Groups of providers; role visibility."},
@@ -49,9 +56,10 @@ TAGS: list[dict[str, str]] = [
 # What the dependencies themselves can answer (besides `require(...)`: 403, and a list's
 # `Resource`: 400). A dependency may also carry `problem_statuses`.
 DEPENDENCY_STATUSES: dict[Any, tuple[int, ...]] = {
-    deps.get_claims: (401,),
-    deps.get_workspace_session: (404, 503),
-    deps.get_user_session: (503,),
+    deps.get_credential: (401,),
+    # 403: an API key's limits (endpoints, bound workspace), a workspace requiring MFA
+    deps.get_workspace_session: (403, 404, 503),
+    deps.get_user_session: (403, 503),
 }
 BODY_UNREADABLE = "The body could not be read (e.g. not UTF-8), or a value is not acceptable"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

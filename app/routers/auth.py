@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.db.models import User
-from app.errors import Forbidden
+from app.errors import Forbidden, Unauthorized
 from app.openapi.problems import declare
 from app.schemas.auth import (
     LoginIn,
@@ -18,8 +19,11 @@ from app.schemas.auth import (
     TokenOut,
     UserOut,
 )
+from app.schemas.identity import MfaLoginIn, MfaRequiredOut, OidcLoginIn
 from app.security.audit import AuditedRoute, redact
-from app.security.deps import UserSession
+from app.security.deps import AccountSession
+from app.security.principal import UserPrincipal
+from app.security.providers import Identity
 from app.services import auth
 
 router = APIRouter(
@@ -62,11 +66,12 @@ async def register_user(body: RegisterIn, request: Request) -> User:
     )
 
 
-async def _login(request: Request, email: str, password: str) -> TokenOut:
+async def _login(request: Request, email: str, password: str) -> auth.Tokens | auth.MfaChallenge:
     state = request.app.state
     client = _client(request, {"email": email, "password": password})
-    tokens = await auth.login(state.db, state.redis, state.settings, email, password, client)
-    return TokenOut(**tokens.__dict__)
+    return await auth.login(
+        state.db, state.redis, state.settings, email, password, client, state.auth_providers
+    )
 
 
 LOGIN_PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -75,17 +80,61 @@ LOGIN_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/auth/login", response_model=TokenOut, responses=LOGIN_PROBLEMS)
-async def login(body: LoginIn, request: Request) -> TokenOut:
-    return await _login(request, body.email, body.password)
+@router.post("/auth/login", response_model=TokenOut | MfaRequiredOut, responses=LOGIN_PROBLEMS)
+async def login(body: LoginIn, request: Request) -> TokenOut | MfaRequiredOut:
+    """Email and password. With TOTP on, the answer is `{mfa_required: true, mfa_token}`:
+    finish at `POST /api/v1/auth/mfa`."""
+    result = await _login(request, body.email, body.password)
+    if isinstance(result, auth.MfaChallenge):
+        return MfaRequiredOut(mfa_token=result.mfa_token, expires_in=result.expires_in)
+    return TokenOut(**result.__dict__)
 
 
 @router.post("/auth/token", response_model=TokenOut, responses=LOGIN_PROBLEMS)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request
 ) -> TokenOut:
-    """OAuth2 password flow (the Swagger UI *Authorize* button); `username` is the email."""
-    return await _login(request, form.username, form.password)
+    """OAuth2 password flow (the Swagger UI *Authorize* button); `username` is the email.
+    Accounts with TOTP on log in with `/auth/login` and `/auth/mfa` instead."""
+    result = await _login(request, form.username, form.password)
+    if isinstance(result, auth.MfaChallenge):
+        raise Unauthorized("This account uses a second factor: log in with /api/v1/auth/login")
+    return TokenOut(**result.__dict__)
+
+
+@router.post("/auth/mfa", response_model=TokenOut, responses=declare(401, 429))
+async def login_mfa(body: MfaLoginIn, request: Request) -> TokenOut:
+    """The second step of a login: the `mfa_token` from `/auth/login` and a TOTP code (or a
+    recovery code). Each code works once; wrong codes are throttled."""
+    state = request.app.state
+    tokens = await auth.complete_mfa(
+        state.db, state.redis, state.settings, body.mfa_token, body.code, _client(request)
+    )
+    return TokenOut(**tokens.__dict__)
+
+
+@router.post("/auth/oidc", response_model=TokenOut, responses=declare(401, 403, 409))
+async def login_oidc(body: OidcLoginIn, request: Request) -> TokenOut:
+    """Exchange a token of the configured identity provider (an ID token) for Warden's pair.
+    First sign-in creates the user; memberships follow the token's groups at every sign-in."""
+    state = request.app.state
+    if state.auth_providers.named("oidc") is None:
+        raise Forbidden("Sign-in with an identity provider is not configured here")
+    tokens = await auth.token_login(
+        state.db, state.settings, state.auth_providers, body.id_token, _client(request)
+    )
+    return TokenOut(**tokens.__dict__)
+
+
+async def bearer_sign_in(request: Request, identity: Identity) -> UserPrincipal:
+    """An IdP token used directly as a bearer token: the same sign-in as `/auth/oidc`, with a
+    login that ends when the token does."""
+    state = request.app.state
+    until = datetime.fromtimestamp(identity.expires_at or 0, UTC)
+    user_id, family_id, _ = await auth.external_sign_in(
+        state.db, state.settings, identity, _client(request), until=until
+    )
+    return UserPrincipal(user_id=user_id, family_id=family_id)
 
 
 @router.post(
@@ -105,7 +154,7 @@ async def refresh(body: RefreshIn, request: Request) -> TokenOut:
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(ctx: UserSession) -> Response:
+async def logout(ctx: AccountSession) -> Response:
     """Revoke this login (its refresh tokens and, from the next request on, its access tokens)."""
     await auth.logout(ctx)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -119,7 +168,9 @@ async def logout(ctx: UserSession) -> Response:
         429: {"description": "Too many failed attempts; see `Retry-After`"},
     },
 )
-async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Request) -> Response:
+async def change_password(
+    body: PasswordChangeIn, ctx: AccountSession, request: Request
+) -> Response:
     """Change the password; every session of the user (this one too) is revoked."""
     state = request.app.state
     await auth.change_password(

@@ -151,6 +151,7 @@ class WorkspaceSettingsOut(Output):
     slug: str
     name: str
     audit_retention_days: int | None
+    require_mfa: bool
     created_at: datetime
     updated_at: datetime
 
@@ -164,6 +165,10 @@ class WorkspaceSettingsUpdate(Input):
         ge=1,
         le=36500,
         description="Days audit records are kept; null keeps them forever",
+    )
+    require_mfa: bool | None = Field(
+        default=None,
+        description="Members without a second factor get 403 `mfa_required` on every route",
     )
 
     model_config = {"json_schema_extra": {"examples": [{"audit_retention_days": 90}]}}

@@ -254,12 +254,23 @@ async def remove_the_owner(w: World) -> list[httpx.Response]:
     return [await w.call("DELETE", f"members/{w.owner_id}")]
 
 
+@attempt("POST", "/ws/{slug}/api/v1/idp-groups")
+async def map_an_idp_group_above_oneself(w: World) -> list[httpx.Response]:
+    """A group mapping gives its role at the next sign-in of every member of the group."""
+    return [
+        await w.call("POST", "idp-groups", {"group": f"g-{i}", "role": role})
+        for i, role in enumerate(("owner", w.power_role, w.owner_role))
+    ]
+
+
 async def _access(w: World) -> dict[str, Any]:
     """Everyone's effective access in the workspace, and every role's definition."""
     members = await w.api.client.get(f"{w.base}/members", headers=w.owner.headers)
     roles = await w.api.client.get(f"{w.base}/roles", headers=w.owner.headers)
+    mappings = await w.api.client.get(f"{w.base}/idp-groups", headers=w.owner.headers)
     me = await w.api.me(w.actor)
     return {
+        "mappings": sorted(str(m) for m in mappings.json()["data"]),
         "members": sorted(
             (m["user_id"], m["role"], m["custom_role_id"], str(m["attributes"]))
             for m in members.json()["data"]

@@ -50,6 +50,24 @@ async def _role(api: Api, w: World) -> str:
     return str(r.json()["id"])
 
 
+async def _service_key(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/service-keys", json={"name": "svc"}, headers=w.owner.headers
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _idp_group(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/idp-groups",
+        json={"group": f"g-{secrets.token_hex(3)}", "role": "viewer"},
+        headers=w.owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 async def _member(api: Api, w: World) -> str:
     extra = await api.user("extra")
     await api.add_member(w.owner, w.slug, extra, "viewer")
@@ -88,6 +106,8 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
         "findings": ("severity", "high"),
         "tasks": ("state", "succeeded"),
         "audit": ("action", "create"),
+        "service-keys": ("name", "x"),
+        "idp-groups": ("group", "x"),
     }
     collection = rest.split("/")[1]
     if rest.endswith("/search/{field}") and collection in lists:
@@ -106,6 +126,16 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
             return f"{base}/history/provider/{await _provider(api, w)}", None
         case "GET", "/providers" | "/provider-groups" | "/members" | "/roles":
             return f"{base}{rest}", None
+        case "GET", "/service-keys" | "/idp-groups":
+            return f"{base}{rest}", None
+        case "POST", "/service-keys":
+            return f"{base}/service-keys", {"name": "svc"}
+        case "GET" | "DELETE", "/service-keys/{key_id}":
+            return f"{base}/service-keys/{await _service_key(api, w)}", None
+        case "POST", "/idp-groups":
+            return f"{base}/idp-groups", {"group": f"g-{secrets.token_hex(3)}", "role": "viewer"}
+        case "GET" | "DELETE", "/idp-groups/{mapping_id}":
+            return f"{base}/idp-groups/{await _idp_group(api, w)}", None
         case "GET", "/scans" | "/findings" | "/tasks":
             return f"{base}{rest}", None
         case "POST", "/scans":

@@ -17,6 +17,8 @@ POPULATED = {
     "provider_group",
     "provider_group_member",
     "audit_record",
+    "service_key",
+    "idp_group_mapping",
 }
 
 
@@ -39,7 +41,7 @@ async def _scoped_tables(admin_engine) -> dict[str, set[str]]:
 
 
 @pytest.fixture
-async def two_workspaces(api):
+async def two_workspaces(api, admin_engine):
     a, b = await api.user("a"), await api.user("b")
     ws_a, ws_b = await api.workspace(a), await api.workspace(b)
     pa = await api.provider(a, ws_a)
@@ -60,6 +62,25 @@ async def two_workspaces(api):
         ids[ws] = next(w["id"] for w in listed.json()["data"] if w["slug"] == ws)
     me_a = (await api.client.get("/api/v1/me", headers=a.headers)).json()["id"]
     me_b = (await api.client.get("/api/v1/me", headers=b.headers)).json()["id"]
+    # Identity rows of each: a personal key, a pending TOTP factor, a service key, a group
+    # mapping, and (as an IdP sign-in would leave it) an identity at an IdP.
+    for user, ws, me in ((a, ws_a, me_a), (b, ws_b, me_b)):
+        for path, body in (
+            ("/api/v1/me/api-keys", {"name": "k"}),
+            ("/api/v1/me/mfa/totp", None),
+            (f"/ws/{ws}/api/v1/service-keys", {"name": "svc"}),
+            (f"/ws/{ws}/api/v1/idp-groups", {"group": "ops", "role": "viewer"}),
+        ):
+            r = await api.client.post(path, json=body, headers=user.headers)
+            assert r.status_code == 201, r.text
+        async with admin_engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO user_identity (user_id, issuer, subject) "
+                    "VALUES (:u, 'https://idp.example', :s)"
+                ),
+                {"u": me, "s": f"sub-{me}"},
+            )
     return {"a": (ids[ws_a], me_a), "b": (ids[ws_b], me_b)}
 
 

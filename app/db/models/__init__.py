@@ -1,6 +1,13 @@
 """All ORM models; importing this package registers every table on `Base.metadata`."""
 
 from app.db.models.audit import AuditCut, AuditDenial, AuditRecord, UserEvent
+from app.db.models.credentials import (
+    ApiKey,
+    IdpGroupMapping,
+    ServiceKey,
+    UserIdentity,
+    UserMfa,
+)
 from app.db.models.identity import AuthSession, Membership, User, Workspace
 from app.db.models.job import Outbox, Task
 from app.db.models.provider import Provider, ProviderGroup, ProviderGroupMember
@@ -8,6 +15,11 @@ from app.db.models.role import CustomRole, RoleProviderGroup
 from app.db.models.scan import Finding, Scan, ScanUpload
 
 __all__ = [
+    "ApiKey",
+    "IdpGroupMapping",
+    "ServiceKey",
+    "UserIdentity",
+    "UserMfa",
     "AuditCut",
     "AuditDenial",
     "AuditRecord",
