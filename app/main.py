@@ -21,10 +21,14 @@ from app.middleware import BodyLimitMiddleware, RequestContextMiddleware, Requir
 from app.routers import (
     audit,
     auth,
+    changes,
     findings,
     health,
+    incidents,
+    invitations,
     me,
     members,
+    notifications,
     platform,
     provider_groups,
     providers,
@@ -144,6 +148,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks,
         workspace_settings,
         audit,
+        changes,
+        incidents,
+        invitations,
+        notifications,
     ):
         # The routes themselves, not an included router: FastAPI matches an included router's
         # routes twice per request (select, then handle), and the index below needs them flat.

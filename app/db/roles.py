@@ -31,6 +31,9 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_cut": ("SELECT",),
     "audit_denial": ("SELECT",),
     "user_event": ("SELECT", "INSERT"),
+    # Decisions and timelines are never edited (DELETE only for removing a deleted workspace).
+    "change_approval": ("SELECT", "INSERT", "DELETE"),
+    "incident_event": ("SELECT", "INSERT", "DELETE"),
 }
 # Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
 # (granted by the installation with `warden platform-admin`).
@@ -161,6 +164,24 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         "warden_purge_audit(uuid, integer)",
         reads=("workspace", "audit_record", "audit_cut"),
         deletes=("audit_record", "audit_cut"),
+    ),
+    # Invitations (change management): acceptance crosses from the user into the workspace,
+    # the invitation notice from the workspace to a user who is not a member.
+    DefinerFunction(
+        "warden_accept_invitation(uuid, uuid, bytea)",
+        reads=("app_user", "invitation", "workspace", "membership", "custom_role"),
+        inserts=("membership",),
+        updates=(("invitation", ("accepted_at", "accepted_by")),),
+    ),
+    DefinerFunction(
+        "warden_notify_invitation(uuid)",
+        reads=("invitation", "workspace", "app_user", "custom_role", "notification"),
+        inserts=("notification",),
+    ),
+    DefinerFunction(
+        "warden_notify_my_invitations()",
+        reads=("invitation", "workspace", "app_user", "custom_role", "notification"),
+        inserts=("notification",),
     ),
     DefinerFunction(
         "warden_platform_denials(integer, uuid)",

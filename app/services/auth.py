@@ -30,6 +30,7 @@ from app.security.tokens import (
     new_refresh_token,
     parse_refresh_token,
 )
+from app.services.invitations import notify_on_registration
 
 INVALID_LOGIN = "Invalid email or password"
 
@@ -104,6 +105,7 @@ async def register(
                 await tx.session.flush()
         except IntegrityError:
             raise Conflict("An account with this email already exists") from None
+        await notify_on_registration(tx)
         await _event(tx, client, user.id, "register", status=201)
     return user
 
