@@ -156,7 +156,7 @@ def _move(incident: Incident, status: str, resolution: str | None) -> None:
         allowed = ", ".join(sorted(MOVES[incident.status])) or "none (it is final)"
         raise Conflict(
             f"An incident cannot go from {incident.status} to {status}; allowed: {allowed}",
-            status=incident.status,
+            current_status=incident.status,
         )
     if status == "resolved" and not (resolution or incident.resolution):
         raise BadRequest("Resolving an incident needs a resolution")

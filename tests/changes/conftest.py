@@ -77,6 +77,12 @@ async def make_team(api: Api) -> Team:
     return team
 
 
+@pytest.fixture(scope="module")
+async def team(client: httpx.AsyncClient) -> Team:
+    """Shared by a module's tests (each works on changes of its own)."""
+    return await make_team(Api(client))
+
+
 @pytest.fixture
-async def team(api: Api) -> Team:
+async def fresh_team(api: Api) -> Team:
     return await make_team(api)
