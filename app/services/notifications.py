@@ -99,9 +99,9 @@ async def _change_message(ctx: WorkspaceContext, args: dict[str, Any]) -> Messag
     if change is None:
         return None
     if event == "submitted":
-        if not any(ctx.principal.can(p) for p in APPROVERS) or change.state != "submitted":
+        if not any(ctx.principal.can(p) for p in APPROVERS):
             return None
-        title = f"Change '{change.title}' ({change.risk} risk) awaits your approval"
+        title = f"Change '{change.title}' ({change.risk} risk) was submitted for your approval"
     else:
         title = f"Your change '{change.title}' was {event}"
     return Message(f"change.{event}", title, "change", change.id)

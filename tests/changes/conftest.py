@@ -59,7 +59,9 @@ class Team:
         assert r.json()["state"] == "approved", r.text
         return dict(r.json())
 
-    async def act(self, user: User, change_id: str, action: str, body: Any = None) -> httpx.Response:
+    async def act(
+        self, user: User, change_id: str, action: str, body: Any = None
+    ) -> httpx.Response:
         return await self.call(user, "POST", f"/changes/{change_id}/{action}", body)
 
 

@@ -29,7 +29,9 @@ PATHS = {
 
 
 async def _incident(team: Team, **fields: Any) -> dict[str, Any]:
-    r = await team.call(team.engineer, "POST", "/incidents", {"title": "API down", "severity": "sev2", **fields})
+    r = await team.call(
+        team.engineer, "POST", "/incidents", {"title": "API down", "severity": "sev2", **fields}
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -59,7 +61,11 @@ async def test_every_status_move(team: Team, start: str, target: str) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["status"] == target
         last = r.json()["timeline"][-1]
-        assert (last["from_status"], last["to_status"], last["actor_id"]) == (start, target, team.engineer.id)
+        assert (last["from_status"], last["to_status"], last["actor_id"]) == (
+            start,
+            target,
+            team.engineer.id,
+        )
     else:
         assert assert_problem(r, 409)["current_status"] == start
         after = await team.call(team.owner, "GET", f"/incidents/{incident['id']}")
@@ -74,9 +80,15 @@ async def test_resolving_needs_a_resolution_and_the_timeline_records_every_move(
     assert "resolution" in assert_problem(r, 400)["detail"]
     for body in ({"status": "investigating"}, {"severity": "sev1"}, {"status": "mitigated"}):
         assert (await _patch(team, incident["id"], body)).status_code == 200
-    r = await _patch(team, incident["id"], {"status": "resolved", "resolution": "bad deploy reverted"})
+    r = await _patch(
+        team, incident["id"], {"status": "resolved", "resolution": "bad deploy reverted"}
+    )
     body = r.json()
-    assert (body["status"], body["severity"], body["resolution"]) == ("resolved", "sev1", "bad deploy reverted")
+    assert (body["status"], body["severity"], body["resolution"]) == (
+        "resolved",
+        "sev1",
+        "bad deploy reverted",
+    )
     assert body["resolved_at"]
     r = await _patch(team, incident["id"], {"status": "investigating"})  # reopened
     assert r.json()["resolved_at"] is None
@@ -93,7 +105,13 @@ async def test_resolving_needs_a_resolution_and_the_timeline_records_every_move(
         ("investigating", "resolved"),
         ("resolved", "closed"),
     ]
-    for bad in ({"status": "done"}, {"severity": "sev5"}, {"status": None}, {"title": "x"}, {"resolution": ""}):
+    for bad in (
+        {"status": "done"},
+        {"severity": "sev5"},
+        {"status": None},
+        {"title": "x"},
+        {"resolution": ""},
+    ):
         assert_problem(await _patch(team, incident["id"], bad), 422)
 
 
@@ -101,26 +119,42 @@ async def test_the_assignee_must_be_a_member_who_may_read_it(team: Team, api) ->
     incident = await _incident(team)
     stranger = await api.user("stranger")
     stranger.id = (await api.me(stranger))["id"]
-    r = await team.call(team.owner, "POST", "/roles", {"name": "no-incidents", "inherits_from": "viewer", "revokes": ["incident.read"]})
+    r = await team.call(
+        team.owner,
+        "POST",
+        "/roles",
+        {"name": "no-incidents", "inherits_from": "viewer", "revokes": ["incident.read"]},
+    )
     blind = await api.user("blind")
     await api.add_member(team.owner, team.slug, blind, r.json()["id"])
     blind.id = (await api.me(blind))["id"]
     for user_id in (stranger.id, blind.id, "00000000-0000-7000-8000-000000000000"):
         r = await _patch(team, incident["id"], {"assignee_id": user_id})
         assert "assignee" in assert_problem(r, 400)["detail"]
-        r = await team.call(team.engineer, "POST", "/incidents", {"title": "t", "severity": "sev3", "assignee_id": user_id})
+        r = await team.call(
+            team.engineer,
+            "POST",
+            "/incidents",
+            {"title": "t", "severity": "sev3", "assignee_id": user_id},
+        )
         assert_problem(r, 400)
-    r = await _patch(team, incident["id"], {"assignee_id": team.viewer.id})  # viewers read incidents
+    r = await _patch(
+        team, incident["id"], {"assignee_id": team.viewer.id}
+    )  # viewers read incidents
     assert r.json()["assignee_id"] == team.viewer.id
     r = await _patch(team, incident["id"], {"assignee_id": None})
     assert r.json()["assignee_id"] is None
-    listed = await team.call(team.viewer, "GET", f"/incidents?id={incident['id']}&assignee_id__exists=false")
+    listed = await team.call(
+        team.viewer, "GET", f"/incidents?id={incident['id']}&assignee_id__exists=false"
+    )
     assert [i["id"] for i in listed.json()["data"]] == [incident["id"]]
 
 
 async def test_roles_and_lists(team: Team) -> None:
     incident = await _incident(team, severity="sev1")
-    assert_problem(await team.call(team.viewer, "POST", "/incidents", {"title": "t", "severity": "sev4"}), 403)
+    assert_problem(
+        await team.call(team.viewer, "POST", "/incidents", {"title": "t", "severity": "sev4"}), 403
+    )
     assert_problem(await _patch_as(team, team.approver, incident["id"], {"severity": "sev4"}), 403)
     r = await team.call(team.viewer, "GET", "/incidents?severity=sev1&status=open")
     assert incident["id"] in [i["id"] for i in r.json()["data"]]

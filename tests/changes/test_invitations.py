@@ -98,7 +98,9 @@ async def test_wrong_user_revoked_expired_and_forged_tokens_create_nothing(
 
     listed = await team.call(team.owner, "GET", f"/invitations?email={invitee.email}")
     [pending] = listed.json()["data"]
-    assert (await team.call(team.owner, "DELETE", f"/invitations/{pending['id']}")).status_code == 204
+    assert (
+        await team.call(team.owner, "DELETE", f"/invitations/{pending['id']}")
+    ).status_code == 204
     assert assert_problem(await _accept(api, invitee, token), 409)["state"] == "revoked"
     assert await _members(team) == before
     # A revoked or expired invitation makes room for a new one.
@@ -121,7 +123,11 @@ async def test_no_escalation_through_invitations(team: Team, api: Api) -> None:
         team.owner,
         "POST",
         "/roles",
-        {"name": "auditor-plus", "inherits_from": "viewer", "grants": ["audit.read", "role.manage"]},
+        {
+            "name": "auditor-plus",
+            "inherits_from": "viewer",
+            "grants": ["audit.read", "role.manage"],
+        },
     )
     custom = r.json()["id"]
     assert_problem(await _invite(team, team.admin, email, custom), 403)  # admins lack role.manage
@@ -129,7 +135,11 @@ async def test_no_escalation_through_invitations(team: Team, api: Api) -> None:
     assert r.status_code == 201 and r.json()["custom_role_id"] == custom
     assert_problem(await _invite(team, team.owner, email, "viewer"), 409)  # already pending
     assert_problem(await _invite(team, team.owner, team.viewer.email, "admin"), 409)  # a member
-    for body in ({"email": "nope", "role": "viewer"}, {"email": email}, {"email": email, "role": "viewer", "x": 1}):
+    for body in (
+        {"email": "nope", "role": "viewer"},
+        {"email": email},
+        {"email": email, "role": "viewer", "x": 1},
+    ):
         assert_problem(await team.call(team.owner, "POST", "/invitations", body), 422)
 
 

@@ -17,7 +17,9 @@ async def _resources(team: Team) -> dict[str, str]:
     change = await team.submitted(team.engineer)
     r = await team.call(team.engineer, "POST", "/incidents", {"title": "t", "severity": "sev3"})
     incident = r.json()["id"]
-    r = await team.call(team.owner, "POST", "/invitations", {"email": "guest@example.com", "role": "viewer"})
+    r = await team.call(
+        team.owner, "POST", "/invitations", {"email": "guest@example.com", "role": "viewer"}
+    )
     return {"change": change["id"], "incident": incident, "invitation": r.json()["id"]}
 
 
@@ -89,7 +91,10 @@ async def test_another_workspaces_ids_through_my_slug_are_not_found(pair) -> Non
     # Another workspace's provider cannot be named either.
     provider = await b.api.provider(b.owner, b.slug)
     for rest, body in (
-        ("/changes", {"title": "t", "description": "", "risk": "low", "provider_id": provider["id"]}),
+        (
+            "/changes",
+            {"title": "t", "description": "", "risk": "low", "provider_id": provider["id"]},
+        ),
         ("/incidents", {"title": "t", "severity": "sev4", "provider_id": provider["id"]}),
         ("/incidents", {"title": "t", "severity": "sev4", "assignee_id": b.engineer.id}),
     ):
@@ -119,25 +124,38 @@ async def test_changes_and_incidents_follow_their_providers_visibility(fresh_tea
     about_eu = await team.submitted(team.engineer, provider_id=eu["id"])
     about_us = await team.submitted(team.engineer, provider_id=us["id"])
     general = await team.submitted(team.engineer)
-    r = await team.call(team.engineer, "POST", "/incidents", {"title": "eu", "severity": "sev2", "provider_id": eu["id"]})
+    r = await team.call(
+        team.engineer,
+        "POST",
+        "/incidents",
+        {"title": "eu", "severity": "sev2", "provider_id": eu["id"]},
+    )
     eu_incident = r.json()["id"]
 
     listed = {c["id"] for c in (await team.call(narrow, "GET", "/changes")).json()["data"]}
     assert listed == {about_us["id"], general["id"]}
     assert_problem(await team.call(narrow, "GET", f"/changes/{about_eu['id']}"), 404)
     assert_problem(await team.act(narrow, about_eu["id"], "approve"), 404)
-    r = await team.call(narrow, "POST", "/changes/bulk-approve", {"ids": [about_eu["id"], about_us["id"]]})
+    r = await team.call(
+        narrow, "POST", "/changes/bulk-approve", {"ids": [about_eu["id"], about_us["id"]]}
+    )
     assert [x["outcome"] for x in r.json()["results"]] == ["refused", "approved"]
     assert_problem(await team.call(narrow, "GET", f"/incidents/{eu_incident}"), 404)
     assert (await team.call(narrow, "GET", "/incidents")).json()["data"] == []
-    assert (await team.call(narrow, "GET", "/changes/distinct/provider_id")).json()["data"] == [us["id"]]
+    assert (await team.call(narrow, "GET", "/changes/distinct/provider_id")).json()["data"] == [
+        us["id"]
+    ]
     # The narrow member cannot be given the eu incident either.
     me = await api.me(narrow)
-    r = await team.call(team.engineer, "PATCH", f"/incidents/{eu_incident}", {"assignee_id": me["id"]})
+    r = await team.call(
+        team.engineer, "PATCH", f"/incidents/{eu_incident}", {"assignee_id": me["id"]}
+    )
     assert_problem(r, 400)
 
     # Row grants reach changes too: an approver limited to region "us" does not see eu's.
-    r = await team.call(team.owner, "PATCH", f"/members/{team.approver.id}", {"attributes": {"region": "us"}})
+    r = await team.call(
+        team.owner, "PATCH", f"/members/{team.approver.id}", {"attributes": {"region": "us"}}
+    )
     assert r.status_code == 200, r.text
     listed = {c["id"] for c in (await team.call(team.approver, "GET", "/changes")).json()["data"]}
     assert about_eu["id"] not in listed and {about_us["id"], general["id"]} <= listed

@@ -54,7 +54,10 @@ async def test_a_change_tells_its_approvers_then_its_requester(fresh_team: Team,
     assert await kinds(api, team.engineer, change["id"]) == ["change.approved"]
     await team.act(team.admin, change["id"], "implement")
     await run_jobs(settings)
-    assert await kinds(api, team.engineer, change["id"]) == ["change.implemented", "change.approved"]
+    assert await kinds(api, team.engineer, change["id"]) == [
+        "change.implemented",
+        "change.approved",
+    ]
 
     mine = await team.submitted(team.admin)
     await team.act(team.approver, mine["id"], "reject", {"reason": "no"})
@@ -69,27 +72,42 @@ async def test_a_change_tells_its_approvers_then_its_requester(fresh_team: Team,
 async def test_incident_assignment_and_invitations(fresh_team: Team, settings) -> None:
     team, api = fresh_team, fresh_team.api
     r = await team.call(
-        team.engineer, "POST", "/incidents", {"title": "Disk full", "severity": "sev1", "assignee_id": team.viewer.id}
+        team.engineer,
+        "POST",
+        "/incidents",
+        {"title": "Disk full", "severity": "sev1", "assignee_id": team.viewer.id},
     )
     incident = r.json()
-    await team.call(team.engineer, "PATCH", f"/incidents/{incident['id']}", {"assignee_id": team.engineer.id})
+    await team.call(
+        team.engineer, "PATCH", f"/incidents/{incident['id']}", {"assignee_id": team.engineer.id}
+    )
     await run_jobs(settings)
     # Reassigned before the job ran: the first assignee is no longer told; self-assignment
     # tells nobody.
     assert await kinds(api, team.viewer, incident["id"]) == []
     assert await kinds(api, team.engineer, incident["id"]) == []
-    await team.call(team.engineer, "PATCH", f"/incidents/{incident['id']}", {"assignee_id": team.approver.id})
+    await team.call(
+        team.engineer, "PATCH", f"/incidents/{incident['id']}", {"assignee_id": team.approver.id}
+    )
     await run_jobs(settings)
-    [note] = await inbox(api, team.approver, f"?kind=incident.assigned&resource_id={incident['id']}")
+    [note] = await inbox(
+        api, team.approver, f"?kind=incident.assigned&resource_id={incident['id']}"
+    )
     assert "Disk full" in note["title"]
 
     registered = await api.user("registered")
-    await team.call(team.owner, "POST", "/invitations", {"email": registered.email, "role": "viewer"})
+    await team.call(
+        team.owner, "POST", "/invitations", {"email": registered.email, "role": "viewer"}
+    )
     email = f"later-{uuid.uuid4().hex[:8]}@example.com"
     await team.call(team.owner, "POST", "/invitations", {"email": email, "role": "engineer"})
     await run_jobs(settings)
     [note] = await inbox(api, registered)
-    assert (note["kind"], note["workspace"], note["resource_type"]) == ("invitation.received", team.slug, "invitation")
+    assert (note["kind"], note["workspace"], note["resource_type"]) == (
+        "invitation.received",
+        team.slug,
+        "invitation",
+    )
     r = await api.client.post(
         "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Later"}
     )
@@ -99,7 +117,9 @@ async def test_incident_assignment_and_invitations(fresh_team: Team, settings) -
     assert "engineer" in note["body"]
 
 
-async def test_a_rolled_back_action_notifies_nobody(team: Team, app, settings, admin_engine) -> None:
+async def test_a_rolled_back_action_notifies_nobody(
+    team: Team, app, settings, admin_engine
+) -> None:
     """The job is written in the action's transaction and sent only after it commits."""
     db = app.state.db
     ws = await team.api.workspace_id(team.owner, team.slug)
@@ -119,7 +139,8 @@ async def test_a_rolled_back_action_notifies_nobody(team: Team, app, settings, a
     await run_jobs(settings)
     async with admin_engine.connect() as conn:
         outbox = await conn.execute(
-            text("SELECT count(*) FROM outbox WHERE args->>'change_id' = :c"), {"c": str(draft["id"])}
+            text("SELECT count(*) FROM outbox WHERE args->>'change_id' = :c"),
+            {"c": str(draft["id"])},
         )
         assert outbox.scalar_one() == 0
     for user in (team.owner, team.admin, team.approver):
@@ -133,7 +154,9 @@ async def test_a_rolled_back_action_notifies_nobody(team: Team, app, settings, a
     assert await kinds(team.api, team.approver, str(draft["id"])) == ["change.submitted"]
 
 
-async def test_recipients_who_cannot_see_it_or_left_are_not_told(fresh_team: Team, settings) -> None:
+async def test_recipients_who_cannot_see_it_or_left_are_not_told(
+    fresh_team: Team, settings
+) -> None:
     team, api = fresh_team, fresh_team.api
     provider = await api.provider(team.owner, team.slug, region="eu")
     group = await api.group(team.owner, team.slug)  # a group without that provider
@@ -175,7 +198,9 @@ async def test_notifications_are_per_user_and_follow_membership(settings, client
     assert {n["id"] for n in mine}.isdisjoint(n["id"] for n in theirs)
     # Someone else's notification: not found, not read.
     assert_problem(
-        await api.client.post(f"/api/v1/me/notifications/{theirs[0]['id']}/read", headers=a.approver.headers),
+        await api.client.post(
+            f"/api/v1/me/notifications/{theirs[0]['id']}/read", headers=a.approver.headers
+        ),
         404,
     )
     assert_problem(
@@ -184,11 +209,16 @@ async def test_notifications_are_per_user_and_follow_membership(settings, client
     r = await api.client.post("/api/v1/me/notifications/read-all", headers=a.approver.headers)
     assert r.json() == {"updated": len(mine)}
     assert all(n["unread"] for n in await inbox(api, b.approver))
-    r = await api.client.post(f"/api/v1/me/notifications/{mine[0]['id']}/read", headers=a.approver.headers)
+    r = await api.client.post(
+        f"/api/v1/me/notifications/{mine[0]['id']}/read", headers=a.approver.headers
+    )
     assert r.status_code == 200 and r.json()["unread"] is False and r.json()["read_at"]
     assert await inbox(api, a.approver, "?unread=true") == []
     # The query language: kind, workspace, created_at, unread.
-    assert len(await inbox(api, b.approver, f"?kind=change.submitted&workspace={b.slug}&unread=true")) == 1
+    assert (
+        len(await inbox(api, b.approver, f"?kind=change.submitted&workspace={b.slug}&unread=true"))
+        == 1
+    )
     assert await inbox(api, b.approver, f"?workspace={a.slug}") == []
     assert len(await inbox(api, b.approver, "?created_at__gte=2000-01-01&sort=created_at")) == 1
     for bad in ("?kind=spam", "?unread=maybe", "?secret=1", "?created_at__gte=yesterday"):
@@ -198,14 +228,18 @@ async def test_notifications_are_per_user_and_follow_membership(settings, client
     await a.call(a.owner, "DELETE", f"/members/{a.approver.id}")
     assert await inbox(api, a.approver) == []
     assert_problem(
-        await api.client.post(f"/api/v1/me/notifications/{mine[0]['id']}/read", headers=a.approver.headers),
+        await api.client.post(
+            f"/api/v1/me/notifications/{mine[0]['id']}/read", headers=a.approver.headers
+        ),
         404,
     )
     await api.add_member(a.owner, a.slug, a.approver, "viewer")
     assert len(await inbox(api, a.approver)) == len(mine)
 
 
-async def test_the_database_keeps_notifications_per_user(team: Team, settings, runtime_engine) -> None:
+async def test_the_database_keeps_notifications_per_user(
+    team: Team, settings, runtime_engine
+) -> None:
     await team.submitted(team.engineer)
     await run_jobs(settings)
     assert await inbox(team.api, team.approver)

@@ -33,7 +33,11 @@ async def _set_role(team: Team, member: User, role: str, admin_engine: Any) -> N
             team.owner,
             "POST",
             "/roles",
-            {"name": f"all-{uuid.uuid4().hex[:6]}", "inherits_from": "viewer", "grants": list(PERMISSIONS)},
+            {
+                "name": f"all-{uuid.uuid4().hex[:6]}",
+                "inherits_from": "viewer",
+                "grants": list(PERMISSIONS),
+            },
         )
         assert r.status_code == 201, r.text
         assert set(r.json()["permissions"]) == set(PERMISSIONS)
@@ -58,9 +62,7 @@ async def test_nobody_decides_on_their_own_change(team: Team, role: str, api, ad
     requester.id = (await api.me(requester))["id"]
     change = await team.submitted(requester)
     await _set_role(team, requester, role, admin_engine)
-    held = (
-        set(PERMISSIONS) if role.startswith("custom") else BUILTIN_ROLES[role]
-    )
+    held = set(PERMISSIONS) if role.startswith("custom") else BUILTIN_ROLES[role]
 
     approve = await team.act(requester, change["id"], "approve")
     reject = await team.act(requester, change["id"], "reject", {"reason": "mine"})
@@ -131,7 +133,13 @@ async def test_the_database_refuses_what_the_app_refuses(
 ) -> None:
     change = await team.submitted(team.engineer)
     ws = await api.workspace_id(team.owner, team.slug)
-    values = {"ws": ws, "c": change["id"], "a": team.engineer.id, "r": team.engineer.id, "d": "approve"}
+    values = {
+        "ws": ws,
+        "c": change["id"],
+        "a": team.engineer.id,
+        "r": team.engineer.id,
+        "d": "approve",
+    }
     if forged == "forged requester":
         values["r"] = team.admin.id
     if forged == "second decision":
@@ -142,11 +150,14 @@ async def test_the_database_refuses_what_the_app_refuses(
         with pytest.raises(DBAPIError) as refused:
             await conn.execute(text(INSERT), values)
         sqlstate = refused.value.orig.sqlstate  # type: ignore[union-attr]
-        assert sqlstate == {
-            "self-approval": "23514",
-            "forged requester": "23503",
-            "second decision": "23505",
-        }[forged]
+        assert (
+            sqlstate
+            == {
+                "self-approval": "23514",
+                "forged requester": "23503",
+                "second decision": "23505",
+            }[forged]
+        )
     finally:
         await conn.rollback()
         await conn.close()
@@ -196,17 +207,34 @@ async def test_bulk_approve_answers_per_id(fresh_team: Team, api) -> None:
     results = r.json()["results"]
     assert [x["id"] for x in results] == ids
     by_id = {x["id"]: x for x in results}
-    assert by_id[ok["id"]] == {"id": ok["id"], "outcome": "approved", "state": "approved", "reason": None}
+    assert by_id[ok["id"]] == {
+        "id": ok["id"],
+        "outcome": "approved",
+        "state": "approved",
+        "reason": None,
+    }
     assert "Separation of duties" in by_id[mine["id"]]["reason"]
     assert by_id[draft["id"]]["state"] == "draft" and by_id[done["id"]]["state"] == "approved"
     for missing in (theirs, unknown):
-        assert by_id[missing] == {"id": missing, "outcome": "refused", "state": None, "reason": "Change request not found"}
+        assert by_id[missing] == {
+            "id": missing,
+            "outcome": "refused",
+            "state": None,
+            "reason": "Change request not found",
+        }
     got = await team.call(team.owner, "GET", f"/changes/{ok['id']}")
     assert got.json()["approvals"][0]["comment"] == "CAB"
     # The other workspace's change is untouched.
-    theirs_now = await api.client.get(f"/ws/{other_slug}/api/v1/changes/{theirs}", headers=other.headers)
+    theirs_now = await api.client.get(
+        f"/ws/{other_slug}/api/v1/changes/{theirs}", headers=other.headers
+    )
     assert (theirs_now.json()["state"], theirs_now.json()["approvals"]) == ("submitted", [])
-    for body in ({"ids": []}, {"ids": ["nope"]}, {"ids": [unknown] * 101}, {"ids": [unknown], "x": 1}):
+    for body in (
+        {"ids": []},
+        {"ids": ["nope"]},
+        {"ids": [unknown] * 101},
+        {"ids": [unknown], "x": 1},
+    ):
         assert_problem(await team.call(team.admin, "POST", "/changes/bulk-approve", body), 422)
     # Bulk approval needs its own permission: approvers have only change.approve.
     assert_problem(

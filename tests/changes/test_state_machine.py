@@ -143,7 +143,9 @@ async def test_a_draft_is_edited_and_bad_input_is_refused(team: Team) -> None:
         {"provider_id": "00000000-0000-7000-8000-000000000000"},  # no such provider
     ]
     for body in bad:
-        assert_problem(await team.call(team.engineer, "PATCH", f"/changes/{change['id']}", body), 400)
+        assert_problem(
+            await team.call(team.engineer, "PATCH", f"/changes/{change['id']}", body), 400
+        )
     invalid = [
         {"risk": "extreme"},
         {"required_approvals": 6},
@@ -174,7 +176,12 @@ async def test_create_validates_its_body(fresh_team: Team) -> None:
         {"title": "t", "risk": "low"},
     ):
         assert_problem(await team.call(team.engineer, "POST", "/changes", body), 422)
-    r = await team.call(team.engineer, "POST", "/changes", {**base, "provider_id": "00000000-0000-7000-8000-000000000000"})
+    r = await team.call(
+        team.engineer,
+        "POST",
+        "/changes",
+        {**base, "provider_id": "00000000-0000-7000-8000-000000000000"},
+    )
     assert_problem(r, 400)
     assert (await team.api.all(team.owner, team.slug, "changes")) == []
 
