@@ -326,6 +326,7 @@ def _functions() -> None:
         $$""")
     # Telling the invited user, from the inviting workspace's context: only for a pending,
     # unexpired invitation of that workspace, only to the active user with that email, once.
+    # (A read, then a plain INSERT … VALUES: the two tables are keyed by different tenants.)
     op.execute(f"""
         CREATE FUNCTION warden_notify_invitation(p_invitation_id uuid)
         RETURNS integer
@@ -333,26 +334,34 @@ def _functions() -> None:
         DECLARE
             v_ws uuid := nullif(current_setting('app.current_workspace_id', true), '')::uuid;
             v_count integer;
+            r record;
         BEGIN
             IF v_ws IS NULL THEN
                 RAISE EXCEPTION 'no workspace in context' USING ERRCODE = '42501';
             END IF;
-            INSERT INTO public.notification (user_id, id, kind, about_workspace_id,
-                                             workspace_slug, title, body, resource_type,
-                                             resource_id, actor_id, dedupe_key)
-            SELECT u.id, {UUID7}, 'invitation.received', w.id, w.slug,
-                   left('You are invited to join ' || w.name, 300),
-                   'Role: ' || coalesce(i.role, cr.name, 'custom role')
-                     || '. Accept with the token you were given before '
-                     || to_char(i.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC.',
-                   'invitation', i.id, i.created_by, 'invitation:' || i.id::text
+            SELECT i.id, i.email, i.role, i.created_by, i.expires_at, w.id AS ws_id, w.slug,
+                   w.name, cr.name AS custom_name
+              INTO r
               FROM public.invitation i
               JOIN public.workspace w ON w.id = i.workspace_id AND w.deleted_at IS NULL
-              JOIN public.app_user u ON u.email = i.email AND u.is_active
               LEFT JOIN public.custom_role cr
                 ON cr.workspace_id = i.workspace_id AND cr.id = i.custom_role_id
              WHERE i.workspace_id = v_ws AND i.id = p_invitation_id
-               AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now()
+               AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now();
+            IF r.id IS NULL THEN
+                RETURN 0;
+            END IF;
+            INSERT INTO public.notification (user_id, id, kind, about_workspace_id,
+                                             workspace_slug, title, body, resource_type,
+                                             resource_id, actor_id, dedupe_key)
+            SELECT u.id, {UUID7}, 'invitation.received', r.ws_id, r.slug,
+                   left('You are invited to join ' || r.name, 300),
+                   'Role: ' || coalesce(r.role, r.custom_name, 'custom role')
+                     || '. Accept with the token you were given before '
+                     || to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC.',
+                   'invitation', r.id, r.created_by, 'invitation:' || r.id::text
+              FROM public.app_user u
+             WHERE u.email = r.email AND u.is_active
             ON CONFLICT (user_id, dedupe_key) DO NOTHING;
             GET DIAGNOSTICS v_count = ROW_COUNT;
             RETURN v_count;

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.changes.conftest import Team, make_team
-from tests.helpers import Api, User, assert_problem
+from tests.helpers import Api, User, assert_problem, run_jobs
 
 
 async def _resources(team: Team) -> dict[str, str]:
@@ -160,3 +161,39 @@ async def test_changes_and_incidents_follow_their_providers_visibility(fresh_tea
     listed = {c["id"] for c in (await team.call(team.approver, "GET", "/changes")).json()["data"]}
     assert about_eu["id"] not in listed and {about_us["id"], general["id"]} <= listed
     assert_problem(await team.act(team.approver, about_eu["id"], "approve"), 404)
+
+
+async def test_deleting_the_workspace_removes_everything_of_it(
+    fresh_team: Team, settings, admin_engine
+) -> None:
+    """The deletion job purges the new tables too (children first), decisions and timelines
+    included; notifications stay with their users, unseen (the workspace is gone)."""
+    team = fresh_team
+    ws = await team.api.workspace_id(team.owner, team.slug)
+    ids = await _resources(team)
+    await team.act(team.approver, ids["change"], "approve")
+    await team.call(
+        team.engineer, "PATCH", f"/incidents/{ids['incident']}", {"status": "investigating"}
+    )
+    await run_jobs(settings)
+    r = await team.api.client.get("/api/v1/me/notifications", headers=team.engineer.headers)
+    assert [n["kind"] for n in r.json()["data"]] == ["change.approved"]
+    r = await team.client.delete(f"/api/v1/workspaces/{team.slug}", headers=team.owner.headers)
+    assert r.status_code == 202, r.text
+    await run_jobs(settings)
+    async with admin_engine.connect() as conn:
+        for table in (
+            "change_request",
+            "change_approval",
+            "incident",
+            "incident_event",
+            "invitation",
+        ):
+            count = await conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE workspace_id = :w"), {"w": ws}
+            )
+            assert count.scalar_one() == 0, table
+        gone = await conn.execute(text("SELECT count(*) FROM workspace WHERE id = :w"), {"w": ws})
+        assert gone.scalar_one() == 0
+    r = await team.api.client.get("/api/v1/me/notifications", headers=team.engineer.headers)
+    assert r.json()["data"] == []
