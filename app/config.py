@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -105,6 +105,26 @@ class Settings(BaseSettings):
     max_page_size: int = 200
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies")
 
+    # Operations
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs `Authorization: Bearer <token>`"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="the worker serves /metrics and /healthz here"
+    )
+    worker_metrics_host: str = "127.0.0.1"
+
+    @field_validator("database_url", "admin_database_url", "read_database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str | None) -> str | None:
+        """Standard `postgres://` and `postgresql://` URLs get the driver Warden uses."""
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if sep and scheme in ("postgres", "postgresql"):
+            return f"postgresql+asyncpg://{rest}"
+        return value
+
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if self.jwt_algorithm == "HS256":
@@ -131,3 +151,17 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or wrong: said in one line, without a traceback."""
+
+
+def explain(exc: ValidationError) -> str:
+    """One line naming each wrong `WARDEN_` variable and what is wrong with it."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = "WARDEN_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)

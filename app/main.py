@@ -7,12 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from redis.asyncio import ConnectionPool, Redis
 
+from app import metrics, openapi
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
@@ -41,7 +41,6 @@ from app.routers import (
 from app.routers.docs import install_docs
 from app.routing import RouteIndex
 from app.security.deps import record_denial
-from app.security.route_index import annotate_openapi
 from app.services import outbox
 
 log = logging.getLogger("warden.main")
@@ -57,18 +56,6 @@ Use **Authorize** with your email and password (OAuth2 password flow) to try the
 
 class UnsafeDatabaseRole(RuntimeError):
     pass
-
-
-def _annotate_openapi(app: FastAPI) -> None:
-    """Every operation's OpenAPI entry names the permission its route requires."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = annotate_openapi(app, build())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _relay_leftovers(app: FastAPI) -> int:
@@ -108,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reason:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
             db.relay = outbox.Relay(db, arq, settings.job_queue_name)
+            metrics.watch_pool(db.engine, "primary")
+            if db.read_engine is not None:
+                metrics.watch_pool(db.read_engine, "replica")
             app.state.db = db
             app.state.redis = redis
             app.state.arq = arq
@@ -130,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        openapi_tags=openapi.TAGS,
     )
     app.state.settings = settings
     install_error_handlers(app, on_denied=record_denial)
@@ -156,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The routes themselves, not an included router: FastAPI matches an included router's
         # routes twice per request (select, then handle), and the index below needs them flat.
         app.router.routes.extend(module.router.routes)
-    _annotate_openapi(app)
+    openapi.install(app)
     install_docs(app)
     app.router.routes.insert(0, RouteIndex(app.router.routes))
     app.add_middleware(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from app.config import Settings
 
@@ -183,6 +184,60 @@ async def _seed_change_management(
     )
 
 
+_CHECKS = (
+    ("iam_root_mfa_enabled", "Ensure MFA is enabled for the root account", "critical", "FAIL"),
+    ("s3_bucket_public_access", "Ensure S3 buckets block public access", "high", "FAIL"),
+    ("cloudtrail_multi_region_enabled", "Ensure CloudTrail covers every region", "high", "PASS"),
+    ("ec2_ebs_default_encryption", "Ensure EBS default encryption is on", "medium", "FAIL"),
+    ("iam_password_policy_length", "Ensure the password policy needs 14+ chars", "low", "PASS"),
+    (
+        "account_security_contact",
+        "Ensure a security contact is registered",
+        "informational",
+        "MANUAL",
+    ),
+)
+
+
+def demo_report(account: str) -> bytes:
+    """A small Prowler JSON-OCSF report for an AWS account (one record per demo check)."""
+    records = [
+        {
+            "finding_info": {"uid": f"prowler-aws-{check}-{account}", "title": title},
+            "metadata": {"event_code": check},
+            "severity": severity.capitalize(),
+            "status_code": status,
+            "status_detail": f"{title}: {status}",
+            "cloud": {"provider": "aws", "region": "eu-west-1", "account": {"uid": account}},
+            "resources": [{"uid": f"arn:aws:iam::{account}:root", "type": "AwsAccount"}],
+            "time": 1714564800,
+        }
+        for check, title, severity, status in _CHECKS
+    ]
+    return orjson.dumps(records)
+
+
+async def _seed_scan(client: httpx.AsyncClient, slug: str, owner: dict[str, str]) -> None:
+    """One scan of the workspace's first AWS provider, once: the worker imports it."""
+    providers = await client.get(
+        f"/ws/{slug}/api/v1/providers", params={"provider_type": "aws"}, headers=owner
+    )
+    providers.raise_for_status()
+    scans = await client.get(f"/ws/{slug}/api/v1/scans", params={"limit": 1}, headers=owner)
+    scans.raise_for_status()
+    if not providers.json()["data"] or scans.json()["data"]:
+        return
+    provider = providers.json()["data"][0]
+    r = await client.post(
+        f"/ws/{slug}/api/v1/scans",
+        data={"provider_id": provider["id"]},
+        files={"file": ("demo.ocsf.json", demo_report(provider["uid"]), "application/json")},
+        headers=owner,
+    )
+    if r.status_code != 202:
+        raise RuntimeError(f"seeding failed: POST /ws/{slug}/api/v1/scans: {r.text}")
+
+
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     from app.main import create_app
 
@@ -215,6 +270,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
                             f"/ws/{slug}/api/v1/providers", json=provider, headers=owner
                         )
                     )
+                await _seed_scan(client, slug, owner)
                 if slug == "acme-prod":
                     await _seed_change_management(client, headers, slug)
                 listed = await client.get("/api/v1/workspaces", headers=owner)

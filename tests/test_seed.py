@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.seed import DEMO_PASSWORD, PLATFORM_ADMIN, seed_demo
+from tests.helpers import run_jobs
 
 
 async def test_seed_twice_then_use_it(settings, client):
@@ -17,6 +18,13 @@ async def test_seed_twice_then_use_it(settings, client):
         )
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    owner = await token("owner@acme.example.com")
+    scans = (await client.get("/ws/acme-prod/api/v1/scans", headers=owner)).json()["data"]
+    assert len(scans) == 1 and scans[0]["file_name"] == "demo.ocsf.json", scans  # once
+    await run_jobs(settings)
+    findings = (await client.get("/ws/acme-prod/api/v1/findings", headers=owner)).json()
+    assert len(findings["data"]) == 6, findings
 
     viewer = await token("viewer@acme.example.com")
     r = await client.get("/ws/acme-prod/api/v1/providers", headers=viewer)

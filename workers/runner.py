@@ -20,6 +20,7 @@ from app.config import Settings
 from app.db.models import Outbox, Task
 from app.db.models.job import TERMINAL_STATES
 from app.db.transaction import Transaction
+from app.logging import task_var
 from workers.context import JobContext, JobFailed, JobSpec, Refused, bookkeeping
 from workers.retry import backoff, is_transient
 
@@ -37,6 +38,7 @@ async def _claim(jc: JobContext) -> bool:
         if row is None or row.done_at is not None or row.job != jc.spec.kind.name:
             return False
         jc.task_id, jc.args = row.task_id, dict(row.args or {})
+        task_var.set(str(row.task_id) if row.task_id else None)  # on this job's log lines
         if row.task_id is None:
             return True
         task = (

@@ -2,7 +2,7 @@
 database), incidents and their timeline, invitations, notifications.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 
 Every table with `workspace_id` goes through `scope_table()` (app/db/rls.py); `notification` is
 a per-user table (policy on `user_id`). Accepting an invitation crosses from the user into a
@@ -18,7 +18,7 @@ from alembic import op
 from app.db.rls import Scope, scope_table
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -12,12 +12,15 @@ nobody overtakes anybody: waits are bounded by the queue ahead, not by luck.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.util.queue import AsyncAdaptedQueue
+
+from app.metrics import POOL_WAIT
 
 T = TypeVar("T")
 
@@ -66,6 +69,7 @@ class HandoffQueue(Generic[T]):
             return self._items.popleft()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        started = time.perf_counter()  # only a caller that waits pays for measuring it
         try:
             return await waiter
         except BaseException:
@@ -75,6 +79,11 @@ class HandoffQueue(Generic[T]):
             else:
                 waiter.cancel()
             raise
+        finally:
+            POOL_WAIT.observe(time.perf_counter() - started)
+
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
 
 
 class _FairQueue(AsyncAdaptedQueue[Any]):
@@ -88,3 +97,7 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     arrival order."""
 
     _queue_class = _FairQueue
+
+    def waiting(self) -> int:
+        """Callers waiting for a connection now (read when metrics are scraped)."""
+        return self._pool._queue.waiting()  # type: ignore[attr-defined,no-any-return]

@@ -135,6 +135,9 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     ),
     DefinerFunction("warden_outbox_pending(integer, integer)", reads=("outbox",)),
     DefinerFunction("warden_outbox_mark_sent(uuid[])", reads=("outbox",), updates=("outbox",)),
+    # Operators' views (`/metrics`, `/readyz`): a count and an age, the schema revision.
+    DefinerFunction("warden_outbox_stats()", reads=("outbox",)),
+    DefinerFunction("warden_schema_version()", reads=("alembic_version",)),
     DefinerFunction("warden_prune_tasks(integer, integer)", reads=("task",), deletes=("task",)),
     DefinerFunction(
         "warden_expire_stuck_tasks(integer)", reads=("task", "outbox"), updates=("task", "outbox")

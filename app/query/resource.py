@@ -37,7 +37,7 @@ from app.query.filters import (
     value_shape,
 )
 from app.query.types import describe_ops
-from app.security.fields import excluded
+from app.security.fields import unqueryable
 
 RESERVED = frozenset({"limit", "cursor", "sort"})
 MAX_SORT_KEYS = 4
@@ -75,7 +75,7 @@ class Resource:
     # What the caller may see
 
     def visible(self, *, sortable: bool = False) -> dict[str, Field]:
-        hidden = excluded(self.name)
+        hidden = unqueryable(self.name)
         return {
             n: f for n, f in self.fields.items() if n not in hidden and (f.sortable or not sortable)
         }
@@ -224,7 +224,7 @@ class _BaseQuery:
                 f"it takes: {describe_ops(f.type.ops)}"
             )
         try:
-            value = parse_value(f.type, op, raw, self.resource.max_in)
+            value = parse_value(f, op, raw, self.resource.max_in)
         except ValueError as exc:
             raise BadRequest(f"'{key}': {exc}") from None
         return Term(name, f, op, value)
@@ -288,7 +288,7 @@ class ListQuery(_BaseQuery):
         name, values = self.search
         f = self.resource.field(name, kind="searchable")
         try:
-            items = parse_items(f.type, values, MAX_SEARCH_VALUES)
+            items = parse_items(f, values, MAX_SEARCH_VALUES)
         except ValueError as exc:
             raise BadRequest(f"search on '{name[:60]}': {exc}") from None
         return Term(name, f, "in", items)

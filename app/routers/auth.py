@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.db.models import User
 from app.errors import Forbidden
+from app.openapi.problems import declare
 from app.schemas.auth import (
     LoginIn,
     PasswordChangeIn,
@@ -21,7 +22,9 @@ from app.security.audit import AuditedRoute, redact
 from app.security.deps import UserSession
 from app.services import auth
 
-router = APIRouter(prefix="/api/v1", tags=["auth"], route_class=AuditedRoute)
+router = APIRouter(
+    prefix="/api/v1", tags=["auth"], route_class=AuditedRoute, responses=declare(503)
+)
 
 
 def _client(request: Request, body: dict[str, Any] | None = None) -> auth.Client:
@@ -35,7 +38,16 @@ def _client(request: Request, body: dict[str, Any] | None = None) -> auth.Client
     )
 
 
-@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    operation_id="auth_register",
+    responses={
+        403: {"description": "Sign-up is disabled on this installation"},
+        409: {"description": "An account with this email exists"},
+    },
+)
 async def register_user(body: RegisterIn, request: Request) -> User:
     settings = request.app.state.settings
     if not settings.signup_enabled:
@@ -57,12 +69,18 @@ async def _login(request: Request, email: str, password: str) -> TokenOut:
     return TokenOut(**tokens.__dict__)
 
 
-@router.post("/auth/login", response_model=TokenOut)
+LOGIN_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Wrong email or password (the same answer for both)"},
+    429: {"description": "Too many failed logins from this client; see `Retry-After`"},
+}
+
+
+@router.post("/auth/login", response_model=TokenOut, responses=LOGIN_PROBLEMS)
 async def login(body: LoginIn, request: Request) -> TokenOut:
     return await _login(request, body.email, body.password)
 
 
-@router.post("/auth/token", response_model=TokenOut, include_in_schema=True)
+@router.post("/auth/token", response_model=TokenOut, responses=LOGIN_PROBLEMS)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request
 ) -> TokenOut:
@@ -70,7 +88,11 @@ async def token(
     return await _login(request, form.username, form.password)
 
 
-@router.post("/auth/refresh", response_model=TokenOut)
+@router.post(
+    "/auth/refresh",
+    response_model=TokenOut,
+    responses={401: {"description": "Unknown, expired, revoked or spent refresh token"}},
+)
 async def refresh(body: RefreshIn, request: Request) -> TokenOut:
     state = request.app.state
     tokens = await auth.refresh(
@@ -89,7 +111,14 @@ async def logout(ctx: UserSession) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/auth/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        400: {"description": "The current password is wrong"},
+        429: {"description": "Too many failed attempts; see `Retry-After`"},
+    },
+)
 async def change_password(body: PasswordChangeIn, ctx: UserSession, request: Request) -> Response:
     """Change the password; every session of the user (this one too) is revoked."""
     state = request.app.state

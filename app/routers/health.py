@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app import metrics
 from app.errors import problem
 from app.security.tokens import jwks
 
@@ -30,14 +31,49 @@ async def _check_redis(request: Request) -> None:
     await request.app.state.redis.ping()
 
 
-@router.get("/readyz", response_model=None)
+@lru_cache(maxsize=1)
+def code_head() -> str | None:
+    """The migration head this code expects (None where the migrations are not shipped)."""
+    from alembic.script import ScriptDirectory
+
+    from app.db.migrate import alembic_config
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    except RuntimeError:
+        return None
+
+
+async def _check_migrations(request: Request) -> None:
+    head = code_head()
+    if head is None:
+        return
+    async with request.app.state.db.engine.connect() as conn:
+        current = (await conn.execute(text("SELECT warden_schema_version()"))).scalar()
+        await conn.rollback()
+    if current != head:
+        raise LookupError(f"database at {current}, code expects {head}")
+
+
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={503: {"description": "A dependency is unavailable (`checks` says which)"}},
+)
 async def readyz(request: Request) -> dict[str, Any] | Response:
-    """Database and Redis answer (each within 2 s)."""
+    """Database and Redis answer (each within 2 s), and the database is at the migration head
+    this code expects (`migrations`: `ok`, or where each stands)."""
     checks: dict[str, str] = {}
-    for name, check in (("database", _check_db), ("redis", _check_redis)):
+    for name, check in (
+        ("database", _check_db),
+        ("redis", _check_redis),
+        ("migrations", _check_migrations),
+    ):
         try:
             await asyncio.wait_for(check(request), timeout=2)
             checks[name] = "ok"
+        except LookupError as exc:
+            checks[name] = str(exc)
         except Exception:  # noqa: BLE001 - any failure means not ready
             checks[name] = "unavailable"
     if all(v == "ok" for v in checks.values()):
@@ -46,8 +82,22 @@ async def readyz(request: Request) -> dict[str, Any] | Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition; behind `Bearer WARDEN_METRICS_TOKEN` when that is set."""
+    state = request.app.state
+    token = state.settings.metrics_token
+    secret = token.get_secret_value() if token is not None else None
+    if not metrics.authorized(secret, request.headers.get("authorization")):
+        return problem(
+            401,
+            "Unauthorized",
+            "Metrics need the metrics token",
+            slug="unauthorized",
+            request=request,
+        )
+    await metrics.refresh(state.db.engine, state.redis, state.settings.job_queue_name)
+    body, media_type = metrics.render()
+    return Response(body, media_type=media_type)
 
 
 @router.get("/.well-known/jwks.json")

@@ -65,7 +65,13 @@ async def me(ctx: UserSession) -> dict[str, Any]:
     }
 
 
-@router.post("/me/has-permission", response_model=HasPermissionOut)
+@router.post(
+    "/me/has-permission",
+    response_model=HasPermissionOut,
+    responses={
+        400: {"description": "Neither a permission, nor a method and path of the workspace"}
+    },
+)
 async def has_permission(
     body: HasPermissionIn, ctx: UserSession, request: Request
 ) -> dict[str, Any]:

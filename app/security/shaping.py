@@ -28,11 +28,12 @@ from fastapi import Response
 from fastapi.exceptions import ResponseValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 from pydantic import Field as PydanticField
+from sqlalchemy import select
 
-from app.db.base import entity_named
-from app.db.models import Provider
+from app.db.base import entity_named, scoped_entities
+from app.db.models import Membership, Provider
 from app.security.fields import MASK, FieldRule, current_rules, hidden_provider_fields
-from app.security.principal import current_workspace
+from app.security.principal import WorkspaceContext, current_workspace
 
 Hidden = frozenset[tuple[str, str]]  # (resource, field) pairs the caller's rules exclude
 
@@ -180,6 +181,8 @@ def shaping_endpoint(
     not fit the model is a `ResponseValidationError` (a 500, nothing of it shown); a `Response`
     the endpoint built itself passes through; headers and status set on an injected `Response`
     parameter are kept."""
+    entity = entity_named(resource) if resource is not None else None
+    about_resources = entity is not None and entity.__provider__.by_reference
     injected = next(
         (
             name
@@ -209,6 +212,8 @@ def shaping_endpoint(
         masked = hidden_provider_fields(rules)
         if masked and resource is not None:
             body = await mask_provider_values(body, resource, content, masked)
+        if about_resources:
+            body = await mask_unseen_ids(body)
         response = Response(body, status_code=status_code or 200, media_type="application/json")
         given = kwargs.get(injected) if injected else None
         if isinstance(given, Response):
@@ -282,3 +287,41 @@ async def mask_provider_values(
     if pattern is None:
         return body
     return pattern.sub(MASK.encode(), body)
+
+
+# Ids of rows the reader may not see, in records about other resources (the audit log)
+
+_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+async def unseen_ids(ctx: WorkspaceContext, text: bytes) -> set[bytes]:
+    """The ids in `text` that are not the id of anything the reader may see. A record about a
+    visible resource can still name hidden ones (another member's list filtered on a provider
+    the reader cannot see, a group's former provider ids, a request for a hidden id). Empty
+    for a reader who sees every row of the workspace."""
+    if ctx.principal.unrestricted:
+        return set()
+    named = {m[0].lower() for m in _UUID.finditer(text)}
+    if not named:
+        return set()
+    ids = [uuid.UUID(i.decode()) for i in named]
+    seen = {ctx.workspace_id}
+    for entity in scoped_entities():
+        if hasattr(entity, "id") and not entity.__provider__.by_reference:
+            column = entity.id  # type: ignore[attr-defined]
+            found = await ctx.session.execute(select(column).where(column.in_(ids)))
+            seen |= set(found.scalars())
+    members = select(Membership.user_id).where(Membership.user_id.in_(ids))
+    seen |= set((await ctx.session.execute(members)).scalars())
+    return named - {str(i).encode() for i in seen}
+
+
+async def mask_unseen_ids(body: bytes) -> bytes:
+    """`body` with the ids of rows the reader may not see replaced by `MASK`."""
+    context = current_workspace.get()
+    if context is None:
+        return body
+    unseen = await unseen_ids(context, body)
+    if not unseen:
+        return body
+    return _UUID.sub(lambda m: MASK.encode() if m[0].lower() in unseen else m[0], body)
