@@ -27,6 +27,24 @@ from app.services.changes.requests import CHANGES
 
 router = APIRouter(prefix="/ws/{slug}/api/v1/changes", tags=["changes"], route_class=AuditedRoute)
 
+Responses = dict[int | str, dict[str, Any]]
+STATE: Responses = {
+    409: {"description": "The change's state does not allow this (the problem's `state` says it)"}
+}
+REQUESTER: Responses = {
+    403: {"description": "Only the change's requester may do this (or the permission)"}
+}
+DECIDE: Responses = {
+    **STATE,
+    403: {
+        "description": "The caller lacks `change.approve`, or requested this change (separation "
+        "of duties)"
+    },
+}
+BODY: Responses = {
+    400: {"description": "An unknown provider id, or a planned window that ends too early"}
+}
+
 Reader = Annotated[WorkspaceContext, Depends(require("change.read"))]
 Creator = Annotated[WorkspaceContext, Depends(require("change.create"))]
 Approver = Annotated[WorkspaceContext, Depends(require("change.approve"))]
@@ -62,7 +80,7 @@ async def distinct_changes(
     return await distinct(ctx, query)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ChangeOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ChangeOut, responses=BODY)
 async def create_change(body: ChangeCreate, ctx: Creator) -> dict[str, Any]:
     """A new change request in `draft`, requested by you."""
     return await requests.create_change(ctx, body)
@@ -90,19 +108,19 @@ async def get_change(change_id: str, ctx: Reader) -> dict[str, Any]:
     return await requests.change_out(ctx, change)
 
 
-@router.patch("/{change_id}", response_model=ChangeOut)
+@router.patch("/{change_id}", response_model=ChangeOut, responses={**BODY, **STATE, **REQUESTER})
 async def update_change(change_id: str, body: ChangeUpdate, ctx: Creator) -> dict[str, Any]:
     """Edit a draft (requester only)."""
     return await requests.update_change(ctx, parse_id(change_id), body)
 
 
-@router.post("/{change_id}/submit", response_model=ChangeOut)
+@router.post("/{change_id}/submit", response_model=ChangeOut, responses={**STATE, **REQUESTER})
 async def submit_change(change_id: str, ctx: Creator) -> dict[str, Any]:
     """draft → submitted (requester only); the members who may approve it are notified."""
     return await requests.submit_change(ctx, parse_id(change_id))
 
 
-@router.post("/{change_id}/approve", response_model=ChangeOut)
+@router.post("/{change_id}/approve", response_model=ChangeOut, responses=DECIDE)
 async def approve_change(
     change_id: str, ctx: Approver, body: ApproveIn | None = None
 ) -> dict[str, Any]:
@@ -112,13 +130,13 @@ async def approve_change(
     return await approvals.approve_change(ctx, parse_id(change_id), comment)
 
 
-@router.post("/{change_id}/reject", response_model=ChangeOut)
+@router.post("/{change_id}/reject", response_model=ChangeOut, responses=DECIDE)
 async def reject_change(change_id: str, body: RejectIn, ctx: Approver) -> dict[str, Any]:
     """submitted → rejected, with a reason (never a change you requested)."""
     return await approvals.reject_change(ctx, parse_id(change_id), body.reason)
 
 
-@router.post("/{change_id}/implement", response_model=ChangeOut)
+@router.post("/{change_id}/implement", response_model=ChangeOut, responses={**STATE, **REQUESTER})
 async def implement_change(
     change_id: str, ctx: Reader, body: ImplementIn | None = None
 ) -> dict[str, Any]:
@@ -127,7 +145,7 @@ async def implement_change(
     return await requests.implement_change(ctx, parse_id(change_id), notes)
 
 
-@router.post("/{change_id}/cancel", response_model=ChangeOut)
+@router.post("/{change_id}/cancel", response_model=ChangeOut, responses={**STATE, **REQUESTER})
 async def cancel_change(change_id: str, ctx: Reader) -> dict[str, Any]:
     """draft or submitted → cancelled (requester only)."""
     return await requests.cancel_change(ctx, parse_id(change_id))

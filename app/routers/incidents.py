@@ -24,6 +24,16 @@ router = APIRouter(
     prefix="/ws/{slug}/api/v1/incidents", tags=["incidents"], route_class=AuditedRoute
 )
 
+BAD_VALUE: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "An unknown provider id, an assignee who may not read the incident, or "
+        "`resolved` without a resolution"
+    }
+}
+MOVE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Not an allowed status move (`current_status` says the status)"}
+}
+
 Reader = Annotated[WorkspaceContext, Depends(require("incident.read"))]
 
 
@@ -54,7 +64,9 @@ async def distinct_incidents(
     return await distinct(ctx, query)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentOut)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=IncidentOut, responses=BAD_VALUE
+)
 async def create_incident(
     body: IncidentCreate,
     ctx: Annotated[WorkspaceContext, Depends(require("incident.create"))],
@@ -69,7 +81,7 @@ async def get_incident(incident_id: str, ctx: Reader) -> dict[str, Any]:
     return await incidents.get_incident(ctx, parse_id(incident_id))
 
 
-@router.patch("/{incident_id}", response_model=IncidentOut)
+@router.patch("/{incident_id}", response_model=IncidentOut, responses={**BAD_VALUE, **MOVE})
 async def update_incident(
     incident_id: str,
     body: IncidentUpdate,

@@ -25,6 +25,14 @@ router = APIRouter(tags=["invitations"], route_class=AuditedRoute)
 
 BASE = "/ws/{slug}/api/v1/invitations"
 Manager = Annotated[WorkspaceContext, Depends(require("member.manage"))]
+CREATE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Neither a built-in role nor a custom role of the workspace"},
+    409: {"description": "Already a member, or already invited (pending)"},
+}
+ACCEPT: dict[int | str, dict[str, Any]] = {
+    404: {"description": "An unknown token, or one for another email address"},
+    409: {"description": "Used, revoked or expired (`state` says which), or already a member"},
+}
 
 
 @router.get(
@@ -54,7 +62,12 @@ async def distinct_invitations(
     return await distinct(ctx, query)
 
 
-@router.post(BASE, status_code=status.HTTP_201_CREATED, response_model=InvitationCreatedOut)
+@router.post(
+    BASE,
+    status_code=status.HTTP_201_CREATED,
+    response_model=InvitationCreatedOut,
+    responses=CREATE,
+)
 async def create_invitation(
     body: InvitationCreate, ctx: Manager, request: Request
 ) -> dict[str, Any]:
@@ -70,14 +83,18 @@ async def get_invitation(invitation_id: str, ctx: Manager) -> dict[str, Any]:
     return await invitations.get_invitation(ctx, parse_id(invitation_id))
 
 
-@router.delete(BASE + "/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    BASE + "/{invitation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "Already used or revoked"}},
+)
 async def revoke_invitation(invitation_id: str, ctx: Manager) -> Response:
     """Revoke an invitation: its token stops working (409 if it was already used)."""
     await invitations.revoke_invitation(ctx, parse_id(invitation_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/api/v1/invitations/{token}/accept", response_model=AcceptedOut)
+@router.post("/api/v1/invitations/{token}/accept", response_model=AcceptedOut, responses=ACCEPT)
 async def accept_invitation(
     token: Annotated[str, Path(max_length=200, description="The invitation's token")],
     ctx: UserSession,

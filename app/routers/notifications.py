@@ -38,7 +38,11 @@ async def read_all_notifications(ctx: UserSession) -> dict[str, Any]:
     return {"updated": await notifications.mark_all_read(ctx)}
 
 
-@router.post("/{notification_id}/read", response_model=NotificationOut)
+@router.post(
+    "/{notification_id}/read",
+    response_model=NotificationOut,
+    responses={404: {"description": "No such notification of yours (in a workspace you are in)"}},
+)
 async def read_notification(notification_id: str, ctx: UserSession) -> dict[str, Any]:
     """Mark one notification read (404 for anyone else's)."""
     return await notifications.mark_read(ctx, parse_id(notification_id))

@@ -136,6 +136,7 @@ class BulkResultOut(Output):
 
 
 class BulkApproveOut(Output):
+    __resource__ = "change"
     results: list[BulkResultOut]
 
 

@@ -4,9 +4,9 @@ The routes come from the live app, the tables from the models' declared provider
 hidden fields from the field rules, so a resource or route added later is crawled on the day it
 is added. Two members are hidden from one provider — by a row grant (region attribute) and by
 provider-group visibility — and must get nothing of it (the provider, its scan, its findings,
-its import task, the changes and incidents about it, audit records and history about them) from any route; a viewer, from whom
-provider uids are hidden, must never receive a uid in any response, under any name, and cannot
-filter, sort, search or list on a field that embeds one.
+its import task, the changes and incidents about it, audit records and history about them)
+from any route; a viewer, from whom provider uids are hidden, must never receive a uid in any
+response, under any name, and cannot filter, sort, search or list on a field that embeds one.
 """
 
 from __future__ import annotations
