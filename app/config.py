@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     )
     workspace_delete_batch: int = Field(default=5000, ge=1, description="rows per deletion batch")
 
+    # Change management
+    invitation_ttl_hours: int = Field(
+        default=72, ge=1, le=24 * 90, description="hours an invitation token stays valid"
+    )
+
     # Tokens
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)

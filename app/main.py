@@ -22,12 +22,16 @@ from app.routers import (
     api_keys,
     audit,
     auth,
+    changes,
     findings,
     health,
     idp_groups,
+    incidents,
+    invitations,
     me,
     members,
     mfa,
+    notifications,
     platform,
     provider_groups,
     providers,
@@ -147,6 +151,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks,
         workspace_settings,
         audit,
+        changes,
+        incidents,
+        invitations,
+        notifications,
     ):
         # The routes themselves, not an included router: FastAPI matches an included router's
         # routes twice per request (select, then handle), and the index below needs them flat.

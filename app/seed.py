@@ -93,6 +93,97 @@ async def _flag_platform_admin(admin_url: str) -> None:
         await engine.dispose()
 
 
+# Change management demo: (requester, body, what happens next) in acme-prod.
+CHANGES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    (
+        "engineer@acme.example.com",
+        {
+            "title": "Rotate the acme-prod database credentials",
+            "description": "New credentials through the secret store; restart the API pods.",
+            "risk": "medium",
+            "provider": "acme-prod",
+        },
+        [("engineer@acme.example.com", "submit")],
+    ),
+    (
+        "engineer@acme.example.com",
+        {
+            "title": "Upgrade the production Kubernetes cluster",
+            "description": "Control plane first, then node groups one by one.",
+            "risk": "high",
+            "required_approvals": 2,
+        },
+        [("engineer@acme.example.com", "submit"), ("approver@acme.example.com", "approve")],
+    ),
+    (
+        "admin@acme.example.com",
+        {
+            "title": "Enable threat detection in every region",
+            "description": "Turn it on for the accounts that lack it.",
+            "risk": "low",
+        },
+        [
+            ("admin@acme.example.com", "submit"),
+            ("approver@acme.example.com", "approve"),
+            ("admin@acme.example.com", "implement"),
+        ],
+    ),
+    (
+        "engineer@acme.example.com",
+        {
+            "title": "Tighten the storage bucket policies",
+            "description": "Draft: list the buckets first.",
+            "risk": "low",
+        },
+        [],
+    ),
+]
+
+
+async def _seed_change_management(
+    client: httpx.AsyncClient, headers: dict[str, dict[str, str]], slug: str
+) -> None:
+    """A few change requests in different states and an incident being investigated (once)."""
+    base = f"/ws/{slug}/api/v1"
+    owner = headers[WORKSPACES[slug]["owner"]]
+    existing = await client.get(f"{base}/changes?limit=1", headers=owner)
+    existing.raise_for_status()
+    if existing.json()["data"]:
+        return
+    providers = (await client.get(f"{base}/providers", headers=owner)).json()["data"]
+    by_alias = {p["alias"]: p["id"] for p in providers}
+    for requester, spec, steps in CHANGES:
+        body = {k: v for k, v in spec.items() if k != "provider"}
+        if "provider" in spec:
+            body["provider_id"] = by_alias[spec["provider"]]
+        r = await client.post(f"{base}/changes", json=body, headers=headers[requester])
+        _ok(r)
+        change = f"{base}/changes/{r.json()['id']}"
+        for who, action in steps:
+            _ok(await client.post(f"{change}/{action}", headers=headers[who]))
+    engineer = headers["engineer@acme.example.com"]
+    me = (await client.get("/api/v1/me", headers=engineer)).json()
+    r = await client.post(
+        f"{base}/incidents",
+        json={
+            "title": "Elevated 5xx on the public API",
+            "description": "Error rate above 2% since the last deploy.",
+            "severity": "sev2",
+            "provider_id": by_alias["acme-prod"],
+            "assignee_id": me["id"],
+        },
+        headers=owner,
+    )
+    _ok(r)
+    _ok(
+        await client.patch(
+            f"{base}/incidents/{r.json()['id']}",
+            json={"status": "investigating"},
+            headers=engineer,
+        )
+    )
+
+
 _CHECKS = (
     ("iam_root_mfa_enabled", "Ensure MFA is enabled for the root account", "critical", "FAIL"),
     ("s3_bucket_public_access", "Ensure S3 buckets block public access", "high", "FAIL"),
@@ -180,6 +271,8 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
                         )
                     )
                 await _seed_scan(client, slug, owner)
+                if slug == "acme-prod":
+                    await _seed_change_management(client, headers, slug)
                 listed = await client.get("/api/v1/workspaces", headers=owner)
                 listed.raise_for_status()
                 for ws in listed.json()["data"]:

@@ -30,6 +30,10 @@ async def test_seed_twice_then_use_it(settings, client):
     r = await client.get("/ws/acme-prod/api/v1/providers", headers=viewer)
     assert len(r.json()["data"]) == 4
     assert (await client.get("/ws/globex/api/v1/providers", headers=viewer)).status_code == 404
+    changes = (await client.get("/ws/acme-prod/api/v1/changes", headers=viewer)).json()["data"]
+    assert sorted(c["state"] for c in changes) == ["draft", "implemented", "submitted", "submitted"]
+    incidents = (await client.get("/ws/acme-prod/api/v1/incidents", headers=viewer)).json()["data"]
+    assert [i["status"] for i in incidents] == ["investigating"]
     platform = await token(PLATFORM_ADMIN)
     rows = (await client.get("/api/v1/platform/workspaces", headers=platform)).json()["data"]
     assert {"acme-prod", "globex"} <= {w["slug"] for w in rows}

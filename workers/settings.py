@@ -31,13 +31,20 @@ from app.services import outbox
 from workers import cron as cron_jobs
 from workers import metrics_server
 from workers.context import JobSpec
+from workers.jobs.notifications import notify_change, notify_incident, notify_invitation
 from workers.jobs.scans import import_scan
 from workers.jobs.workspaces import delete_workspace
 from workers.runner import execute
 
 log = logging.getLogger("warden.worker")
 
-JOBS: tuple[JobSpec, ...] = (import_scan, delete_workspace)
+JOBS: tuple[JobSpec, ...] = (
+    import_scan,
+    delete_workspace,
+    notify_change,
+    notify_incident,
+    notify_invitation,
+)
 _DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 
 

@@ -11,7 +11,7 @@ last-used stamp, the OIDC sign-in (provision by issuer + subject) and the group 
 state); its body is otherwise the one of revision 0005.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -21,7 +21,7 @@ from alembic import op
 from app.db.rls import Scope, scope_table
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

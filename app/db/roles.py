@@ -35,6 +35,9 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     # warden_api_key_context); it may write a key once and revoke it.
     "api_key": (),
     "service_key": ("DELETE",),  # the workspace's deletion removes its rows
+    # Decisions and timelines are never edited (DELETE only for removing a deleted workspace).
+    "change_approval": ("SELECT", "INSERT", "DELETE"),
+    "incident_event": ("SELECT", "INSERT", "DELETE"),
 }
 _KEY_COLUMNS = (
     "id",
@@ -223,6 +226,24 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         "warden_purge_audit(uuid, integer)",
         reads=("workspace", "audit_record", "audit_cut"),
         deletes=("audit_record", "audit_cut"),
+    ),
+    # Invitations (change management): acceptance crosses from the user into the workspace,
+    # the invitation notice from the workspace to a user who is not a member.
+    DefinerFunction(
+        "warden_accept_invitation(uuid, uuid, bytea)",
+        reads=("app_user", "invitation", "workspace", "membership", "custom_role"),
+        inserts=("membership",),
+        updates=(("invitation", ("accepted_at", "accepted_by")),),
+    ),
+    DefinerFunction(
+        "warden_notify_invitation(uuid)",
+        reads=("invitation", "workspace", "app_user", "custom_role", "notification"),
+        inserts=("notification",),
+    ),
+    DefinerFunction(
+        "warden_notify_my_invitations()",
+        reads=("invitation", "workspace", "app_user", "custom_role", "notification"),
+        inserts=("notification",),
     ),
     DefinerFunction(
         "warden_platform_denials(integer, uuid)",

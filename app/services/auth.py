@@ -42,6 +42,7 @@ from app.security.tokens import (
     parse_refresh_token,
 )
 from app.services import mfa
+from app.services.invitations import notify_on_registration
 
 log = logging.getLogger("warden.auth")
 
@@ -116,6 +117,7 @@ async def register(
                 await tx.session.flush()
         except IntegrityError:
             raise Conflict("An account with this email already exists") from None
+        await notify_on_registration(tx)
         await _event(tx, client, user.id, "register", status=201)
     return user
 

@@ -460,6 +460,196 @@ async def _identity_calls(call: Caller, owner: User, v: dict[str, str]) -> None:
         await call(owner, "DELETE", route, values, A, revoke, kind, item["item"])
 
 
+async def _member(api: Api, owner: User, slug: str, role: str) -> User:
+    member = await api.user(role)
+    await api.add_member(owner, slug, member, role)
+    member.id = (await api.me(member))["id"]
+    return member
+
+
+async def _list_routes(
+    call: Caller, owner: User, ws: str, v: dict[str, str], kind: str, field: str, value: str
+) -> None:
+    resource = kind.removesuffix("s")
+    A = "audit_record"  # noqa: N806
+    await call(owner, "GET", f"{ws}/{kind}", v, A, "list", resource)
+    await call(
+        owner,
+        "POST",
+        f"{ws}/{kind}/search/{{field}}",
+        {**v, "field": field},
+        A,
+        "search",
+        resource,
+        json=[value],
+    )
+    await call(
+        owner,
+        "GET",
+        f"{ws}/{kind}/distinct/{{field}}",
+        {**v, "field": field},
+        A,
+        "distinct",
+        resource,
+    )
+
+
+async def _change_management_calls(
+    call: Caller, api: Api, owner: User, slug: str, settings: Any
+) -> None:
+    ws = "/ws/{slug}/api/v1"
+    v = {"slug": slug}
+    A = "audit_record"  # noqa: N806
+    engineer = await _member(api, owner, slug, "engineer")
+    approver = await _member(api, owner, slug, "approver")
+    body = {"title": "Patch", "description": "", "risk": "low"}
+    r = await call(owner, "POST", ws + "/changes", v, A, "create", "change", _id, json=body)
+    v["change_id"] = cid = r.json()["id"]
+    await _list_routes(call, owner, ws, v, "changes", "state", "draft")
+    await call(owner, "GET", ws + "/changes/{change_id}", v, A, "get", "change", cid)
+    await call(
+        owner,
+        "PATCH",
+        ws + "/changes/{change_id}",
+        v,
+        A,
+        "update",
+        "change",
+        cid,
+        json={"risk": "high"},
+    )
+    await call(owner, "POST", ws + "/changes/{change_id}/cancel", v, A, "cancel", "change", cid)
+    for action, by, kw in (
+        ("submit", engineer, {}),
+        ("approve", approver, {"json": {"comment": "ok"}}),
+        ("implement", engineer, {}),
+    ):
+        if action == "submit":
+            v["change_id"] = cid = (
+                await api.client.post(
+                    ws.format(**v) + "/changes", json=body, headers=engineer.headers
+                )
+            ).json()["id"]
+        await call(
+            by, "POST", ws + f"/changes/{{change_id}}/{action}", v, A, action, "change", cid, **kw
+        )
+    v["change_id"] = cid = (
+        await api.client.post(ws.format(**v) + "/changes", json=body, headers=engineer.headers)
+    ).json()["id"]
+    await api.client.post(ws.format(**v) + f"/changes/{cid}/submit", headers=engineer.headers)
+    await call(
+        approver,
+        "POST",
+        ws + "/changes/{change_id}/reject",
+        v,
+        A,
+        "reject",
+        "change",
+        cid,
+        json={"reason": "no"},
+    )
+    cid = (
+        await api.client.post(ws.format(**v) + "/changes", json=body, headers=engineer.headers)
+    ).json()["id"]
+    await api.client.post(ws.format(**v) + f"/changes/{cid}/submit", headers=engineer.headers)
+    await call(
+        owner,
+        "POST",
+        ws + "/changes/bulk-approve",
+        v,
+        A,
+        "bulk_approve",
+        "change",
+        json={"ids": [cid]},
+    )
+
+    r = await call(
+        owner,
+        "POST",
+        ws + "/incidents",
+        v,
+        A,
+        "create",
+        "incident",
+        _id,
+        json={"title": "Down", "severity": "sev1"},
+    )
+    v["incident_id"] = iid = r.json()["id"]
+    await _list_routes(call, owner, ws, v, "incidents", "status", "open")
+    await call(owner, "GET", ws + "/incidents/{incident_id}", v, A, "get", "incident", iid)
+    await call(
+        owner,
+        "PATCH",
+        ws + "/incidents/{incident_id}",
+        v,
+        A,
+        "update",
+        "incident",
+        iid,
+        json={"assignee_id": engineer.id},
+    )
+
+    invitee = await api.user("invitee")
+    r = await call(
+        owner,
+        "POST",
+        ws + "/invitations",
+        v,
+        A,
+        "create",
+        "invitation",
+        _id,
+        json={"email": invitee.email, "role": "viewer"},
+    )
+    token = r.json()["token"]
+    v["invitation_id"] = vid = r.json()["id"]
+    await _list_routes(call, owner, ws, v, "invitations", "state", "pending")
+    await call(owner, "GET", ws + "/invitations/{invitation_id}", v, A, "get", "invitation", vid)
+    invitee.id = (await api.me(invitee))["id"]
+    E = "user_event"  # noqa: N806
+    await call(
+        invitee,
+        "POST",
+        "/api/v1/invitations/{token}/accept",
+        {"token": token},
+        E,
+        "accept_invitation",
+        "invitation",
+    )
+    r = await call(
+        owner,
+        "POST",
+        ws + "/invitations",
+        v,
+        A,
+        "create",
+        "invitation",
+        _id,
+        json={"email": "someone@example.com", "role": "viewer"},
+    )
+    v["invitation_id"] = vid = r.json()["id"]
+    await call(
+        owner, "DELETE", ws + "/invitations/{invitation_id}", v, A, "revoke", "invitation", vid
+    )
+
+    await run_jobs(settings)
+    r = await call(owner, "GET", "/api/v1/me/notifications", {}, E, "list_my_notifications", "me")
+    nid = r.json()["data"][0]["id"]
+    await call(
+        owner,
+        "POST",
+        "/api/v1/me/notifications/{notification_id}/read",
+        {"notification_id": nid},
+        E,
+        "read_notification",
+        "me",
+        nid,
+    )
+    await call(
+        owner, "POST", "/api/v1/me/notifications/read-all", {}, E, "read_all_notifications", "me"
+    )
+
+
 async def _user_calls(call: Caller, api: Api, admin_engine) -> User:
     E = "user_event"  # noqa: N806
     email = f"complete-{uuid.uuid4().hex[:8]}@example.com"
@@ -583,6 +773,7 @@ async def test_every_successful_call_is_recorded_once(app, client, admin_engine,
     user = await _user_calls(call, api, admin_engine)
     slug = (await client.get("/api/v1/workspaces", headers=user.headers)).json()["data"][0]
     await _workspace_calls(call, api, user, slug["slug"], settings)
+    await _change_management_calls(call, api, user, slug["slug"], settings)
     doomed = await api.workspace(user)
     await call(
         user,

@@ -4,9 +4,9 @@ The routes come from the live app, the tables from the models' declared provider
 hidden fields from the field rules, so a resource or route added later is crawled on the day it
 is added. Two members are hidden from one provider — by a row grant (region attribute) and by
 provider-group visibility — and must get nothing of it (the provider, its scan, its findings,
-its import task, audit records and history about them) from any route; a viewer, from whom
-provider uids are hidden, must never receive a uid in any response, under any name, and cannot
-filter, sort, search or list on a field that embeds one.
+its import task, the changes and incidents about it, audit records and history about them)
+from any route; a viewer, from whom provider uids are hidden, must never receive a uid in any
+response, under any name, and cannot filter, sort, search or list on a field that embeds one.
 """
 
 from __future__ import annotations
@@ -102,6 +102,18 @@ async def world(client, settings) -> World:
         bucket["scans"] = await _ids(api, owner, slug, "scans", provider_id=p["id"])
         bucket["findings"] = await _ids(api, owner, slug, "findings", provider_id=p["id"])
         bucket["tasks"] = await _ids(api, owner, slug, "tasks", provider_id=p["id"])
+        mark = MARK if bucket is w.hidden else "seen"
+        for collection, body in (
+            ("changes", {"title": f"{mark} change", "description": mark, "risk": "low"}),
+            ("incidents", {"title": f"{mark} incident", "severity": "sev2"}),
+        ):
+            r = await client.post(
+                f"/ws/{slug}/api/v1/{collection}",
+                json={**body, "provider_id": p["id"]},
+                headers=owner.headers,
+            )
+            assert r.status_code == 201, r.text
+            bucket[collection] = [r.json()["id"]]
         assert all(bucket.values()), bucket
     w.uids = [seen_p["uid"], hidden_p["uid"]]
     # The owner works with the hidden provider's data, so the audit log and history hold
@@ -113,6 +125,8 @@ async def world(client, settings) -> World:
         f"scans/{h['scans'][0]}",
         f"findings/{h['findings'][0]}",
         f"tasks/{h['tasks'][0]}",
+        f"changes/{h['changes'][0]}",
+        f"incidents/{h['incidents'][0]}",
     ):
         assert (await client.get(f"{base}/{path}", headers=owner.headers)).status_code == 200
     r = await client.patch(

@@ -144,6 +144,7 @@ def attempt(method: str, path: str) -> Callable[[Attempt], Attempt]:
 
 ROLES = "/ws/{slug}/api/v1/roles"
 MEMBERS = "/ws/{slug}/api/v1/members"
+INVITATIONS = "/ws/{slug}/api/v1/invitations"
 
 
 @attempt("POST", ROLES)
@@ -232,6 +233,15 @@ async def add_someone_above_oneself(w: World) -> list[httpx.Response]:
     out = []
     for role in ("owner", w.power_role, w.owner_role):
         out.append(await w.call("POST", "members", {"email": newcomer.email, "role": role}))
+    return out
+
+
+@attempt("POST", INVITATIONS)
+async def invite_someone_above_oneself(w: World) -> list[httpx.Response]:
+    invited = await w.api.user("invited")
+    out = []
+    for role in ("owner", w.power_role, w.owner_role):
+        out.append(await w.call("POST", "invitations", {"email": invited.email, "role": role}))
     return out
 
 
