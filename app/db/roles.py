@@ -196,6 +196,9 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction("warden_outbox_mark_sent(uuid[])", reads=("outbox",), updates=("outbox",)),
     # Operators' views (`/metrics`, `/readyz`): a count and an age, the schema revision.
     DefinerFunction("warden_outbox_stats()", reads=("outbox",)),
+    # Values to mask in responses for a role the provider uid is hidden from (every provider
+    # of the workspace in context, the hidden ones too).
+    DefinerFunction("warden_provider_uids()", reads=("provider",)),
     DefinerFunction("warden_schema_version()", reads=("alembic_version",)),
     DefinerFunction("warden_prune_tasks(integer, integer)", reads=("task",), deletes=("task",)),
     DefinerFunction(

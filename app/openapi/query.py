@@ -150,7 +150,9 @@ def apply(
     for param in params:
         name = param["name"]
         if param["in"] == "path" and name == "field":
-            fields = list(resource.fields)
+            fields = [
+                n for n, f in resource.fields.items() if kind != "distinct_query" or f.type.listable
+            ]
             param["schema"] = {"type": "string", "enum": fields}
             param["description"] = "The field to " + (
                 "search on" if kind == "search_query" else "list the values of"

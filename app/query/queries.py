@@ -53,7 +53,7 @@ class RequestValues:
         self.cursor = cursor
         self.params = list(request.query_params.multi_items())
         self.path_params = dict(request.path_params)
-        self.key = cursors.cursor_key(settings.jwt_secret.get_secret_value())
+        self.key = cursors.cursor_key(settings, self.path_params.get("slug"))
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class _BaseQuery:
             if n in self.resource.fields and n not in ("slug", "field")
         }
         for name, raw in path_fields.items():
-            out.append(self._term(name, "eq", raw, self.resource.fields[name]))
+            out.append(self._term(name, "eq", raw, None))  # hidden fields are unknown here too
         for key, raw in self.params:
             if key in RESERVED:
                 continue
@@ -272,7 +272,7 @@ class DistinctQuery(_BaseQuery):
 
     @cached_property
     def field(self) -> Field:
-        return self.resource.field(self.field_name, kind="filterable")
+        return self.resource.field(self.field_name, kind="listable")
 
     @property
     def _scope(self) -> str:

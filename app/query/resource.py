@@ -57,14 +57,20 @@ class Resource:
 
     # What the caller may see
 
-    def visible(self, *, sortable: bool = False) -> dict[str, Field]:
+    def visible(self, *, kind: str = "filterable") -> dict[str, Field]:
+        """The fields the caller may use for `kind` (filterable, searchable, sortable, or
+        listable: their distinct values)."""
         hidden = unqueryable(self.name)
         return {
-            n: f for n, f in self.fields.items() if n not in hidden and (f.sortable or not sortable)
+            n: f
+            for n, f in self.fields.items()
+            if n not in hidden
+            and (f.sortable or kind != "sortable")
+            and (f.type.listable or kind != "listable")
         }
 
     def field(self, name: str, *, kind: str = "filterable") -> Field:
-        fields = self.visible(sortable=kind == "sortable")
+        fields = self.visible(kind=kind)
         if name not in fields:
             raise BadRequest(f"unknown field '{name[:60]}'; {kind}: {', '.join(fields)}")
         return fields[name]

@@ -43,6 +43,7 @@ class FieldType:
     label = "a value"  # for messages: "'x' is not a UUID"
     ops: frozenset[str] = EQUALITY
     text_like = False  # sorted and range-compared with the "C" collation
+    listable = True  # its distinct values can be listed (and paged by value)
 
     def parse_text(self, raw: str) -> Any:
         raise NotImplementedError
@@ -91,6 +92,12 @@ class Text(FieldType):
 
     def parse_text(self, raw: str) -> str:
         return _check_text(raw)
+
+    def from_cursor(self, value: Any) -> Any:
+        """A sealed cursor holds a stored value, however long it is."""
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -260,9 +267,10 @@ class IdTime(Timestamp):
     """A time filter on a UUIDv7 id column: instants become the smallest id of that
     millisecond, so `field__gte=2024-05-01` is `id >= …` and PostgreSQL prunes the partitions
     of a table range-partitioned on the id. Filter-only (declare the field `sortable=False`).
-    UUIDv7 times start at 1970-01-01."""
+    UUIDv7 times start at 1970-01-01. Its column holds ids, not times: no distinct values."""
 
     name = "timestamp"
+    listable = False
 
     def parse_text(self, raw: str) -> Any:
         from app.db.partitions import floor_uuid7

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.routing import APIRoute
 
-from app.errors import BadRequest
+from app.errors import BadRequest, Forbidden
 from app.query import DistinctQuery, ListQuery, distinct
 from app.schemas.audit import AuditOut, HistoryEntryOut, VerifyOut
 from app.schemas.common import DistinctPage, Page
@@ -33,7 +33,7 @@ async def _page(ctx: WorkspaceContext, query: ListQuery) -> dict[str, Any]:
     named = " ".join(str(r.resource_id) for r in records).encode()
     unseen = await unseen_ids(ctx, named)
     page["data"] = [
-        r.model_copy(update={"resource_id": None}) if str(r.resource_id) in unseen else r
+        r.model_copy(update={"resource_id": None}) if str(r.resource_id).encode() in unseen else r
         for r in records
     ]
     return page
@@ -72,7 +72,14 @@ async def distinct_audit(
 async def verify_audit(ctx: Reader) -> dict[str, Any]:
     """Check the workspace's hash chain: every sealed record's hash matches its content and
     the previous record's hash, with no gap, from the first record (or the last retention cut).
-    Reports the first broken link and how many records are not sealed yet."""
+    Reports the first broken link and how many records are not sealed yet. The chain spans
+    every record, so it takes a role that sees the whole workspace: its counts would tell a
+    reader limited by groups or grants of activity on what they may not see."""
+    if not ctx.principal.unrestricted:
+        raise Forbidden(
+            "Verifying the chain takes a role that sees the whole workspace (its counts cover "
+            "every record)"
+        )
     return await audit_chain.verify_chain(ctx)
 
 

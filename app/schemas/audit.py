@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, field_serializer
 
 from app.schemas.common import Input, Output
-from app.security.fields import excluded
+from app.security.fields import unqueryable
 
 
 class _CallOut(Output):
@@ -31,7 +31,8 @@ class _CallOut(Output):
 
 
 def _hidden_fields(resource_type: str | None) -> frozenset[str]:
-    return excluded(resource_type) if resource_type else frozenset()
+    """The record's resource's fields hidden from the reader, or masked for them."""
+    return unqueryable(resource_type) if resource_type else frozenset()
 
 
 def _prune(value: Any, hidden: frozenset[str]) -> Any:

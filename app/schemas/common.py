@@ -33,7 +33,8 @@ class Input(BaseModel):
     NUL are refused (422: PostgreSQL text cannot store it, so it would fail in the database as
     a 5xx), and fields the caller's role may not write are refused (403) before anything runs."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # NaN and ±Infinity are refused: JSON bodies may carry them, PostgreSQL's jsonb cannot.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
     __resource__: ClassVar[str | None] = None
     __update__: ClassVar[bool] = False
 

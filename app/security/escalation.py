@@ -1,15 +1,20 @@
 """No escalation: nobody gives anyone, themselves included, access they do not hold.
 
-Invariant: every route that creates, edits, deletes or assigns a role, changes a member's
-attributes, or changes or removes a member calls `ensure_within` with the caller's access and
-the access in question (the role being defined, a member's access before and after the change).
-It is the one rule, in one place:
+Invariant: every route that creates, edits, deletes or assigns a role (members, invitations,
+identity-provider group mappings, custom roles), changes a member's attributes, or changes or
+removes a member calls `ensure_within` with the caller's access and the access in question
+(the role being defined, a member's access before and after the change). It is the one rule, in
+one place. What holding a role gives is compared on every axis the kernel enforces:
 
 - only owners (the built-in role) make, edit or assign anything based on `owner`;
-- the permissions in question are a subset of the caller's;
-- a caller limited to some provider groups gives no visibility beyond their own groups;
-- a caller whose rows are limited by grants gives no member rows beyond their own: the
-  member's role must be limited by the same grants, to values among the caller's.
+- permissions: a subset of the caller's;
+- provider visibility: a caller limited to some provider groups gives no group beyond theirs;
+- fields: the role hides and protects at least what the caller's role hides and protects (a
+  role of another base with the same permissions must not un-hide provider uids);
+- rows: a caller whose rows are limited by grants gives no rows beyond their own — for a given
+  member, the member's rows must be within the caller's; for a role definition, whoever holds
+  it, its base must be limited by the caller's own grants (nothing but the members' attribute
+  values, checked whenever they are set, can then widen it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from app.errors import Forbidden
-from app.security.grants import GRANTS, Attributes
+from app.security.fields import rules_for
+from app.security.grants import GRANTS, Attributes, Grant
 from app.security.permissions import RoleSpec
 
 UNLIMITED = "unlimited_visibility"
@@ -28,8 +34,9 @@ UNLIMITED = "unlimited_visibility"
 @dataclass(frozen=True)
 class Access:
     """What holding `spec` gives: its permissions; when it lacks unlimited visibility, the
-    provider groups it sees (`group_ids`); and, for a given member, the rows its grants allow
-    with that member's `attributes` (None for a role definition, whoever holds it)."""
+    provider groups it sees (`group_ids`); its field rules (by its base); and, for a given
+    member, the rows its grants allow with that member's `attributes` (None for a role
+    definition, whoever holds it; `{}` for holders yet unknown, who may have no attribute)."""
 
     spec: RoleSpec
     group_ids: frozenset[uuid.UUID] = frozenset()
@@ -43,13 +50,15 @@ class Access:
 Conjunct = Mapping[str, frozenset[str]]  # column -> allowed values (a grant's AND)
 
 
+def _grants(base: str, resource: type) -> list[Grant]:
+    return [g for g in GRANTS if g.resource is resource and base in g.roles]
+
+
 def _scope(access: Access, resource: type) -> list[Conjunct] | None:
     """The rows of `resource` the access allows, as an OR of ANDs; None when unrestricted."""
     assert access.attributes is not None
     conjuncts: list[Conjunct] = []
-    for grant in GRANTS:
-        if grant.resource is not resource or access.spec.base not in grant.roles:
-            continue
+    for grant in _grants(access.spec.base, resource):
         parts = {f.column: f.values(access.attributes) for f in grant.filters}
         applied = {c: v for c, v in parts.items() if v is not None}
         if not applied:
@@ -69,6 +78,25 @@ def _rows_within(target: list[Conjunct] | None, caller: list[Conjunct] | None) -
     )
 
 
+def _fields_beyond(caller: Access, target: Access) -> list[str]:
+    """Fields the caller's role hides or protects that the target's would not."""
+    mine, theirs = rules_for([caller.spec.base]), rules_for([target.spec.base])
+    out = []
+    for resource, rule in sorted(mine.items()):
+        other = theirs.get(resource)
+        shown = (rule.exclude | rule.masked) - (
+            (other.exclude | other.masked) if other else frozenset()
+        )
+        free = rule.restricted - (other.restricted if other else frozenset())
+        out += [f"{resource}.{name} (hidden from you)" for name in sorted(shown)]
+        out += [f"{resource}.{name} (you may not change it)" for name in sorted(free)]
+        if rule.updatable_only is not None:
+            wider = None if other is None or other.updatable_only is None else other.updatable_only
+            if wider is None or not wider <= rule.updatable_only:
+                out.append(f"{resource} fields beyond those you may change")
+    return out
+
+
 def beyond(caller: Access, target: Access, *, caller_is_owner: bool) -> list[str]:
     """What `target` gives that `caller` does not hold (empty when it is within)."""
     out: list[str] = []
@@ -81,10 +109,23 @@ def beyond(caller: Access, target: Access, *, caller_is_owner: bool) -> list[str
         groups = target.group_ids - caller.group_ids
         if groups:
             out.append("provider groups you do not see: " + ", ".join(sorted(map(str, groups))))
-    if target.attributes is not None and caller.attributes is not None:
-        for resource in sorted({g.resource for g in GRANTS}, key=lambda r: r.__name__):
-            if not _rows_within(_scope(target, resource), _scope(caller, resource)):
-                out.append(f"{resource.__tablename__} rows you do not see")  # type: ignore[attr-defined]
+    fields = _fields_beyond(caller, target)
+    if fields:
+        out.append("fields: " + ", ".join(fields))
+    assert caller.attributes is not None
+    for resource in sorted({g.resource for g in GRANTS}, key=lambda r: r.__name__):
+        name = resource.__tablename__  # type: ignore[attr-defined]
+        mine = _scope(caller, resource)
+        if mine is None:
+            continue
+        if target.attributes is not None:
+            if not _rows_within(_scope(target, resource), mine):
+                out.append(f"{name} rows you do not see")
+        else:
+            theirs = _grants(target.spec.base, resource)
+            own = _grants(caller.spec.base, resource)
+            if not theirs or any(g not in own for g in theirs):
+                out.append(f"{name} rows beyond your own grants, for whoever holds it")
     return out
 
 

@@ -43,10 +43,11 @@ class FieldRule:
 FIELD_RULES: dict[str, dict[str, FieldRule]] = {
     # Account ids are what an attacker needs to aim at a cloud account: viewers see providers
     # by alias, type and region only.
+    # `region` drives row grants: changing it changes who sees the provider, so no base below
+    # admin may (whatever a custom role on that base is granted).
     PROVIDER: {
-        "viewer": FieldRule(exclude=frozenset({"uid"})),
-        # `region` drives row grants: changing it changes who sees the provider, so engineers
-        # may not.
+        "viewer": FieldRule(exclude=frozenset({"uid"}), restricted=frozenset({"region"})),
+        "approver": FieldRule(restricted=frozenset({"region"})),
         "engineer": FieldRule(restricted=frozenset({"region"})),
     },
     # Viewers see who is a member and their role, not their email address.

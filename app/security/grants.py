@@ -29,7 +29,7 @@ from sqlalchemy import and_, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.base import WorkspaceScoped, entity_for_table, scoped_entities
-from app.db.models import Provider
+from app.db.models import Membership, Provider, Workspace
 
 Attributes = Mapping[str, Any]
 
@@ -161,12 +161,19 @@ def _derived(
 
 
 def _about_visible(entity: type[WorkspaceScoped], limited: set[Any]) -> ColumnElement[bool]:
-    """Records about a resource of a partly visible table only when that row is visible."""
+    """Records about a resource of a partly visible table only when that row is visible; a
+    record naming a resource of no such type (an audit read of `/audit/{id}`, say) only when
+    the id it names is one the reader sees in some table."""
     kind = entity.resource_type  # type: ignore[attr-defined]
     ident = entity.resource_id  # type: ignore[attr-defined]
+    tables = [t for t in scoped_entities() if hasattr(t, "id") and not t.__provider__.by_reference]
     terms = [
         or_(kind.is_distinct_from(t.__resource__), ident.is_(None), ident.in_(select(t.id)))  # type: ignore[attr-defined]
         for t in sorted(limited, key=lambda c: c.__tablename__)  # type: ignore[attr-defined]
-        if hasattr(t, "id") and not t.__provider__.by_reference
+        if t in tables
     ]
+    typed = {t.__resource__ for t in tables} | {"member", "workspace"}
+    anywhere = [ident.in_(select(t.id)) for t in tables]  # type: ignore[attr-defined]
+    anywhere += [ident.in_(select(Membership.user_id)), ident.in_(select(Workspace.id))]
+    terms.append(or_(kind.in_(sorted(typed)), ident.is_(None), *anywhere))
     return and_(*terms)

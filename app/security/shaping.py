@@ -14,6 +14,7 @@ import enum
 import functools
 import inspect
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from copy import copy
@@ -31,7 +32,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import select
 
 from app.db.base import entity_named, scoped_entities
-from app.db.models import Membership, Provider
+from app.db.models import Membership
 from app.security.fields import MASK, FieldRule, current_rules, hidden_provider_fields
 from app.security.principal import WorkspaceContext, current_workspace
 
@@ -211,7 +212,7 @@ def shaping_endpoint(
             body = adapter.dump_json(value)
         masked = hidden_provider_fields(rules)
         if masked and resource is not None:
-            body = await mask_provider_values(body, resource, content, masked)
+            body = await mask_provider_values(body, resource, masked)
         if about_resources:
             body = await mask_unseen_ids(body)
         response = Response(body, status_code=status_code or 200, media_type="application/json")
@@ -228,69 +229,67 @@ def shaping_endpoint(
 
 # Masking hidden provider values
 
+MASKABLE = frozenset({"uid"})  # the provider fields whose values can be masked
+VALUES_TTL = 5.0  # seconds a workspace's provider values are reused
+
 
 @lru_cache(maxsize=1024)
 def _boundary_pattern(values: frozenset[bytes]) -> re.Pattern[bytes]:
-    """One regex for every value (as it appears inside JSON strings), matched as a whole token
-    (not inside a longer run of letters and digits). Built once per set of values."""
+    """One regex for every value (as it appears inside JSON strings, in any case), matched as a
+    whole token (not inside a longer run of letters and digits). Built once per set of
+    values."""
     alternatives = b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-    return re.compile(rb"(?<![A-Za-z0-9])(?:" + alternatives + rb")(?![A-Za-z0-9])")
+    return re.compile(rb"(?<![A-Za-z0-9])(?:" + alternatives + rb")(?![A-Za-z0-9])", re.IGNORECASE)
 
 
-def _rows(content: Any) -> list[Any]:
-    if isinstance(content, dict) and isinstance(content.get("data"), list):
-        return list(content["data"])
-    if isinstance(content, list):
-        return content
-    return [content]
+_VALUES: dict[uuid.UUID, tuple[float, frozenset[bytes]]] = {}
 
 
-def _get(row: Any, name: str) -> Any:
-    if isinstance(row, Mapping | asyncpg.Record):
-        return row[name] if name in row.keys() else None  # noqa: SIM118 - Record has no __contains__ by key
-    return getattr(row, name, None)
+def forget_provider_values(workspace_id: uuid.UUID) -> None:
+    """A provider was created or changed in this process: read the workspace's values again."""
+    _VALUES.pop(workspace_id, None)
 
 
-async def _values(resource: str, content: Any, fields: frozenset[str]) -> set[str]:
-    """The hidden provider values that may occur in a response about `resource`: those of the
-    providers its rows name, or (for what names no provider itself: distinct values, the audit
-    log) of every provider the caller may see."""
+async def _provider_values(context: WorkspaceContext) -> frozenset[bytes]:
+    """The (JSON-escaped, lower-cased) uid of every provider of the workspace, the ones the
+    caller may not see included: a visible finding can name a hidden provider's account.
+    Reused for a few seconds (uids never change; a provider created meanwhile by another
+    process is masked from the next read on)."""
+    now = time.monotonic()
+    cached = _VALUES.get(context.workspace_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    rows = await context.tx.fetch("SELECT warden_provider_uids() AS uid")
+    values = frozenset(orjson.dumps(r["uid"])[1:-1].lower() for r in rows if r["uid"])
+    if len(_VALUES) > 4096:
+        _VALUES.clear()
+    _VALUES[context.workspace_id] = (now + VALUES_TTL, values)
+    return values
+
+
+async def mask_provider_values(body: bytes, resource: str, fields: frozenset[str]) -> bytes:
+    """`body` with every value of the hidden provider `fields` replaced by `MASK`, in a
+    response about a provider-linked `resource` (or about other resources: the audit log)."""
     entity = entity_named(resource)
     link = entity.__provider__ if entity is not None else None
-    if link is None or not (link.column or link.by_reference):
-        return set()
-    rows = _rows(content)
-    columns = sorted(fields & set(Provider.__table__.columns.keys()))
-    if entity is Provider and all(_get(r, c) is not None for r in rows for c in columns):
-        return {str(_get(r, c)) for r in rows for c in columns}
     context = current_workspace.get()
-    if context is None or not columns:
-        return set()
-    select = ", ".join(columns)
-    ids = [_get(r, link.column) for r in rows] if link.direct and link.column else []
-    if ids and all(isinstance(i, uuid.UUID) for i in ids):
-        found = await context.tx.fetch(
-            f"SELECT {select} FROM provider WHERE id = ANY($1::uuid[])", list(set(ids))
-        )
-    else:
-        found = await context.tx.fetch(f"SELECT {select} FROM provider")
-    return {str(row[c]) for row in found for c in columns if row[c] is not None}
-
-
-async def mask_provider_values(
-    body: bytes, resource: str, content: Any, fields: frozenset[str]
-) -> bytes:
-    """`body` with every value of the hidden provider `fields` replaced by `MASK`."""
-    values = {orjson.dumps(v)[1:-1] for v in await _values(resource, content, fields) if v}
-    present = frozenset(v for v in values if v in body)  # a substring scan: usually none
-    if not present:
+    if link is None or not (link.column or link.by_reference) or context is None:
+        return body
+    if not fields <= MASKABLE:
+        raise RuntimeError(f"no way to mask provider fields {sorted(fields - MASKABLE)}")
+    lowered = body.lower()
+    present = frozenset(v for v in await _provider_values(context) if v in lowered)
+    if not present:  # a substring scan: usually nothing to mask
         return body
     return _boundary_pattern(present).sub(MASK.encode(), body)
 
 
 # Ids of rows the reader may not see, in records about other resources (the audit log)
 
-_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Every spelling `uuid.UUID` reads: 32 hex digits, any case, hyphens anywhere between them.
+_UUID = re.compile(
+    rb"(?<![0-9A-Fa-f-])(?:[0-9A-Fa-f]-?){31}[0-9A-Fa-f](?![0-9A-Fa-f]|-[0-9A-Fa-f])"
+)
 
 
 async def unseen_ids(ctx: WorkspaceContext, text: bytes) -> set[bytes]:
@@ -300,10 +299,10 @@ async def unseen_ids(ctx: WorkspaceContext, text: bytes) -> set[bytes]:
     for a reader who sees every row of the workspace."""
     if ctx.principal.unrestricted:
         return set()
-    named = {m[0].lower() for m in _UUID.finditer(text)}
+    named = {m[0]: uuid.UUID(m[0].decode()) for m in _UUID.finditer(text)}
     if not named:
         return set()
-    ids = [uuid.UUID(i.decode()) for i in named]
+    ids = list(set(named.values()))
     seen = {ctx.workspace_id}
     for entity in scoped_entities():
         if hasattr(entity, "id") and not entity.__provider__.by_reference:
@@ -312,7 +311,7 @@ async def unseen_ids(ctx: WorkspaceContext, text: bytes) -> set[bytes]:
             seen |= set(found.scalars())
     members = select(Membership.user_id).where(Membership.user_id.in_(ids))
     seen |= set((await ctx.session.execute(members)).scalars())
-    return named - {str(i).encode() for i in seen}
+    return {spelling for spelling, value in named.items() if value not in seen}
 
 
 async def mask_unseen_ids(body: bytes) -> bytes:
@@ -323,4 +322,4 @@ async def mask_unseen_ids(body: bytes) -> bytes:
     unseen = await unseen_ids(context, body)
     if not unseen:
         return body
-    return _UUID.sub(lambda m: MASK.encode() if m[0].lower() in unseen else m[0], body)
+    return _UUID.sub(lambda m: MASK.encode() if m[0] in unseen else m[0], body)

@@ -54,7 +54,8 @@ async def get_mapping(ctx: WorkspaceContext, mapping_id: uuid.UUID) -> dict[str,
 
 async def create_mapping(ctx: WorkspaceContext, data: IdpGroupCreate) -> dict[str, Any]:
     builtin, custom_id, custom = await resolve_role(ctx, data.role)
-    target = await role_access(ctx, builtin, custom, None)
+    # Whoever signs in with the group holds it, with whatever attributes they have (maybe none).
+    target = await role_access(ctx, builtin, custom, {})
     label = custom.name if custom is not None else data.role
     await ensure_caller_may_give(ctx, target, f"map group '{data.group}' to the role '{label}'")
     mapping = IdpGroupMapping(group_name=data.group, role=builtin, custom_role_id=custom_id)

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.db.models import Provider, ProviderGroup, ProviderGroupMember
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.query.plan import fetch_rows, row_columns
 from app.schemas.provider import (
@@ -23,6 +23,7 @@ from app.schemas.provider import (
 )
 from app.schemas.provider_uid import ProviderType
 from app.security.principal import WorkspaceContext
+from app.security.shaping import forget_provider_values
 
 
 def _active() -> Any:
@@ -85,7 +86,18 @@ async def create_provider(ctx: WorkspaceContext, data: ProviderCreate) -> Provid
         raise Conflict(
             f"A {data.provider_type.value} provider with uid '{data.uid}' already exists"
         ) from None
+    forget_provider_values(ctx.workspace_id)
+    await _within_grants(ctx, provider)
     return provider
+
+
+async def _within_grants(ctx: WorkspaceContext, provider: Provider) -> None:
+    """A provider the caller writes must stay among the rows they may see (row grants bind
+    writes too): one outside them is refused, like a write RLS refuses."""
+    if ctx.principal.rows[1]:
+        visible = await ctx.session.execute(select(Provider.id).where(Provider.id == provider.id))
+        if visible.first() is None:
+            raise Forbidden("The provider would be outside the providers your role may see")
 
 
 async def update_provider(
@@ -95,6 +107,7 @@ async def update_provider(
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(provider, field, value)
     await ctx.session.flush()
+    await _within_grants(ctx, provider)
     await ctx.session.refresh(provider)
     return provider
 

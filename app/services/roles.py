@@ -132,11 +132,17 @@ async def list_roles(ctx: WorkspaceContext, query: ListQuery) -> list[dict[str, 
     return [await role_out(ctx, r) for r in roles]
 
 
-async def get_role(ctx: WorkspaceContext, role_id: uuid.UUID, *, lock: bool = False) -> CustomRole:
+async def get_role(
+    ctx: WorkspaceContext, role_id: uuid.UUID, *, lock: bool = False, share: bool = False
+) -> CustomRole:
+    """The custom role; `lock` takes it for an edit, `share` keeps it from being edited until
+    this transaction ends (an assignment checks the role as it will stay)."""
     stmt = select(CustomRole).where(CustomRole.id == role_id)
-    role = (
-        await ctx.session.execute(stmt.with_for_update() if lock else stmt)
-    ).scalar_one_or_none()
+    if lock or share:
+        stmt = stmt.with_for_update(read=share and not lock).execution_options(
+            populate_existing=True
+        )
+    role = (await ctx.session.execute(stmt)).scalar_one_or_none()
     if role is None:
         raise NotFound("Role not found")
     return role
@@ -241,7 +247,9 @@ async def resolve_role(
     ctx: WorkspaceContext, role: str
 ) -> tuple[str | None, uuid.UUID | None, CustomRole | None]:
     """A requested role (built-in name or custom role id) as membership columns, and the custom
-    role itself."""
+    role itself, share-locked: a concurrent edit of the role waits for this assignment (and
+    then sees its holder), or this assignment waits for the edit (and checks the role as
+    edited)."""
     if role in BUILTIN_ROLES:
         _check_base(role)
         return role, None, None
@@ -252,5 +260,5 @@ async def resolve_role(
             f"Unknown role '{role}'; a built-in role ({', '.join(ASSIGNABLE_BASES)}) "
             "or a custom role id"
         ) from None
-    custom = await get_role(ctx, role_id)
+    custom = await get_role(ctx, role_id, share=True)
     return None, custom.id, custom

@@ -31,6 +31,8 @@ class Task(ScopedEntity, Base):
 
     __tablename__ = "task"
     __provider__ = HAS_PROVIDER
+    # An import's result and error name the accounts its report holds.
+    __embeds__ = {"uid": ("result", "error")}
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_id"], ["provider.workspace_id", "provider.id"]

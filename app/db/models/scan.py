@@ -33,6 +33,9 @@ class Scan(ScopedEntity, Base):
 
     __tablename__ = "scan"
     __provider__ = HAS_PROVIDER
+    # Report files are named after the account (`prowler-output-<account>-…`); errors name
+    # the accounts a report holds.
+    __embeds__ = {"uid": ("file_name", "error")}
     __table_args__ = (
         ForeignKeyConstraint(
             ["workspace_id", "provider_id"], ["provider.workspace_id", "provider.id"]
