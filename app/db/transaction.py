@@ -20,7 +20,9 @@ transaction), with the same context in `info`, so the central workspace filter o
 
 Round trips are the request's largest fixed cost (each is a send and a wake-up on both sides),
 so BEGIN is not sent on its own when it can travel with the first statement: `begin_with`
-sends it in one simple query with the `SET LOCAL`s, and the request-context lookup that decides
+sends it in one simple query with the `SET LOCAL`s (on a Citus coordinator, which would forward
+that whole string to every worker connection, BEGIN goes alone first, SPEC section 2), and the
+request-context lookup that decides
 those settings runs just before, as `lookup` (one read-only statement of a STABLE function; in
 READ COMMITTED each statement takes its own snapshot, so it sees exactly what it would see as
 the transaction's first statement). Any other statement, and the ORM session, need the
@@ -38,6 +40,10 @@ import asyncpg
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
+
+# Key in a pooled connection's `info`: True when the server is a Citus node (noted once, when
+# the connection is made).
+CITUS = "citus"
 
 
 class Transaction:
@@ -89,6 +95,9 @@ class Transaction:
         """Run `statements` (simple-query SQL, no parameters) in the transaction, opening it in
         the same round trip if nothing did yet."""
         if self.driver.is_in_transaction():
+            await self.driver.execute(statements)
+        elif self._pooled.info.get(CITUS):
+            await self.driver.execute("BEGIN")
             await self.driver.execute(statements)
         else:
             await self.driver.execute(f"BEGIN; {statements}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -54,27 +55,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _event_values(
+    client: Client, user_id: uuid.UUID, action: str, status: int = 200
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "action": action,
+        "method": client.method,
+        "path": client.path,
+        "path_params": {},
+        "query_params": {},
+        "body": client.body,
+        "resource_type": "auth",
+        "status": status,
+        "source_ip": client.ip,
+        "user_agent": client.user_agent,
+        "request_id": client.request_id,
+    }
+
+
 async def _event(
     session: AsyncSession, client: Client, user_id: uuid.UUID, action: str, status: int = 200
 ) -> None:
     """The user's security event, in the transaction that did the thing (context: that user)."""
-    await add_user_event(
-        session,
-        {
-            "user_id": user_id,
-            "action": action,
-            "method": client.method,
-            "path": client.path,
-            "path_params": {},
-            "query_params": {},
-            "body": client.body,
-            "resource_type": "auth",
-            "status": status,
-            "source_ip": client.ip,
-            "user_agent": client.user_agent,
-            "request_id": client.request_id,
-        },
-    )
+    await add_user_event(session, _event_values(client, user_id, action, status))
 
 
 async def register(
@@ -85,22 +89,25 @@ async def register(
     name: str,
     client: Client,
 ) -> User:
-    user = User(
-        id=new_id(),
-        email=email.lower(),
-        name=name,
-        password_hash=hash_password(settings, password),
-        attributes={},
-        is_active=True,
-    )
-    session.add(user)
+    """A new account and its first security event, both written by `warden_register_user`: the
+    runtime role cannot insert users (so it can never create a platform admin), and on Citus
+    the event's shard would not see a user another role's connection has just added."""
+    user_id = new_id()
+    event = {**_event_values(client, user_id, "register", status=201), "id": new_id()}
     try:
-        await session.flush()
+        await session.execute(
+            text("SELECT warden_register_user(:id, :email, :name, :hash, :event)"),
+            {
+                "id": user_id,
+                "email": email.lower(),
+                "name": name,
+                "hash": hash_password(settings, password),
+                "event": orjson.dumps(event, default=str).decode(),
+            },
+        )
     except IntegrityError:
         raise Conflict("An account with this email already exists") from None
-    await apply_context(session, None, user.id)
-    await _event(session, client, user.id, "register", status=201)
-    return user
+    return (await session.execute(select(User).where(User.id == user_id))).scalar_one()
 
 
 async def _start_family(
