@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: dev test lint typecheck bench bench-ingest lock clean
+.PHONY: dev test test-citus lint typecheck bench bench-ingest lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The isolation, authorization, jobs, audit and catalog tests on a fresh local Citus cluster
+# (builds Citus the first time, ~3 min; see .ci/test-citus). CITUS_SCRIPTS: the folder with
+# the shared build.sh and cluster.sh.
+CITUS_SCRIPTS ?= ../shared/citus
+test-citus: $(STAMP)
+	CITUS_SCRIPTS=$(CITUS_SCRIPTS) PYTEST_ARGS="$(PYTEST_ARGS)" .ci/test-citus
 
 lint: $(STAMP)
 	$(BIN)/ruff check app workers tests benchmarks

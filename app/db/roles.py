@@ -366,6 +366,9 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
             await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
 
     for fn in DEFINER_FUNCTIONS:
+        exists = await conn.execute(text("SELECT to_regprocedure(:f)"), {"f": fn.signature})
+        if exists.scalar() is None:
+            continue  # not yet: a migration to an earlier revision
         owner = pf if fn.platform else df
         await conn.execute(text(f"ALTER FUNCTION {fn.signature} OWNER TO {owner}"))
         await conn.execute(text(f"REVOKE ALL ON FUNCTION {fn.signature} FROM PUBLIC"))
