@@ -20,13 +20,12 @@ transaction), with the same context in `info`, so the central workspace filter o
 
 Round trips are the request's largest fixed cost (each is a send and a wake-up on both sides),
 so BEGIN is not sent on its own when it can travel with the first statement: `begin_with`
-sends it in one simple query with the `SET LOCAL`s (on a Citus coordinator, which would forward
-that whole string to every worker connection, BEGIN goes alone first, SPEC section 2), and the
-request-context lookup that decides
-those settings runs just before, as `lookup` (one read-only statement of a STABLE function; in
-READ COMMITTED each statement takes its own snapshot, so it sees exactly what it would see as
-the transaction's first statement). Any other statement, and the ORM session, need the
-transaction open: `fetch`/`execute` open it first if nothing did yet.
+sends it in one simple query with the `SET LOCAL`s (except on a Citus node, which would forward
+that whole string to every worker connection: there BEGIN goes first, alone), and the
+request-context lookup that decides those settings runs just before, as `lookup` (one read-only
+statement of a STABLE function; in READ COMMITTED each statement takes its own snapshot, so it
+sees exactly what it would see as the transaction's first statement). Any other statement, and
+the ORM session, need the transaction open: `fetch`/`execute` open it first if nothing did yet.
 """
 
 from __future__ import annotations
