@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from app.db.catalog import rls_problems
 from app.db.migrate import _upgrade, migrate
 from app.db.models.audit import NOBODY
+from app.db.partitions import new_uuid7
 from app.db.roles import Roles, apply_privileges, ensure_roles, node_logins
 from app.db.tenant import Visibility, apply_context
 from app.services.audit import verify_chain
@@ -65,6 +67,7 @@ async def _populate(admin_url: str, nobody: uuid.UUID | None) -> dict[str, uuid.
     scan it imported, denials of a user and of nobody (`nobody`: how its schema says so), and
     sealed audit records."""
     ids = {k: uuid.uuid4() for k in ("user", "ws", "provider", "task", "scan")}
+    ids["finding"] = new_uuid7()  # this month's partition
     engine = create_async_engine(admin_url)
     try:
         async with engine.begin() as conn:
@@ -85,6 +88,9 @@ async def _populate(admin_url: str, nobody: uuid.UUID | None) -> dict[str, uuid.
                 "VALUES (gen_random_uuid(), :nobody, 401, 'x', 'GET', '/ws/a/api/v1/providers')",
                 "INSERT INTO audit_denial (id, user_id, status, reason, method, path) "
                 "VALUES (gen_random_uuid(), :user, 404, 'x', 'GET', '/ws/b/api/v1/providers')",
+                "INSERT INTO finding (workspace_id, id, scan_id, provider_id, uid, check_id, "
+                "title, severity, status, raw, inserted_at) VALUES (:ws, :finding, :scan, "
+                ":provider, 'f-1', 'check', 'A finding', 'high', 'FAIL', '{}', now())",
             ]
             values = {
                 **ids,
@@ -130,6 +136,8 @@ async def _check_data(database: dict[str, Any], url: str, ids: dict[str, uuid.UU
             await apply_context(session, ids["ws"], ids["user"], Visibility(True))
             providers = await session.execute(text("SELECT id FROM provider"))
             assert [r.id for r in providers] == [ids["provider"]]
+            findings = await session.execute(text("SELECT id FROM finding"))
+            assert [r.id for r in findings] == [ids["finding"]]
             check = await verify_chain(session, ids["ws"])
         assert check["ok"] and check["sealed"] == 3, check
     finally:
@@ -137,9 +145,9 @@ async def _check_data(database: dict[str, Any], url: str, ids: dict[str, uuid.UU
         await runtime.dispose()
 
 
-@pytest.fixture
-async def other_database(database: dict[str, Any], servers: Any) -> AsyncIterator[str]:
-    """A second, empty database beside the test database (on every node of a cluster)."""
+@asynccontextmanager
+async def _empty_database(database: dict[str, Any], servers: Any) -> AsyncIterator[str]:
+    """Another, empty database beside the test database (on every node of a cluster)."""
     name = unique("warden_upgrade")
     if database["citus"]:
         url = (await cluster.create_database(str(servers.citus_url), name))[0]
@@ -152,6 +160,12 @@ async def other_database(database: dict[str, Any], servers: Any) -> AsyncIterato
             await cluster.drop_database(str(servers.citus_url), name, [])
         else:
             await _drop_database(servers.postgres_admin_url, name, [])
+
+
+@pytest.fixture
+async def other_database(database: dict[str, Any], servers: Any) -> AsyncIterator[str]:
+    async with _empty_database(database, servers) as url:
+        yield url
 
 
 def _roles(database: dict[str, Any]) -> tuple[str, str, str]:
@@ -168,7 +182,7 @@ def _runtime_url(database: dict[str, Any], admin_url: str) -> str:
 
 
 async def test_an_installation_at_0005_upgrades_to_the_schema_of_a_fresh_one(
-    database, other_database
+    database, servers, other_database
 ):
     if database["citus"]:
         pytest.skip("no installation ran on Citus before 0006 (see the next test)")
@@ -177,7 +191,9 @@ async def test_an_installation_at_0005_upgrades_to_the_schema_of_a_fresh_one(
     await migrate(other_database, runtime_url, definer, platform, revision="0005")
     ids = await _populate(other_database, None)
     await migrate(other_database, runtime_url, definer, platform)
-    assert await _snapshot(other_database) == await _snapshot(database["admin_url"])
+    async with _empty_database(database, servers) as fresh:
+        await migrate(fresh, _runtime_url(database, fresh), definer, platform)
+        assert await _snapshot(other_database) == await _snapshot(fresh)
     await _check_data(database, other_database, ids)
 
 
