@@ -68,9 +68,14 @@ def prepare_migration(conn: Connection) -> None:
         conn.execute(text(SEQUENTIAL))
 
 
-_LOCAL_TABLES = text("""
+# Distributed, or a reference table: what a table of Warden's must be. (A "Citus local" table,
+# which Citus makes of a local table given a key to a reference table, is neither.)
+_DONE = "p.partmethod = 'h' OR (p.partmethod = 'n' AND p.repmodel = 't')"
+
+_TABLES = text(f"""
     SELECT c.oid, c.relname, array_agg(a.attname::text) AS columns,
-           EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid) AS distributed
+           EXISTS (SELECT 1 FROM pg_dist_partition p
+                   WHERE p.logicalrelid = c.oid AND ({_DONE})) AS distributed
     FROM pg_class c
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -120,7 +125,7 @@ def distribute_table(conn: Connection, table: str, columns: set[str]) -> None:
     row = conn.execute(
         text(
             "SELECT c.relispartition, EXISTS (SELECT 1 FROM pg_dist_partition p "
-            "WHERE p.logicalrelid = c.oid AND p.partmethod IN ('h', 'n')) AS done "
+            f"WHERE p.logicalrelid = c.oid AND ({_DONE})) AS done "
             "FROM pg_class c WHERE c.oid = to_regclass(:t)"
         ),
         {"t": f"public.{table}"},
@@ -138,7 +143,7 @@ def distribute_schema(conn: Connection) -> list[str]:
         return []
     tables = [
         r
-        for r in conn.execute(_LOCAL_TABLES).all()
+        for r in conn.execute(_TABLES).all()
         if not r.distributed and r.relname not in LOCAL_TABLES
     ]
     if not tables:

@@ -14,8 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import Connection
 
+from alembic import op
 from app.db.catalog import rls_problems
-from app.db.rls import Scope, create_table
+from app.db.rls import Scope, create_table, scope_table
 
 
 def _future_tables(conn: Connection) -> None:
@@ -58,6 +59,14 @@ def _future_tables(conn: Connection) -> None:
             scope=Scope.WORKSPACE_USER,
         )
         create_table("rogue_global", sa.Column("id", UUID, primary_key=True), scope=None)
+        # The older way: op.create_table (a key to the workspace only), then scope_table.
+        op.create_table(
+            "rogue_legacy",
+            sa.Column("workspace_id", UUID, sa.ForeignKey("workspace.id"), nullable=False),
+            sa.Column("id", UUID, nullable=False),
+            sa.PrimaryKeyConstraint("workspace_id", "id"),
+        )
+        scope_table("rogue_legacy", Scope.WORKSPACE)
 
 
 async def _catalog(conn: Any) -> dict[str, Any]:
@@ -70,7 +79,7 @@ async def _catalog(conn: Any) -> dict[str, Any]:
             FROM pg_class c WHERE c.relname = ANY (:names) AND c.relkind = 'r'
             ORDER BY c.relname
         """),
-        {"names": ["rogue_change", "rogue_key", "rogue_note", "rogue_global"]},
+        {"names": ["rogue_change", "rogue_key", "rogue_note", "rogue_global", "rogue_legacy"]},
     )
     return {r.relname: tuple(r)[1:] for r in rows}
 
@@ -93,8 +102,8 @@ async def test_new_tables_are_scoped_and_pass_the_check(admin_engine, database):
             made = await _catalog(conn)
         finally:
             await trans.rollback()
-    assert set(made) == {"rogue_change", "rogue_key", "rogue_note", "rogue_global"}
-    for name in ("rogue_change", "rogue_key", "rogue_note"):
+    assert set(made) == {"rogue_change", "rogue_key", "rogue_note", "rogue_global", "rogue_legacy"}
+    for name in ("rogue_change", "rogue_key", "rogue_note", "rogue_legacy"):
         assert made[name][:2] == (True, True) and made[name][3] == ["tenant_isolation"]
     assert made["rogue_global"][:2] == (False, False)
     assert any("REFERENCES provider(workspace_id, id)" in k for k in made["rogue_change"][2])
@@ -114,7 +123,7 @@ async def test_on_citus_they_are_distributed_by_their_policy_column(admin_engine
                     "SELECT logicalrelid::text AS tbl, partmethod::text AS m, colocationid AS g, "
                     "column_to_column_name(logicalrelid, partkey) AS c FROM pg_dist_partition "
                     "WHERE logicalrelid::text IN ('rogue_change', 'rogue_key', 'rogue_note', "
-                    "'rogue_global', 'provider', 'auth_session')"
+                    "'rogue_global', 'rogue_legacy', 'provider', 'auth_session')"
                 )
             )
             found = {r.tbl: (r.m, r.c, r.g) for r in rows}
@@ -122,5 +131,6 @@ async def test_on_citus_they_are_distributed_by_their_policy_column(admin_engine
             await trans.rollback()
     assert found["rogue_change"] == ("h", "workspace_id", found["provider"][2])
     assert found["rogue_note"] == ("h", "workspace_id", found["provider"][2])
+    assert found["rogue_legacy"] == ("h", "workspace_id", found["provider"][2])
     assert found["rogue_key"] == ("h", "user_id", found["auth_session"][2])
     assert found["rogue_global"][:2] == ("n", None)
