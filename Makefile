@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: dev test fuzz lint typecheck bench bench-ingest lock clean
+.PHONY: dev test test-citus fuzz lint typecheck bench bench-ingest lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ fuzz: $(STAMP)
 	FUZZ_MAX_SECONDS=$${FUZZ_MAX_SECONDS:-900} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} \
 	FUZZ_PHASES=examples,coverage,fuzzing,stateful \
 	$(BIN)/python -m pytest -q -s tests/contract/test_fuzz.py
+
+# The isolation, authorization, jobs, audit and catalog tests on a fresh local Citus cluster
+# (builds Citus the first time, ~3 min; see .ci/test-citus). CITUS_SCRIPTS: the folder with
+# the shared build.sh and cluster.sh.
+CITUS_SCRIPTS ?= ../shared/citus
+test-citus: $(STAMP)
+	CITUS_SCRIPTS=$(CITUS_SCRIPTS) PYTEST_ARGS="$(PYTEST_ARGS)" .ci/test-citus
 
 lint: $(STAMP)
 	$(BIN)/ruff check app workers tests benchmarks

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.base import Base
+from alembic import context
 from app.db import models  # noqa: F401  (registers every table)
+from app.db.base import Base
+from app.db.citus import prepare_migration
 
 config = context.config
 target_metadata = Base.metadata
@@ -30,6 +31,7 @@ def _url() -> str:
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
+        prepare_migration(connection)
         context.run_migrations()
 
 

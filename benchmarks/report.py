@@ -252,6 +252,25 @@ def _ingest(ax: Any, r: Result) -> None:
     ax.legend(fontsize=8)
 
 
+def _citus(ax: Any, r: Result) -> None:
+    m = r.metrics
+    single, cluster = "single node", "citus"
+    lists, imports = m["lists"], m["imports"]
+    x = range(2)
+    ax.bar([i - 0.2 for i in x], [1.0, 1.0], 0.4, label=single, color="#9aa5b1")
+    ax.bar([i + 0.2 for i in x], [m["list_ratio"], m["import_ratio"]], 0.4, label=cluster)
+    ax.set_xticks(
+        list(x),
+        [
+            f"list\n{lists[cluster]['rps']:.0f} vs {lists[single]['rps']:.0f} req/s",
+            f"import\n{imports[cluster]:.0f} vs {imports[single]:.0f} findings/s",
+        ],
+    )
+    ax.set_ylabel("relative to single node")
+    ax.set_title("Scale-out: 3-node Citus cluster on the same machine")
+    ax.legend(fontsize=8)
+
+
 # The chart's panels, row by row: the scenario each draws, and how.
 PANELS: tuple[tuple[str, Callable[[Any, Result], None]], ...] = (
     ("throughput", _throughput),
@@ -260,6 +279,7 @@ PANELS: tuple[tuple[str, Callable[[Any, Result], None]], ...] = (
     ("concurrency", _concurrency),
     ("scale", _scale),
     ("ingest", _ingest),
+    ("citus", _citus),
 )
 
 
@@ -270,8 +290,13 @@ def chart(results: list[Result], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     by_key = {r.key: r for r in results if not r.skipped}
-    fig, axes = plt.subplots(3, 2, figsize=(11, 12))
-    for ax, (key, draw) in zip(axes.flat, PANELS, strict=True):
+    asked = {r.key for r in results}  # a scenario left out with --only gets no panel
+    panels = [(key, draw) for key, draw in PANELS if key in asked]
+    rows = max(1, (len(panels) + 1) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    for ax, (key, draw) in zip(axes.flat, panels, strict=False):
         result = by_key.get(key)
         if result is not None and (result.metrics or result.rows):
             draw(ax, result)

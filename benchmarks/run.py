@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--database-url", help="PostgreSQL superuser URL (else BENCH_DATABASE_URL)")
     p.add_argument("--redis-url", help="Redis URL (else BENCH_REDIS_URL)")
+    p.add_argument(
+        "--citus-url",
+        help="citus scenario: a Citus coordinator's database with its workers registered, as "
+        "superuser (else BENCH_CITUS_URL); the scenario is skipped without one",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS)
     p.add_argument(
         "--profile",

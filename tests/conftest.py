@@ -1,5 +1,6 @@
 """Fixtures: one real PostgreSQL database (migrated with Alembic, unique name, dropped at the
-end), real Redis, and the app connected as the same non-owner runtime role as in production."""
+end; on a Citus cluster when `TEST_CITUS_URL` is set), real Redis, and the app connected as the
+same non-owner runtime role as in production."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 from app.db.migrate import migrate
 from app.main import create_app
+from tests import cluster
 from tests.helpers import Api
 from tests.servers import Servers, test_servers, unique
 
@@ -26,19 +28,23 @@ def servers() -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="session")
-async def database(servers: Servers) -> AsyncIterator[dict[str, str]]:
-    """A fresh database with its own runtime and definer roles, migrated to head."""
+async def database(servers: Servers) -> AsyncIterator[dict[str, Any]]:
+    """A fresh database with its own runtime and definer roles, migrated to head: on the
+    PostgreSQL server, or on every node of the Citus cluster when `TEST_CITUS_URL` is set."""
     name = unique("warden_test")
     runtime, definer = unique("warden_app"), unique("warden_definer")
     platform = unique("warden_platform")
+    roles = [runtime, definer, platform]
     password = secrets.token_hex(12)
-    server = make_url(servers.postgres_admin_url)
-    root = create_async_engine(server, isolation_level="AUTOCOMMIT")
-    async with root.connect() as conn:
-        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin_url = server.set(database=name).render_as_string(hide_password=False)
-    runtime_url = server.set(database=name, username=runtime, password=password).render_as_string(
-        hide_password=False
+    if servers.citus_url:
+        node_urls = await cluster.create_database(servers.citus_url, name)
+    else:
+        node_urls = [await _create_database(servers.postgres_admin_url, name)]
+    admin_url = node_urls[0]
+    runtime_url = (
+        make_url(admin_url)
+        .set(username=runtime, password=password)
+        .render_as_string(hide_password=False)
     )
     try:
         await migrate(admin_url, runtime_url, definer, platform)
@@ -49,12 +55,35 @@ async def database(servers: Servers) -> AsyncIterator[dict[str, str]]:
             "definer_role": definer,
             "platform_role": platform,
             "name": name,
+            # The database's copy on every node, coordinator first (one URL without Citus).
+            "node_urls": node_urls,
+            "citus": bool(servers.citus_url),
         }
     finally:
+        if servers.citus_url:
+            await cluster.drop_database(servers.citus_url, name, roles)
+        else:
+            await _drop_database(servers.postgres_admin_url, name, roles)
+
+
+async def _create_database(server_url: str, name: str) -> str:
+    root = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with root.connect() as conn:
+            await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        await root.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(server_url: str, name: str, roles: list[str]) -> None:
+    root = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
         async with root.connect() as conn:
             await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            for role in (runtime, definer, platform):
+            for role in roles:
                 await conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+    finally:
         await root.dispose()
 
 

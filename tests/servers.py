@@ -1,5 +1,7 @@
 """Where the tests' PostgreSQL and Redis come from: `TEST_DATABASE_URL` / `TEST_REDIS_URL` when
-set (CI points them at the machine's services), else embedded servers in a temporary folder."""
+set (CI points them at the machine's services), else embedded servers in a temporary folder.
+`TEST_CITUS_URL` (a coordinator's database with its workers registered, as `make test-citus`
+starts it) puts the test database on that Citus cluster instead."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def asyncpg_url(url: str) -> str:
 class Servers:
     postgres_admin_url: str  # a superuser on the server, database "postgres"
     redis_url: str
+    citus_url: str | None = None  # a superuser on a Citus coordinator, a database of the cluster
 
 
 @contextmanager
@@ -42,7 +45,7 @@ def test_servers() -> Iterator[Servers]:
 
                 rd = EmbeddedRedis(Path(tmp) / "redis")
                 redis_url = rd.start()
-            yield Servers(asyncpg_url(db_url), redis_url)
+            yield Servers(asyncpg_url(db_url), redis_url, os.environ.get("TEST_CITUS_URL"))
         finally:
             if rd is not None:
                 rd.stop()

@@ -11,7 +11,8 @@ from sqlalchemy.engine import make_url
 from benchmarks import run
 
 
-def test_bench_quick_run_writes_the_report(servers, tmp_path):
+def test_bench_quick_run_writes_the_report(servers, tmp_path, monkeypatch):
+    monkeypatch.delenv("BENCH_CITUS_URL", raising=False)  # the citus scenario is skipped
     argv = [
         "--quick",
         "--client",
@@ -53,7 +54,8 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path):
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "latest.json").read_text())
     results = {r["key"]: r for r in report["results"]}
-    assert set(results) == {"throughput", "rls", "scale", "ingest", "concurrency"}
+    assert set(results) == {"throughput", "rls", "scale", "ingest", "concurrency", "citus"}
+    assert results["citus"]["skipped"]  # no cluster given (--citus-url)
     assert not results["scale"]["skipped"] and not results["ingest"]["skipped"]
     scale = results["scale"]
     assert scale["metrics"]["errors"] == 0

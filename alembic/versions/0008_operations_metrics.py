@@ -7,13 +7,13 @@ say whether the database is at the head the code expects (the runtime role canno
 `alembic_version`). Counts and a revision only: no row of any workspace leaves.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 """
 
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

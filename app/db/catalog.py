@@ -6,6 +6,11 @@ exactly the one expected permissive policy; no restrictive policy exists; keys b
 tables carry `workspace_id`; the runtime role cannot bypass anything; views run as the invoker;
 SECURITY DEFINER functions pin `search_path`; partitions carry the same enabled + forced RLS and
 policy as any scoped table, and the runtime role holds no privilege on them.
+
+On a Citus node the same holds for every shard the node stores (Citus hides them from
+`pg_class`; the check reveals them and judges each by its table), the extension's own objects
+are left out, and on the coordinator every table must be distributed as its policy keys it
+(`app.db.citus`). Run it against every node of a cluster.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.rls import POLICY_NAME, Scope, normalize_predicate
+from app.db.citus import distribution_problems, node_kind, reveal_shards
+from app.db.rls import POLICY_NAME, expected_scopes, normalize_predicate
 
 # Tables without tenant scope, each for a reason.
 GLOBAL_TABLES = {
@@ -23,27 +29,11 @@ GLOBAL_TABLES = {
 
 FORBIDDEN_PRIVILEGES = ("TRUNCATE", "REFERENCES", "TRIGGER")
 
-
-def expected_scopes(
-    columns: set[str], table: str, nullable: frozenset[str] = frozenset()
-) -> set[Scope]:
-    """The policy forms a table may carry, from its columns (workspace first); a nullable
-    `provider_id` may also let rows about no provider be seen by every member."""
-    if table == "workspace":
-        return {Scope.WORKSPACE_ROW}
-    if table == "provider":
-        return {Scope.PROVIDER_ROW}
-    if "workspace_id" in columns and "provider_id" in columns:
-        if "provider_id" in nullable:
-            return {Scope.WORKSPACE_PROVIDER, Scope.WORKSPACE_OPTIONAL_PROVIDER}
-        return {Scope.WORKSPACE_PROVIDER}
-    if "workspace_id" in columns:
-        return (
-            {Scope.WORKSPACE, Scope.WORKSPACE_USER} if "user_id" in columns else {Scope.WORKSPACE}
-        )
-    if "user_id" in columns:
-        return {Scope.USER}
-    return set()
+# Objects an extension (Citus) created are its own, not Warden's schema.
+NOT_EXTENSION = (
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass "
+    "AND d.objid = {oid} AND d.deptype = 'e')"
+)
 
 
 async def _rows(conn: AsyncConnection, sql: str, **params: object) -> list:
@@ -52,17 +42,22 @@ async def _rows(conn: AsyncConnection, sql: str, **params: object) -> list:
 
 async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
     problems: list[str] = []
+    node = await node_kind(conn)
+    if node == "coordinator":
+        problems += await distribution_problems(conn)
+    shards = await reveal_shards(conn) if node else {}
     tables = await _rows(
         conn,
-        """
+        f"""
         SELECT c.oid, c.relname, c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
                array_agg(a.attname::text) AS columns,
-               coalesce(array_agg(a.attname::text) FILTER (WHERE NOT a.attnotnull), '{}')
+               coalesce(array_agg(a.attname::text) FILTER (WHERE NOT a.attnotnull), '{{}}')
                  AS nullable
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+          AND {NOT_EXTENSION.format(catalog="pg_class", oid="c.oid")}
         GROUP BY c.oid
         """,
     )
@@ -85,29 +80,35 @@ async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
     scoped: set[str] = set()
     for t in tables:
         name, columns = t["relname"], set(t["columns"])
-        allowed = expected_scopes(columns, name, frozenset(t["nullable"]))
+        table = shards.get(name, name)  # a shard is judged by its table
+        label = f"{name} (shard of {table})" if name in shards else name
+        allowed = expected_scopes(columns, table, frozenset(t["nullable"]))
         if not allowed:
-            if name not in GLOBAL_TABLES:
-                problems.append(f"{name}: neither workspace_id nor user_id, and not a global table")
+            if table not in GLOBAL_TABLES:
+                problems.append(
+                    f"{label}: neither workspace_id nor user_id, and not a global table"
+                )
             continue
         scoped.add(name)
         if not t["relrowsecurity"]:
-            problems.append(f"{name}: row level security is not enabled")
+            problems.append(f"{label}: row level security is not enabled")
         if not t["relforcerowsecurity"]:
-            problems.append(f"{name}: row level security is not forced")
+            problems.append(f"{label}: row level security is not forced")
         pols = by_table.get(name, [])
         if len(pols) != 1:
-            problems.append(f"{name}: expected exactly one policy, found {len(pols)}")
+            problems.append(f"{label}: expected exactly one policy, found {len(pols)}")
             continue
         pol = pols[0]
         wanted = {normalize_predicate(s.value) for s in allowed}
         if pol["polname"] != POLICY_NAME:
-            problems.append(f"{name}: policy is named {pol['polname']}, expected {POLICY_NAME}")
+            problems.append(f"{label}: policy is named {pol['polname']}, expected {POLICY_NAME}")
         if pol["polcmd"] != "*" or not pol["to_public"]:
-            problems.append(f"{name}: policy must be FOR ALL TO PUBLIC")
+            problems.append(f"{label}: policy must be FOR ALL TO PUBLIC")
         for part in ("qual", "check"):
             if pol[part] is None or normalize_predicate(pol[part]) not in wanted:
-                problems.append(f"{name}: policy {part} is {pol[part]!r}, not the tenant predicate")
+                problems.append(
+                    f"{label}: policy {part} is {pol[part]!r}, not the tenant predicate"
+                )
 
     problems += await _key_problems(conn, scoped)
     problems += await _role_problems(conn, runtime_role)
@@ -215,20 +216,22 @@ async def _object_problems(conn: AsyncConnection) -> list[str]:
     problems = []
     views = await _rows(
         conn,
-        """
+        f"""
         SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' AND c.relkind = 'v'
           AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)
+          AND {NOT_EXTENSION.format(catalog="pg_class", oid="c.oid")}
         """,
     )
     problems += [f"view {v['relname']} is not security_invoker" for v in views]
     definers = await _rows(
         conn,
-        """
+        f"""
         SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosecdef
-          AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) cfg
+          AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{{}}')) cfg
                           WHERE cfg LIKE 'search_path=%')
+          AND {NOT_EXTENSION.format(catalog="pg_proc", oid="p.oid")}
         """,
     )
     problems += [

@@ -1,4 +1,5 @@
-"""`warden migrate`: roles, then Alembic (as the owner), then privileges."""
+"""`warden migrate`: roles (on Citus, and their logins between nodes), then Alembic (as the
+owner), then (on Citus) the distribution of tables still local, then privileges."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
-from app.db.roles import Roles, apply_privileges, ensure_roles
+from app.db.citus import distribute_schema
+from app.db.roles import Roles, apply_privileges, ensure_roles, node_logins
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +49,11 @@ async def migrate(
         async with engine.begin() as conn:
             await ensure_roles(conn, roles, runtime.password)
         async with engine.begin() as conn:
+            await node_logins(conn, roles, runtime.password)
+        async with engine.begin() as conn:
             await conn.run_sync(_upgrade, revision)
+        async with engine.begin() as conn:
+            await conn.run_sync(distribute_schema)
         async with engine.begin() as conn:
             await apply_privileges(conn, roles)
     finally:

@@ -2,16 +2,18 @@
 
 Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
 the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
-log in; it owns the narrow SECURITY DEFINER functions and may read (or, for workspace creation,
-the outbox, tasks, audit sealing, retention and denials, write) exactly the tables and columns
-those functions touch. It also owns the partitioned `finding` table and its partitions
-(PostgreSQL lets only the parent's owner create partitions), so that
+log in (on Citus it can, with a secret only the nodes know: Citus reaches other nodes as the
+function's owner); it owns the narrow SECURITY DEFINER functions and may read (or, for
+workspace creation, the outbox, tasks, audit sealing, retention and denials, write) exactly the
+tables and columns those functions touch. It also owns the partitioned `finding` table and its
+partitions (PostgreSQL lets only the parent's owner create partitions), so that
 `warden_create_finding_partition` can add months at run time; the runtime role has no privilege
 on any partition (it reaches rows through the parent, under the parent's policy).
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -23,7 +25,7 @@ DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # (and, without its RLS policy, fails the catalog check).
 RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
-    "app_user": (),  # INSERT, SELECT and UPDATE per column below
+    "app_user": (),  # SELECT and UPDATE per column below; created by warden_register_user()
     "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
     # Append-only: records are written by requests and never changed by them. Sealing and
     # retention go through the definer functions below; cuts and denials are written only there.
@@ -54,16 +56,6 @@ _KEY_COLUMNS = (
 # (granted by the installation with `warden platform-admin`).
 RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     "app_user": {
-        "INSERT": (
-            "id",
-            "email",
-            "name",
-            "password_hash",
-            "attributes",
-            "is_active",
-            "created_at",
-            "updated_at",
-        ),
         "SELECT": (
             "id",
             "email",
@@ -124,6 +116,13 @@ class DefinerFunction:
 
 DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction("warden_login_lookup(text)", reads=("app_user",)),
+    # Registration: a new user with the columns' defaults (never a platform admin), and its
+    # first security event.
+    DefinerFunction(
+        "warden_register_user(uuid, text, text, text, jsonb)",
+        reads=(),
+        inserts=("app_user", "user_event"),
+    ),
     DefinerFunction(
         "warden_request_context(uuid, uuid, text)",
         reads=(
@@ -200,11 +199,21 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     # of the workspace in context, the hidden ones too).
     DefinerFunction("warden_provider_uids()", reads=("provider",)),
     DefinerFunction("warden_schema_version()", reads=("alembic_version",)),
-    DefinerFunction("warden_prune_tasks(integer, integer)", reads=("task",), deletes=("task",)),
+    # A pruned task's scans stay and forget it (the key to it is cleared first).
+    DefinerFunction(
+        "warden_prune_tasks(integer, integer)",
+        reads=("task", "scan"),
+        updates=(("scan", ("task_id",)),),
+        deletes=("task",),
+    ),
     DefinerFunction(
         "warden_expire_stuck_tasks(integer)", reads=("task", "outbox"), updates=("task", "outbox")
     ),
-    DefinerFunction("warden_drop_workspace(uuid)", reads=("workspace",), deletes=("workspace",)),
+    DefinerFunction(
+        "warden_drop_workspace(uuid)",
+        reads=("workspace", "membership", "custom_role"),
+        deletes=("workspace", "membership", "custom_role"),
+    ),
     DefinerFunction("warden_create_finding_partition(date)", reads=()),
     DefinerFunction("warden_finding_default_rows()", reads=()),
     # The audit chain: the sealer may set only the chain columns of
@@ -279,6 +288,11 @@ class Roles:
     definer: str
     platform: str
 
+    @property
+    def function_owners(self) -> tuple[str, ...]:
+        """The BYPASSRLS roles that own definer functions."""
+        return (self.definer, self.platform)
+
 
 async def ensure_roles(conn: AsyncConnection, roles: Roles, runtime_password: str | None) -> None:
     """Create or correct the runtime, definer and platform roles (needs CREATEROLE; BYPASSRLS
@@ -290,27 +304,34 @@ async def ensure_roles(conn: AsyncConnection, roles: Roles, runtime_password: st
     password = f" PASSWORD {quote_literal(runtime_password)}" if runtime_password else ""
     await conn.execute(text(f"{verb} ROLE {rt} WITH {attrs}{password}"))
 
-    for owner in (roles.definer, roles.platform):
+    cluster = await _is_citus(conn)
+    for owner in roles.function_owners:
         verb = "ALTER" if await _role_exists(conn, owner) else "CREATE"
         await conn.execute(
             text(
-                f"{verb} ROLE {quote_ident(owner)} "
-                "WITH NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE"
+                f"{verb} ROLE {quote_ident(owner)} WITH {'LOGIN' if cluster else 'NOLOGIN'} "
+                "NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE"
             )
         )
-    citus = await conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'"))
-    if citus.scalar() is not None:
+    database = quote_ident((await conn.execute(text("SELECT current_database()"))).scalar_one())
+    if cluster:
         # Citus forwards only literal SET LOCAL to workers, and only with this setting.
         await conn.execute(text(f"ALTER ROLE {rt} SET citus.propagate_set_commands = 'local'"))
-    database = quote_ident((await conn.execute(text("SELECT current_database()"))).scalar_one())
-    # Every statement the app runs is prepared and keyed by the tenant (workspace-leading
-    # indexes, keyset pages): one generic plan per statement serves every workspace. Left to
-    # choose, PostgreSQL kept re-planning the findings list on every execution (it is
-    # partitioned, and the generic plan's estimate covers every partition before run-time
-    # pruning), which cost 3.5x its execution time (`warden bench`, rls scenario).
-    await conn.execute(
-        text(f"ALTER ROLE {rt} IN DATABASE {database} SET plan_cache_mode = 'force_generic_plan'")
-    )
+        # A generic plan of a prepared statement over distributed tables cannot be routed to
+        # its shard at plan time; Citus plans such statements per execution instead, and
+        # forcing generic plans broke prepared joins. PostgreSQL's own choice stays.
+        await conn.execute(text(f"ALTER ROLE {rt} IN DATABASE {database} RESET plan_cache_mode"))
+    else:
+        # Every statement the app runs is prepared and keyed by the tenant (workspace-leading
+        # indexes, keyset pages): one generic plan per statement serves every workspace. Left
+        # to choose, PostgreSQL kept re-planning the findings list on every execution (it is
+        # partitioned, and the generic plan's estimate covers every partition before run-time
+        # pruning), which cost 3.5x its execution time (`warden bench`, rls scenario).
+        await conn.execute(
+            text(
+                f"ALTER ROLE {rt} IN DATABASE {database} SET plan_cache_mode = 'force_generic_plan'"
+            )
+        )
     lz4 = await conn.execute(
         text(
             "SELECT 'lz4' = ANY (enumvals) FROM pg_settings "
@@ -326,9 +347,70 @@ async def ensure_roles(conn: AsyncConnection, roles: Roles, runtime_password: st
         )
 
 
+async def _is_citus(conn: AsyncConnection) -> bool:
+    from app.db.citus import CITUS_SQL
+
+    return bool((await conn.execute(text(CITUS_SQL))).scalar())
+
+
+def _conninfo_value(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def node_logins(conn: AsyncConnection, roles: Roles, runtime_password: str | None) -> None:
+    """Citus: let the function owners (with a secret generated here once and kept) and the
+    runtime role (with its password, when its URL has one) log in from one node to another.
+    The password goes into `pg_dist_authinfo` on every node, which only superusers read;
+    nothing of it is in the repository or the configuration. Runs after the roles exist on
+    every node (committed): the workers are written over connections of their own. A no-op on
+    plain PostgreSQL."""
+    if not await _is_citus(conn):
+        return
+    logins: list[tuple[str, str]] = []
+    for owner in roles.function_owners:
+        stored = (
+            await conn.execute(
+                text(
+                    "SELECT substring(authinfo FROM '^password=''(.*)''$') FROM pg_dist_authinfo "
+                    "WHERE rolename = :r AND nodeid = 0"
+                ),
+                {"r": owner},
+            )
+        ).scalar()
+        secret = stored or secrets.token_urlsafe(32)
+        await conn.exec_driver_sql(
+            f"ALTER ROLE {quote_ident(owner)} PASSWORD {quote_literal(secret)}"
+        )
+        logins.append((owner, secret))
+    if runtime_password:
+        logins.append((roles.runtime, runtime_password))
+    for role, password in logins:
+        upsert = (
+            "INSERT INTO pg_catalog.pg_dist_authinfo (nodeid, rolename, authinfo) VALUES "
+            f"(0, {quote_literal(role)}, {quote_literal('password=' + _conninfo_value(password))}) "
+            "ON CONFLICT (rolename, nodeid) DO UPDATE SET authinfo = EXCLUDED.authinfo"
+        )
+        await conn.exec_driver_sql(upsert)
+        failed = (
+            await conn.execute(
+                text(
+                    "SELECT nodename, nodeport, result FROM run_command_on_workers(:c) "
+                    "WHERE NOT success"
+                ),
+                {"c": upsert},
+            )
+        ).all()
+        if failed:
+            raise RuntimeError(f"could not store the node login of {role}: {failed}")
+
+
 async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
     """Reset and grant every privilege of the three roles on the database's public schema."""
     rt, df, pf = quote_ident(roles.runtime), quote_ident(roles.definer), quote_ident(roles.platform)
+    if await _is_citus(conn):
+        from app.db.citus import SEQUENTIAL
+
+        await conn.execute(text(SEQUENTIAL))
     database = (await conn.execute(text("SELECT current_database()"))).scalar_one()
     await conn.execute(
         text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}")
@@ -347,6 +429,9 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
                 "SELECT c.relname, c.relispartition "
                 "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') "
+                # Not the objects of extensions (Citus adds views here).
+                "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+                "AND d.objid = c.oid AND d.deptype = 'e') "
                 "ORDER BY c.relname"
             )
         )
@@ -367,11 +452,15 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
             await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
 
     for fn in DEFINER_FUNCTIONS:
+        exists = await conn.execute(text("SELECT to_regprocedure(:f)"), {"f": fn.signature})
+        if exists.scalar() is None:
+            continue  # not yet: a migration to an earlier revision
         owner = pf if fn.platform else df
         await conn.execute(text(f"ALTER FUNCTION {fn.signature} OWNER TO {owner}"))
         await conn.execute(text(f"REVOKE ALL ON FUNCTION {fn.signature} FROM PUBLIC"))
         await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
-        for table in fn.reads:
+        existing = {name for name, _ in tables}
+        for table in (t for t in fn.reads if t in existing):  # an earlier revision has fewer
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
         for privilege, names in (("INSERT", fn.inserts), ("DELETE", fn.deletes)):
             for table in names:

@@ -25,8 +25,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from app.config import Settings
 from app.db.base import WorkspaceScoped, scoped_entities
+from app.db.citus import CITUS_SQL
 from app.db.pool import FairAsyncQueuePool
-from app.db.transaction import Transaction, transaction
+from app.db.transaction import CITUS, Transaction, transaction
 
 # Pooled connections are replaced after this long, so a connection never lives for days.
 POOL_RECYCLE_SECONDS = 1800
@@ -53,7 +54,14 @@ def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -
         connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    event.listen(engine.sync_engine, "connect", _note_deployment)
     return engine
+
+
+def _note_deployment(dbapi_connection: Any, record: Any) -> None:
+    """Once per new connection: is the server a Citus node? The request transaction then sends
+    BEGIN on its own (`app.db.transaction`)."""
+    record.info[CITUS] = bool(dbapi_connection.run_async(lambda c: c.fetchval(CITUS_SQL)))
 
 
 def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:

@@ -18,12 +18,14 @@ same pooled connection, in the driver's autocommit mode so that SQLAlchemy sends
 COMMIT of its own (the ORM's savepoints nest inside the transaction), with the same context in
 `info`, so the central workspace filter applies to every ORM statement.
 
-Round trips are the request's largest fixed cost, so BEGIN is not sent on its own when it can
-travel with the first statement: `begin_with` sends it in one simple query with the `SET
-LOCAL`s, and the context lookup that decides those settings runs just before, as `lookup` (one
-read-only statement of a STABLE function; in READ COMMITTED each statement takes its own
-snapshot, so it sees exactly what it would see as the transaction's first statement). Any other
-statement, and the ORM session, need the transaction open: `fetch`/`execute` open it first.
+Round trips are the request's largest fixed cost (each is a send and a wake-up on both sides),
+so BEGIN is not sent on its own when it can travel with the first statement: `begin_with`
+sends it in one simple query with the `SET LOCAL`s (except on a Citus node, which would forward
+that whole string to every worker connection: there BEGIN goes first, alone), and the
+request-context lookup that decides those settings runs just before, as `lookup` (one read-only
+statement of a STABLE function; in READ COMMITTED each statement takes its own snapshot, so it
+sees exactly what it would see as the transaction's first statement). Any other statement, and
+the ORM session, need the transaction open: `fetch`/`execute` open it first if nothing did yet.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
 
 log = logging.getLogger("warden.db")
+# Key in a pooled connection's `info`: True when the server is a Citus node (noted once, when
+# the connection is made).
+CITUS = "citus"
 
 
 class Transaction:
@@ -106,6 +111,9 @@ class Transaction:
         """Run `statements` (simple-query SQL, no parameters) in the transaction, opening it in
         the same round trip if nothing did yet."""
         if self.driver.is_in_transaction():
+            await self.driver.execute(statements)
+        elif self._pooled.info.get(CITUS):
+            await self.driver.execute("BEGIN")
             await self.driver.execute(statements)
         else:
             await self.driver.execute(f"BEGIN; {statements}")

@@ -87,7 +87,7 @@ _BROKEN_SQL = text(r"""
         ORDER BY c.up_to_seq DESC LIMIT 1
     ), chain AS (
         SELECT a.id, a.seq, a.prev_hash, a.hash,
-               sha256(convert_to(warden_audit_canonical(a), 'UTF8')
+               sha256(convert_to(warden_audit_canonical(to_jsonb(a)), 'UTF8')
                       || coalesce(a.prev_hash, '\x'::bytea)) AS computed,
                coalesce(lag(a.seq) OVER w, (SELECT up_to_seq FROM cut), 0) AS prior_seq,
                CASE WHEN row_number() OVER w = 1 THEN (SELECT last_hash FROM cut)

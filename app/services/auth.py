@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,27 +71,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _event_values(
+    client: Client, user_id: uuid.UUID, action: str, status: int = 200
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "action": action,
+        "method": client.method,
+        "path": client.path,
+        "path_params": {},
+        "query_params": {},
+        "body": client.body,
+        "resource_type": "auth",
+        "status": status,
+        "source_ip": client.ip,
+        "user_agent": client.user_agent,
+        "request_id": client.request_id,
+    }
+
+
 async def _event(
     tx: Transaction, client: Client, user_id: uuid.UUID, action: str, status: int = 200
 ) -> None:
     """The user's security event, in the transaction that did the thing (context: that user)."""
-    await add_user_event(
-        tx,
-        {
-            "user_id": user_id,
-            "action": action,
-            "method": client.method,
-            "path": client.path,
-            "path_params": {},
-            "query_params": {},
-            "body": client.body,
-            "resource_type": "auth",
-            "status": status,
-            "source_ip": client.ip,
-            "user_agent": client.user_agent,
-            "request_id": client.request_id,
-        },
-    )
+    await add_user_event(tx, _event_values(client, user_id, action, status))
 
 
 async def register(
@@ -101,24 +105,29 @@ async def register(
     name: str,
     client: Client,
 ) -> User:
-    user = User(
-        id=new_id(),
-        email=email.lower(),
-        name=name,
-        password_hash=hash_password(settings, password),
-        attributes={},
-        is_active=True,
-    )
+    """A new account and its first security event, both written by `warden_register_user`: the
+    runtime role cannot insert users (so it can never create a platform admin), and on Citus
+    the event's shard would not see a user another role's connection has just added."""
+    user_id = new_id()
+    event = {**_event_values(client, user_id, "register", status=201), "id": new_id()}
     async with db.transaction() as tx:
-        await apply_context(tx, None, user.id)
-        tx.session.add(user)
+        await apply_context(tx, None, user_id)
         try:
             async with tx.session.begin_nested():
-                await tx.session.flush()
+                await tx.session.execute(
+                    text("SELECT warden_register_user(:id, :email, :name, :hash, :event)"),
+                    {
+                        "id": user_id,
+                        "email": email.lower(),
+                        "name": name,
+                        "hash": hash_password(settings, password),
+                        "event": orjson.dumps(event, default=str).decode(),
+                    },
+                )
         except IntegrityError:
             raise Conflict("An account with this email already exists") from None
         await notify_on_registration(tx)
-        await _event(tx, client, user.id, "register", status=201)
+        user = (await tx.session.execute(select(User).where(User.id == user_id))).scalar_one()
     return user
 
 

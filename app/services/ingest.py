@@ -276,7 +276,7 @@ async def _finish_scan(ctx: WorkspaceContext, scan: Scan, stats: ImportStats) ->
         .where(Scan.id == scan.id)
         .values(
             state="completed",
-            completed_at=func.clock_timestamp(),
+            completed_at=func.statement_timestamp(),
             findings_count=stats.imported,
             rejected_count=stats.rejected,
             duplicate_count=stats.duplicates,

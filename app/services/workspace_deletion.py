@@ -5,8 +5,8 @@ for that workspace, so RLS bounds it to that workspace even if this code had a b
 statements also name the workspace explicitly). The tables and their order come from the
 live catalog — every table with a `workspace_id`, children before the tables their foreign keys
 point at — so a table added later is purged without touching this module. The member rows, and
-what they reference, go last, in the same transaction as the final `warden_drop_workspace()`,
-because the job re-checks its user's membership before each batch.
+what they reference, go last, removed by the final `warden_drop_workspace()` with the workspace
+row, because the job re-checks its user's membership before each batch.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from app.db.roles import quote_ident
 from app.security.principal import WorkspaceContext
 
 LAST = "membership"
+# Removed by `warden_drop_workspace()` itself, with the workspace row: the member rows and what
+# they reference. (On Citus the rows that the workspace row's keys are checked against must be
+# removed by the role that removes it: another role's connection would still see them.)
+DROPPED_WITH_WORKSPACE = frozenset({"membership", "custom_role"})
 GLOBAL = frozenset({"workspace"})
 # Append-only for the runtime role: removed through `warden_purge_audit()` instead.
 APPEND_ONLY = frozenset({"audit_record", "audit_cut"})
@@ -106,13 +110,12 @@ async def purge_audit_batch(ctx: WorkspaceContext, limit: int) -> int:
 
 
 async def finish(ctx: WorkspaceContext, tables: list[PurgeTable]) -> int:
-    """The member rows and what they reference, then the workspace row itself."""
-    removed = 0
-    for table in tables:
-        result = await ctx.session.execute(
-            text(f"DELETE FROM {quote_ident(table.name)} WHERE workspace_id = :ws"),
-            {"ws": ctx.workspace_id},
-        )
-        removed += int(getattr(result, "rowcount", 0) or 0)
-    await ctx.session.execute(text("SELECT warden_drop_workspace(:id)"), {"id": ctx.workspace_id})
-    return removed
+    """The member rows and what they reference, then the workspace row itself: one call of the
+    definer function, which removes exactly `DROPPED_WITH_WORKSPACE`."""
+    left = {t.name for t in tables} - DROPPED_WITH_WORKSPACE
+    if left:
+        raise RuntimeError(f"{sorted(left)} must be removed with the workspace row")
+    result = await ctx.session.execute(
+        text("SELECT warden_drop_workspace(:id)"), {"id": ctx.workspace_id}
+    )
+    return int(result.scalar_one())

@@ -98,7 +98,7 @@ class Ingest:
         return None
 
     async def _job(
-        self, ctx: Context, report: Path, provider_id: str, token: str
+        self, ctx: Context, report: Path, provider_id: str, token: str, slug: str = SLUG
     ) -> dict[str, Any]:
         from workers.settings import create_worker
 
@@ -107,7 +107,7 @@ class Ingest:
             started = time.perf_counter()
             with report.open("rb") as fh:
                 r = await client.post(
-                    f"/ws/{SLUG}/api/v1/scans",
+                    f"/ws/{slug}/api/v1/scans",
                     headers=headers,
                     data={"provider_id": provider_id},
                     files={"file": ("bench.ocsf.json", fh, "application/json")},

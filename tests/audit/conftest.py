@@ -45,3 +45,17 @@ async def records(admin_engine, workspace_id: uuid.UUID) -> list[dict[str, Any]]
             {"w": workspace_id},
         )
         return [dict(r) for r in rows.mappings()]
+
+
+async def shift_created_at(conn, workspace_id: uuid.UUID, ids: list[Any], delta: Any) -> None:
+    """Move records' `created_at` by `delta`, row by row with the new time as a value (Citus
+    refuses an UPDATE computing it from the column with a time-zone-dependent operator)."""
+    rows = await conn.execute(
+        text("SELECT id, created_at FROM audit_record WHERE workspace_id = :w AND id = ANY(:ids)"),
+        {"w": workspace_id, "ids": list(ids)},
+    )
+    for row in rows.all():
+        await conn.execute(
+            text("UPDATE audit_record SET created_at = :t WHERE workspace_id = :w AND id = :i"),
+            {"t": row.created_at + delta, "w": workspace_id, "i": row.id},
+        )

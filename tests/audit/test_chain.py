@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
@@ -37,7 +39,7 @@ async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, 
         canonical = (
             await conn.execute(
                 text(
-                    "SELECT warden_audit_canonical(a) FROM audit_record a "
+                    "SELECT warden_audit_canonical(to_jsonb(a)) FROM audit_record a "
                     "WHERE a.workspace_id = :w AND a.seq = 2"
                 ),
                 {"w": ws.id},
@@ -59,18 +61,15 @@ async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, 
             "content does not match its hash",
         ),
         (
-            "UPDATE audit_record SET user_id = gen_random_uuid() WHERE {row}",
+            "UPDATE audit_record SET user_id = :other WHERE {row}",
             "content does not match its hash",
         ),
         (
-            "UPDATE audit_record SET created_at = created_at - interval '1 day' WHERE {row}",
+            "UPDATE audit_record SET created_at = :earlier WHERE {row}",
             "content does not match its hash",
         ),
         (
-            "UPDATE audit_record SET action = 'get' WHERE {row};;"
-            "UPDATE audit_record SET "
-            "hash = sha256(convert_to(warden_audit_canonical(audit_record.*), 'UTF8') "
-            "|| coalesce(prev_hash, '\\x'::bytea)) WHERE {row}",
+            "UPDATE audit_record SET action = 'get' WHERE {row};;REHASH",
             "NEXT:does not link to the previous record's hash",
         ),
         ("DELETE FROM audit_record WHERE {row}", "NEXT:records are missing"),
@@ -87,15 +86,40 @@ async def test_tampering_as_the_owner_is_reported(
     target = rows[2]
     async with admin_engine.begin() as conn:
         for statement in tamper.split(";;"):
+            if statement == "REHASH":  # the record's hash made to match its new content
+                await _rehash(conn, ws.id, target["id"])
+                continue
             await conn.execute(
                 text(statement.replace("{row}", "workspace_id = :w AND id = :i")),
-                {"w": ws.id, "i": target["id"]},
+                {
+                    "w": ws.id,
+                    "i": target["id"],
+                    "other": uuid.uuid4(),
+                    "earlier": target["created_at"] - timedelta(days=1),
+                },
             )
     result = await verify(client, ws)
     assert result["ok"] is False
     expected = rows[3] if reason.startswith("NEXT:") else target
     assert result["first_broken"]["id"] == str(expected["id"])
     assert reason.removeprefix("NEXT:") in result["first_broken"]["reason"]
+
+
+async def _rehash(conn, workspace_id, record_id) -> None:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT warden_audit_canonical(to_jsonb(a)) AS canonical, a.prev_hash "
+                "FROM audit_record a WHERE a.workspace_id = :w AND a.id = :i"
+            ),
+            {"w": workspace_id, "i": record_id},
+        )
+    ).one()
+    digest = hashlib.sha256(row.canonical.encode() + (row.prev_hash or b"")).digest()
+    await conn.execute(
+        text("UPDATE audit_record SET hash = :h WHERE workspace_id = :w AND id = :i"),
+        {"h": digest, "w": workspace_id, "i": record_id},
+    )
 
 
 async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app, ws, admin_engine):

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import text
 
+from app.db.models.audit import NOBODY
 from tests.helpers import assert_problem, aws_uid
 
 
@@ -101,12 +102,14 @@ async def test_anonymous_and_forged_callers_are_filed_under_nobody(api, client, 
                 {"r": [anonymous, forged]},
             )
         ).all()
-    assert sorted(rows) == sorted([(anonymous, None, 401), (forged, None, 401)])
+    assert sorted(rows) == sorted([(anonymous, NOBODY, 401), (forged, NOBODY, 401)])
     assert await _denials(client, ws.owner) == []  # a forged token names nobody
     seen = await client.get(
         "/api/v1/platform/denials", params={"limit": 200}, headers=admin.headers
     )
-    assert {anonymous, forged} <= {d["request_id"] for d in seen.json()["data"]}
+    theirs = {d["request_id"]: d for d in seen.json()["data"]}
+    assert {anonymous, forged} <= set(theirs)
+    assert theirs[anonymous]["user_id"] is None  # reported as nobody, not as a user
     # a non-admin is refused, and that refusal is their own denial
     r = await client.get("/api/v1/platform/denials", headers=ws.owner.headers)
     assert_problem(r, 403)

@@ -46,8 +46,12 @@ async def test_pool_reuse_leaks_no_context(database, servers):
             assert (await conn.execute(text("SELECT count(*) FROM provider"))).scalar() == 0
 
 
-async def test_failing_commit_is_never_a_success(api, client, admin_engine):
+async def test_failing_commit_is_never_a_success(api, client, admin_engine, database):
     """A deferred constraint fails at COMMIT; the response must not be 2xx, and nothing stays."""
+    if database["citus"]:
+        pytest.skip(
+            "the failure at COMMIT is made by a trigger, which Citus refuses on distributed tables"
+        )
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     async with admin_engine.begin() as conn:
@@ -188,7 +192,9 @@ async def test_a_connection_closed_by_the_server_is_replaced(database, servers, 
             async with app.state.db.engine.connect() as own:
                 pid = (await own.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             async with admin_engine.connect() as conn:
-                ended = await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                ended = await conn.execute(
+                    text("SELECT pg_terminate_backend(CAST(:pid AS integer))"), {"pid": pid}
+                )
                 assert ended.scalar_one() is True  # the pooled connection was there, and is gone
             await asyncio.sleep(0.2)  # the loop sees the server's EOF
             r = await client.get(f"/ws/{slug}/api/v1/providers", headers=user.headers)

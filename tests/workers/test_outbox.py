@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import text
 
 from app.services import outbox
@@ -16,8 +17,14 @@ async def _queue(arq_pool, settings) -> list[bytes]:
     return list(await arq_pool.zrange(settings.job_queue_name, 0, -1))
 
 
-async def test_rolled_back_request_sends_nothing(api, client, settings, arq_pool, admin_engine):
+async def test_rolled_back_request_sends_nothing(
+    api, client, settings, arq_pool, admin_engine, database
+):
     """The scan, its task and its outbox row are written, then COMMIT fails: no job."""
+    if database["citus"]:
+        pytest.skip(
+            "the failure at COMMIT is made by a trigger, which Citus refuses on distributed tables"
+        )
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)

@@ -82,15 +82,20 @@ class AuditCut(WorkspaceScoped, Base):
     )
 
 
+# Whose denial log a refused call lands in when nobody could be authenticated.
+NOBODY = uuid.UUID(int=0)
+
+
 class AuditDenial(Base):
     """A refused call (401/403/404) on a scoped route, filed under the actor, never under the
-    target workspace. `user_id` is null when the caller could not be authenticated; such rows
-    are visible only to platform admins (through `warden_platform_denials`)."""
+    target workspace. Per-user table keyed `(user_id, id)`; `user_id` is `NOBODY` when the
+    caller could not be authenticated, and such rows are visible only to platform admins
+    (through `warden_platform_denials`, which reports them without a user)."""
 
     __tablename__ = "audit_denial"
 
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
-    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -26,8 +26,9 @@ from app.db.base import NO_PROVIDER, Base, Timestamps, WorkspaceScoped, new_id
 class User(Timestamps, Base):
     """A person. Global (not workspace-scoped).
 
-    The runtime role may write `password_hash` but has no SELECT on it: the ORM never loads it
+    The runtime role may update `password_hash` but has no SELECT on it: the ORM never loads it
     (deferred + raiseload) and login reads it through the `warden_login_lookup` definer function.
+    Users are created only through `warden_register_user`.
     """
 
     __tablename__ = "app_user"

@@ -56,11 +56,12 @@ class Task(ScopedEntity, Base):
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
     # Wall-clock time of each change (not the transaction's start): progress writes show
-    # a live worker, and the stuck-task sweep keys on it.
+    # a live worker, and the stuck-task sweep keys on it. The statement's start, not
+    # clock_timestamp(): Citus refuses volatile functions in UPDATEs of distributed tables.
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),
         server_default=func.now(),
-        onupdate=func.clock_timestamp(),
+        onupdate=func.statement_timestamp(),
         nullable=False,
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

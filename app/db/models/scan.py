@@ -43,7 +43,7 @@ class Scan(ScopedEntity, Base):
     )
 
     provider_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
-    # FK to task: ON DELETE SET NULL (task_id) — declared in the migration (PostgreSQL 15+).
+    # FK to task, declared in the migrations; task retention clears it before the task goes.
     task_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     state: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
     file_name: Mapped[str] = mapped_column(String(255), nullable=False)
