@@ -36,9 +36,11 @@ from app.routers import (
 )
 from app.routers.docs import install_docs
 from app.routing import RouteIndex
+from app.security import idempotency
 from app.security.deps import record_denial
 from app.security.route_index import annotate_openapi
 from app.services import outbox
+from app.unavailable import retry_while_unavailable
 
 log = logging.getLogger("warden.main")
 
@@ -99,8 +101,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         startup_relay: asyncio.Task[int] | None = None
         try:
-            async with db.engine.connect() as conn:
-                reason = await runtime_role_refusal(conn)
+
+            async def role_refusal() -> str | None:
+                async with db.engine.connect() as conn:
+                    return await runtime_role_refusal(conn)
+
+            # Started before the database is up (or during its restart): wait for it.
+            reason = await retry_while_unavailable(role_refusal, what="startup", log=log)
             if reason:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
             db.relay = outbox.Relay(db, arq, settings.job_queue_name)
@@ -129,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app, on_denied=record_denial)
+    idempotency.install(app)
     for module in (
         health,
         auth,

@@ -16,6 +16,23 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     )
 
 
+async def take_over_expired_tasks(ctx: dict[str, Any]) -> int:
+    """Deliver again the jobs of running tasks whose lease expired (their worker is gone)."""
+    settings: Settings = ctx["settings"]
+    return await outbox.take_over_expired(ctx["db"], ctx["redis"], settings.job_queue_name)
+
+
+async def redeliver_after_outage(ctx: dict[str, Any]) -> int:
+    """Redis is back, perhaps empty: send every job not done yet again (a job Redis still has
+    is not queued twice; one that is done does nothing)."""
+    settings: Settings = ctx["settings"]
+    return await outbox.sweep(ctx["db"], ctx["redis"], settings.job_queue_name, 0)
+
+
+async def prune_idempotency_keys(ctx: dict[str, Any]) -> int:
+    return await maintenance.prune_idempotency_keys(ctx["db"])
+
+
 async def maintain_partitions(ctx: dict[str, Any]) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     return await maintenance.ensure_partitions(ctx["db"], settings.finding_partitions_ahead)

@@ -6,13 +6,18 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import text
 
-from app.errors import problem
+from app.errors import RETRY_AFTER_SECONDS, problem
 from app.security.tokens import jwks
+from app.unavailable import unavailable
 
 router = APIRouter(tags=["operations"])
+
+READY = Gauge(
+    "warden_dependency_ready", "1 when the dependency answered the last /readyz", ["dependency"]
+)
 
 
 @router.get("/healthz")
@@ -32,17 +37,34 @@ async def _check_redis(request: Request) -> None:
 
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request) -> dict[str, Any] | Response:
-    """Database and Redis answer (each within 2 s)."""
+    """Database and Redis answer (each within 2 s); when not, `checks` says which and
+    `reasons` why."""
+    names = ("database", "redis")
+    results = await asyncio.gather(
+        *(asyncio.wait_for(check(request), timeout=2) for check in (_check_db, _check_redis)),
+        return_exceptions=True,
+    )
     checks: dict[str, str] = {}
-    for name, check in (("database", _check_db), ("redis", _check_redis)):
-        try:
-            await asyncio.wait_for(check(request), timeout=2)
-            checks[name] = "ok"
-        except Exception:  # noqa: BLE001 - any failure means not ready
-            checks[name] = "unavailable"
-    if all(v == "ok" for v in checks.values()):
+    reasons: dict[str, str] = {}
+    for name, result in zip(names, results, strict=True):
+        ok = not isinstance(result, BaseException)
+        READY.labels(name).set(1 if ok else 0)
+        checks[name] = "ok" if ok else "unavailable"
+        if isinstance(result, BaseException):
+            lost = unavailable(result)
+            reasons[name] = lost.reason if lost is not None else type(result).__name__
+    if not reasons:
         return {"status": "ready", "checks": checks}
-    return problem(503, "Not ready", "A dependency is unavailable", slug="not-ready", checks=checks)
+    down = ", ".join(f"{name} ({reason})" for name, reason in reasons.items())
+    return problem(
+        503,
+        "Not ready",
+        f"Unavailable: {down}",
+        slug="not-ready",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        checks=checks,
+        reasons=reasons,
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

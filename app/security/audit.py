@@ -29,6 +29,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
 
+from app.security import idempotency
 from app.security.shaping import shaping_endpoint
 
 RESPONSE_KEY = "warden.response"
@@ -58,6 +59,7 @@ class AuditedRoute(APIRoute):
             resource = _describe(path, endpoint.__name__, None).resource_type or "audit"
             endpoint = shaping_endpoint(endpoint, model, kwargs.get("status_code"), resource)
         super().__init__(path, endpoint, **kwargs)
+        idempotency.document(self)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

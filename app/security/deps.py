@@ -26,7 +26,8 @@ from app.db.session import Database
 from app.db.tenant import apply_context
 from app.db.transaction import Transaction
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.security.audit import call_values, client_fields, redact, request_path
+from app.security import idempotency
+from app.security.audit import RESPONSE_KEY, call_values, client_fields, redact, request_path
 from app.security.permissions import PERMISSIONS
 from app.security.principal import (
     REQUEST_CONTEXT_SQL,
@@ -86,7 +87,10 @@ async def get_user_session(
         request.state.actor_id = claims.user_id
         await apply_context(tx, None, claims.user_id)
         request.state.principal = principal
+        await idempotency.claim(request, tx, claims.user_id, None)
         yield UserContext(tx=tx, principal=principal)
+        await tx.flush()
+        await idempotency.store(request, tx, request.scope.get(RESPONSE_KEY))
         event = await call_values(request, user_route=True)
         await audit_log.add_user_event(tx, {**event, "user_id": claims.user_id})
 
@@ -114,6 +118,7 @@ async def get_workspace_session(
         request.state.principal = principal
         yield await enter_workspace(tx, principal, slug)
         await tx.flush()  # the handler's pending writes, before the response state is read
+        await idempotency.store(request, tx, request.scope.get(RESPONSE_KEY))
         record = await call_values(request)
         record.update(workspace_id=principal.workspace_id, user_id=claims.user_id)
         if read:
@@ -165,6 +170,7 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
         log.exception("could not record a denial")
 
 
+get_user_session.claims_idempotency_keys = True  # type: ignore[attr-defined]
 UserSession = Annotated[UserContext, Depends(get_user_session, scope="function")]
 WorkspaceSession = Annotated[WorkspaceContext, Depends(get_workspace_session, scope="function")]
 
@@ -175,14 +181,16 @@ def require(permission: str) -> Callable[..., Coroutine[Any, Any, WorkspaceConte
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
-    async def dependency(ctx: WorkspaceSession) -> WorkspaceContext:
+    async def dependency(request: Request, ctx: WorkspaceSession) -> WorkspaceContext:
         decision = ctx.principal.decide(permission)
         if not decision.allowed:
             raise Forbidden(f"This action needs the '{permission}' permission ({decision.reason})")
+        await idempotency.claim(request, ctx.tx, ctx.user_id, ctx.principal.workspace_id)
         return ctx
 
     dependency.__name__ = f"require_{permission.replace('.', '_')}"
     dependency.required_permission = permission  # type: ignore[attr-defined]
+    dependency.claims_idempotency_keys = True  # type: ignore[attr-defined]
     return dependency
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -54,3 +55,44 @@ async def test_cancelled_waiters_are_skipped_and_full_is_enforced():
 def test_the_runtime_engine_uses_the_fair_pool(database, servers):
     engine = make_engine(database["runtime_url"], make_settings(database, servers))
     assert isinstance(engine.pool, FairAsyncQueuePool)
+
+
+async def test_surplus_connections_are_closed_cleanly_under_load(database, servers, caplog):
+    """More concurrent requests than `pool_size`: the overflow connections a full pool does not
+    keep are closed inside the async context (no `MissingGreenlet`/`QueueFull` error logged),
+    and the server sees them go."""
+    import httpx
+
+    from app.main import create_app
+    from tests.helpers import Api
+
+    settings = make_settings(database, servers, db_pool_size=2, db_max_overflow=20)
+    app = create_app(settings)
+    caplog.set_level(logging.WARNING)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden.test") as c:
+            api = Api(c)
+            owner = await api.user("pool")
+            slug = await api.workspace(owner)
+            await api.provider(owner, slug)
+            for _ in range(3):
+                answers = await asyncio.gather(
+                    *(
+                        c.get(f"/ws/{slug}/api/v1/providers", headers=owner.headers)
+                        for _ in range(24)
+                    )
+                )
+                assert {r.status_code for r in answers} == {200}
+        pool = app.state.db.engine.pool
+        await asyncio.sleep(0.2)  # the surplus closes run as their own tasks
+        assert pool.checkedout() == 0 and pool.overflow() <= 0
+        async with app.state.db.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            open_now = await driver.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = current_user "
+                "AND datname = current_database()"
+            )
+        assert open_now <= 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [f"{r.name}: {r.getMessage()}" for r in errors]

@@ -1,6 +1,7 @@
 """All ORM models; importing this package registers every table on `Base.metadata`."""
 
 from app.db.models.audit import AuditCut, AuditDenial, AuditRecord, UserEvent
+from app.db.models.idempotency import IdempotencyKey, UserIdempotencyKey
 from app.db.models.identity import AuthSession, Membership, User, Workspace
 from app.db.models.job import Outbox, Task
 from app.db.models.provider import Provider, ProviderGroup, ProviderGroupMember
@@ -14,6 +15,7 @@ __all__ = [
     "AuthSession",
     "CustomRole",
     "Finding",
+    "IdempotencyKey",
     "Membership",
     "Outbox",
     "Provider",
@@ -24,6 +26,7 @@ __all__ = [
     "ScanUpload",
     "Task",
     "User",
+    "UserIdempotencyKey",
     "UserEvent",
     "Workspace",
 ]
