@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.migrate import migrate
 from tests.faults.servers import ThrowawayPostgres
 from tests.servers import unique
+from tests.workers.conftest import ThrowawayRedis
 
 pytestmark = pytest.mark.faults
 
@@ -25,6 +26,16 @@ def fault_pg() -> Iterator[ThrowawayPostgres]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path) -> Iterator[ThrowawayRedis]:
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

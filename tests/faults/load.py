@@ -14,6 +14,7 @@ import httpx
 
 @dataclass
 class Outcome:
+    number: int  # the request's number (what `request` was called with)
     at: float  # seconds since the load started
     status: int | None  # None: no HTTP answer (connection dropped, refused, timed out)
     error: str | None = None
@@ -31,9 +32,11 @@ async def run_load(
     clients: int,
     stop: asyncio.Event,
     request_timeout: float = 15.0,
+    keep: list[Outcome] | None = None,
 ) -> list[Outcome]:
-    """Each of `clients` keep-alive connections sends `request` again and again until `stop`."""
-    outcomes: list[Outcome] = []
+    """Each of `clients` keep-alive connections sends `request` again and again until `stop`;
+    the outcomes are appended to `keep` (when given) as they come."""
+    outcomes: list[Outcome] = [] if keep is None else keep
     started = time.monotonic()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
@@ -43,14 +46,18 @@ async def run_load(
             sequence = 0
             while not stop.is_set():
                 sequence += 1
+                n = number * 1_000_000 + sequence
                 try:
-                    response = await request(http, number * 1_000_000 + sequence)
+                    response = await request(http, n)
                 except httpx.HTTPError as exc:
-                    outcomes.append(Outcome(time.monotonic() - started, None, type(exc).__name__))
+                    outcomes.append(
+                        Outcome(n, time.monotonic() - started, None, type(exc).__name__)
+                    )
                     await asyncio.sleep(0.05)
                     continue
                 outcomes.append(
                     Outcome(
+                        n,
                         time.monotonic() - started,
                         response.status_code,
                         headers=dict(response.headers),

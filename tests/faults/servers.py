@@ -1,5 +1,6 @@
 """Servers of a fault test's own, to stop, start and kill at will: a private PostgreSQL cluster
-(the machine's `pg_ctl`/`initdb`, never the shared server) on a free port."""
+(the machine's `pg_ctl`/`initdb`, never the shared server) on a free port; `warden serve` as a
+process; a signed-up owner with a workspace."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from app.embedded import free_port
+from tests.helpers import PASSWORD
+from tests.live import Proc, env_for, until
 
 
 def _bin_dir() -> Path:
@@ -78,7 +87,9 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c synchronous_commit=off "
+            # fsync off: a stopped or killed server loses nothing the OS has (commits stay
+            # synchronous, so an acknowledged commit survives any stop).
+            f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
             "-c full_page_writes=off -c max_connections=200"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
@@ -106,3 +117,58 @@ def wait_for(check: Any, seconds: float, what: str) -> Any:
             return result
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@asynccontextmanager
+async def serve_process(settings: Any, tmp: Path, **env: str) -> AsyncIterator[tuple[Proc, str]]:
+    """`warden serve` on a free port with `settings`; yields the process and its base URL once
+    `/readyz` answers 200; stopped (SIGTERM) afterwards."""
+    port = free_port()
+    api = Proc(
+        "api",
+        ["serve", "--host", "127.0.0.1", "--port", str(port)],
+        env_for(settings, **env),
+        tmp,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=2) as c:
+                return (await c.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        await until(ready, 60, "the API")
+        yield api, base
+    except BaseException:
+        print(api.tail())
+        raise
+    finally:
+        api.stop(signal.SIGTERM)
+
+
+async def sign_up(base: str, providers: int = 0) -> tuple[dict[str, str], str]:
+    """A new user owning a new workspace (with `providers` AWS providers): its auth header and
+    the workspace's slug."""
+    tag = uuid.uuid4().hex[:10]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        email = f"fault-{tag}@example.com"
+        r = await c.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "F"}
+        )
+        assert r.status_code == 201, r.text
+        r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        slug = f"fault-{tag}"
+        r = await c.post("/api/v1/workspaces", json={"slug": slug, "name": "F"}, headers=headers)
+        assert r.status_code == 201, r.text
+        for n in range(providers):
+            r = await c.post(
+                f"/ws/{slug}/api/v1/providers",
+                headers=headers,
+                json={"provider_type": "aws", "uid": f"{n:012d}"},
+            )
+            assert r.status_code == 201, r.text
+        return headers, slug
