@@ -40,7 +40,7 @@ from app.security import idempotency
 from app.security.deps import record_denial
 from app.security.route_index import annotate_openapi
 from app.services import outbox
-from app.unavailable import retry_while_unavailable
+from app.unavailable import log_failure, retry_while_unavailable
 
 log = logging.getLogger("warden.main")
 
@@ -79,8 +79,8 @@ async def _relay_leftovers(app: FastAPI) -> int:
             settings.job_queue_name,
             settings.outbox_redeliver_seconds,
         )
-    except Exception:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
-        log.warning("startup outbox relay failed", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
+        log_failure(log, "startup outbox relay failed", exc)
         return 0
 
 

@@ -168,3 +168,19 @@ async def retry_while_unavailable(
             )
             await asyncio.sleep(wait)
             delay = min(delay * 2, max_delay)
+
+
+def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log that `what` failed: one warning line when a dependency was unavailable (expected in
+    an outage, and said once per attempt), the traceback otherwise (a bug)."""
+    lost = unavailable(exc)
+    if lost is None:
+        log.error("%s", what, exc_info=exc)
+        return
+    log.warning(
+        "%s: %s unavailable (%s)",
+        what,
+        lost.dependency,
+        lost.reason,
+        extra={"dependency": lost.dependency, "reason": lost.reason},
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import astuple, replace
+from dataclasses import replace
 from typing import Any
 
 from arq import cron
@@ -28,7 +28,7 @@ from app.jobs import (
     CRON_TAKE_OVER,
 )
 from app.services import outbox
-from app.unavailable import retry_while_unavailable, unavailable
+from app.unavailable import log_failure, retry_while_unavailable
 from workers import cron as cron_jobs
 from workers.context import JobSpec
 from workers.jobs.scans import import_scan
@@ -100,11 +100,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         if sent:
             log.info("delivered %d jobs left in the outbox", sent)
     except Exception as exc:  # noqa: BLE001 - the crons retry; the worker must still start
-        lost = unavailable(exc)
-        if lost is None:
-            log.warning("startup maintenance failed", exc_info=True)
-        else:
-            log.warning("startup maintenance skipped: %s unavailable (%s)", *astuple(lost))
+        log_failure(log, "startup maintenance failed", exc)
     # Everything built so far lives as long as the process: keep it out of the collector's
     # full passes, which large imports (many short-lived objects) would otherwise repeat.
     gc.freeze()

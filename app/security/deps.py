@@ -39,6 +39,7 @@ from app.security.principal import (
     principal_from_row,
 )
 from app.security.tokens import AccessClaims, decode_access_token
+from app.unavailable import log_failure
 
 log = logging.getLogger("warden.audit")
 
@@ -166,8 +167,8 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
             if actor is not None:
                 await apply_context(tx, None, actor)
             await audit_log.add_denial(tx, values)
-    except Exception:  # noqa: BLE001 - the caller's answer must not change
-        log.exception("could not record a denial")
+    except Exception as exc:  # noqa: BLE001 - the caller's answer must not change
+        log_failure(log, "could not record a denial", exc)
 
 
 get_user_session.claims_idempotency_keys = True  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from app.db.session import Database
 from app.db.transaction import Transaction
 from app.jobs import JobKind
 from app.security.principal import WorkspaceContext
+from app.unavailable import log_failure
 
 log = logging.getLogger("warden.outbox")
 
@@ -121,8 +122,8 @@ async def deliver(db: Database, arq: Any, queue: str, jobs: Sequence[Pending]) -
         log.exception("job delivery failed; deferred to the sweeper")
     try:
         await mark_sent(db, sent)
-    except Exception:  # noqa: BLE001 - a missed mark only means a harmless re-send
-        log.warning("could not mark %d outbox rows sent", len(sent), exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - a missed mark only means a harmless re-send
+        log_failure(log, f"could not mark {len(sent)} outbox rows sent", exc)
     return len(sent)
 
 
