@@ -148,7 +148,8 @@ async def claim(
     fingerprint = await _fingerprint(request, route)
     claimed = Claim(user_id, workspace_id, key)
     table = claimed.table
-    await tx.execute(f"SET LOCAL lock_timeout = {int(settings.idempotency_wait_seconds * 1000)}")
+    wait_ms = max(1, int(settings.idempotency_wait_seconds * 1000))  # 0 would mean forever
+    await tx.execute(f"SET LOCAL lock_timeout = {wait_ms}")
     try:
         # A concurrent request holding the same key makes this wait until it ends: committed,
         # it is replayed below; rolled back, this one takes the key. An expired key is reused.
@@ -179,8 +180,8 @@ async def claim(
 
 async def store(request: Request, tx: Transaction, response: Response | None) -> None:
     """Keep the response of a request that claimed a key, in its transaction (before COMMIT)."""
-    claimed: Claim | None = getattr(request.state, STATE, None)
-    if claimed is None:
+    claimed: Claim | None = request.scope.get("state", {}).get(STATE)
+    if claimed is None:  # the common case, answered without building `request.state`
         return
     status, body, headers = 200, b"", {}
     if response is not None:

@@ -278,3 +278,31 @@ async def _until(check, seconds: float) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_engine):
+    """PL/pgSQL definer functions with a search_path ending in pg_temp; the takeover sweep's
+    only reads (ids and a job name), the runtime role may call them but reaches the tables
+    only through them."""
+    async with admin_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT p.proname, p.prosecdef, l.lanname, p.proconfig, p.provolatile, "
+                    "pg_get_function_result(p.oid) AS result FROM pg_proc p "
+                    "JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = ANY (:names)"
+                ),
+                {"names": ["warden_expired_task_leases", "warden_prune_idempotency_keys"]},
+            )
+        ).all()
+    found = {r.proname: r for r in rows}
+    assert set(found) == {"warden_expired_task_leases", "warden_prune_idempotency_keys"}
+    for r in rows:
+        assert r.prosecdef and r.lanname == "plpgsql"
+        assert r.proconfig == ["search_path=pg_catalog, public, pg_temp"]
+    sweep = found["warden_expired_task_leases"]
+    assert sweep.provolatile in ("s", b"s")  # reads only (STABLE)
+    assert sweep.result == "TABLE(id uuid, workspace_id uuid, user_id uuid, job text)"
+    async with runtime_engine.connect() as conn:
+        await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))
+        assert (await conn.execute(text("SELECT count(*) FROM task"))).scalar_one() == 0
