@@ -157,7 +157,7 @@ async def test_a_worker_killed_mid_import_is_taken_over(database, servers, admin
     """SIGKILL the worker holding an import's lease: the other worker takes the task over
     after the lease, imports it in a new transaction, and the findings are there exactly
     once."""
-    count = 12_000
+    count = 30_000
     base = make_settings(database, servers, upload_chunk_bytes=1 << 20)
     extra = {"WARDEN_IMPORT_BATCH_SIZE": "200"}
     first, settings = _worker(base, tmp_path, "worker-1", **extra)
