@@ -111,7 +111,12 @@ _closing: set[asyncio.Task[Any]] = set()
 
 def _close(record: ConnectionPoolEntry) -> None:
     """Close a connection the pool does not keep: at once inside a greenlet, else as a task of
-    its own (the caller is plain async code that cannot wait for it)."""
+    its own (the caller is plain async code that cannot wait for it). One the server already
+    closed is only released (a graceful close would fail and log an error)."""
+    driver = record.driver_connection
+    if driver is None or driver.is_closed():
+        record.invalidate()  # no I/O: the socket is gone
+        return
     if in_greenlet():
         record.close()
         return

@@ -72,4 +72,6 @@ async def run_load(
 
 
 def summary(outcomes: list[Outcome]) -> Counter[str]:
-    return Counter(str(o.status) if o.status is not None else o.error or "?" for o in outcomes)
+    return Counter(
+        str(o.status) if o.status is not None else (o.error or "?").split(":")[0] for o in outcomes
+    )

@@ -29,9 +29,11 @@ RECOVERY_SECONDS = 5.0  # from the server accepting connections to every answer 
 def _check_honest(outcomes: list[Outcome], ok: set[int]) -> list[Outcome]:
     """Every outcome is an `ok` status or a well-formed 503; return the 503s."""
     assert summary(outcomes), "no requests were made"
-    assert all(o.status is not None for o in outcomes), summary(outcomes)
+    dropped = [f"{o.at:.2f}s {o.error}" for o in outcomes if o.status is None]
+    assert not dropped, (summary(outcomes), dropped[:5])
     unavailable = [o for o in outcomes if o.status not in ok]
-    assert {o.status for o in unavailable} <= {503}, summary(outcomes)
+    odd = [(o.status, o.body[:300]) for o in unavailable if o.status != 503]
+    assert not odd, (summary(outcomes), odd[:3])
     for o in unavailable:
         assert o.headers["content-type"].startswith("application/problem+json")
         assert o.headers.get("retry-after") and o.headers.get("x-request-id")
@@ -52,7 +54,9 @@ def _log_problems(log: str) -> None:
     assert "MissingGreenlet" not in log
 
 
-async def _restart_under_reads(fault_pg, settings, tmp_path, clients: int) -> dict[str, Any]:
+async def _restart_under_reads(
+    fault_pg, settings, tmp_path, clients: int, request_timeout: float = 15.0
+) -> dict[str, Any]:
     async with serve_process(settings, tmp_path) as (api, base):
         headers, slug = await sign_up(base, providers=5)
         stop = asyncio.Event()
@@ -61,7 +65,9 @@ async def _restart_under_reads(fault_pg, settings, tmp_path, clients: int) -> di
             return await http.get(f"/ws/{slug}/api/v1/providers", headers=headers)
 
         started = time.monotonic()
-        load = asyncio.create_task(run_load(base, read, clients=clients, stop=stop))
+        load = asyncio.create_task(
+            run_load(base, read, clients=clients, stop=stop, request_timeout=request_timeout)
+        )
         await asyncio.sleep(2)
         await asyncio.to_thread(fault_pg.stop, "fast")
         down_at = time.monotonic() - started
@@ -108,12 +114,15 @@ async def test_a_database_restart_under_read_load(fault_pg, fault_database, serv
 async def test_a_database_restart_under_200_clients(fault_pg, fault_database, servers, tmp_path):
     """The same with 200 concurrent keep-alive clients (more than the pool's connections)."""
     settings = make_settings(fault_database, servers, db_pool_size=10, db_max_overflow=10)
-    run = await _restart_under_reads(fault_pg, settings, tmp_path, clients=200)
+    # A generous client timeout: 200 clients in this one test process, on a small machine, can
+    # be slow to read their answers; a dropped connection is an error here all the same.
+    run = await _restart_under_reads(fault_pg, settings, tmp_path, clients=200, request_timeout=60)
     outcomes = run["outcomes"]
     _check_honest(outcomes, {200})
     recovery = _recovery(outcomes, run["up_at"], {200})
     print(f"\n{summary(outcomes)}; recovered {recovery:.2f}s after the database was back")
-    assert recovery < RECOVERY_SECONDS
+    late = [(o.at, o.body[:200]) for o in outcomes if o.at > run["up_at"] and o.status != 200]
+    assert recovery < RECOVERY_SECONDS, late[-3:]
     _log_problems(run["log"])
 
 
