@@ -3,7 +3,7 @@
 Invariant: no response carries a stack trace, SQL or a secret. Unknown exceptions become a bare
 500 problem (logged with the request id); database integrity errors become 409 without the
 driver's message; validation errors list field paths and messages only. An unavailable database
-or Redis (as `app.unavailable` classifies it) is a 503 with `Retry-After`, logged as one line
+or Redis (by the one classification of outages) is a 503 with `Retry-After`, logged as one line
 naming the dependency and the reason, never a 500 or a traceback.
 """
 
@@ -214,7 +214,7 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
 
     async def _dependency(request: Request, exc: Exception) -> Response:
         """Errors of the database, Redis or the network, raised through SQLAlchemy, by a
-        statement run on the driver itself (`app.db.transaction`) or by the Redis client: the
+        statement run on the driver itself (the request transaction) or by the Redis client: the
         same answers whichever way they arrive."""
         lost = unavailable(exc)
         if lost is not None:

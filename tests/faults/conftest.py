@@ -15,8 +15,6 @@ from tests.faults.servers import ThrowawayPostgres
 from tests.servers import unique
 from tests.workers.conftest import ThrowawayRedis
 
-pytestmark = pytest.mark.faults
-
 
 @pytest.fixture(scope="module")
 def fault_pg() -> Iterator[ThrowawayPostgres]:

