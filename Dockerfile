@@ -20,8 +20,11 @@ COPY --from=build /venv /venv
 COPY --from=build /src/alembic.ini /srv/alembic.ini
 COPY --from=build /src/alembic /srv/alembic
 WORKDIR /srv
-ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 WARDEN_ENVIRONMENT=production
+ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 WARDEN_ENVIRONMENT=production \
+    WARDEN_WORKER_METRICS_PORT=9100 WARDEN_WORKER_METRICS_HOST=0.0.0.0
 USER warden
-EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status == 200 else 1)"
+EXPOSE 8000 9100
+# One image, several services: `warden healthcheck` probes what PID 1 runs (`serve`: the API's
+# /healthz on its --port; `worker`: /healthz on WARDEN_WORKER_METRICS_PORT; `migrate`: nothing).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s CMD ["warden", "healthcheck"]
 CMD ["warden", "serve", "--host", "0.0.0.0", "--port", "8000"]

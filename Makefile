@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: dev test lint typecheck bench bench-ingest lock clean
+.PHONY: dev test fuzz lint typecheck bench bench-ingest lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The contract fuzz run, longer than in `make test` (~15 min), with every Schemathesis phase.
+fuzz: $(STAMP)
+	FUZZ_MAX_SECONDS=$${FUZZ_MAX_SECONDS:-900} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} \
+	FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+	$(BIN)/python -m pytest -q -s tests/contract/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check app workers tests benchmarks

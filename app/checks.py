@@ -19,6 +19,11 @@ def settings_problems(settings: Settings) -> list[str]:
         and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
     ):
         problems.append("WARDEN_JWT_SECRET is the built-in development secret")
+    if settings.secret_key is None and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+        problems.append(
+            "WARDEN_SECRET_KEY is unset and WARDEN_JWT_SECRET is the development secret "
+            "(API keys and TOTP secrets would be keyed with it)"
+        )
     if not settings.require_tls:
         problems.append("WARDEN_REQUIRE_TLS is off (set it once TLS terminates in front of Warden)")
     if settings.signup_enabled:

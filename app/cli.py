@@ -1,4 +1,4 @@
-"""The `warden` command: dev, serve, worker, migrate, seed, check, bench."""
+"""The `warden` command: dev, serve, worker, migrate, seed, check, bench, create-user."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.config import Settings, get_settings
+from pydantic import ValidationError
+
+from app.config import ConfigurationError, Settings, explain, get_settings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -24,25 +26,46 @@ def _settings() -> Settings:
     return get_settings()
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _require(settings: Settings, *names: str) -> None:
+    for name in names:
+        if not getattr(settings, name):
+            raise ConfigurationError(f"WARDEN_{name.upper()} is not set")
+
+
+def served_app() -> object:
+    """The app as each `warden serve --workers N` process builds it (logging first)."""
+    from app.logging import configure_logging
+    from app.main import create_app
+
+    settings = get_settings()
+    configure_logging("DEBUG" if settings.debug else "INFO")
+    return create_app(settings)
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from app.logging import configure_logging
     from app.main import create_app
 
+    _require(settings, "database_url", "redis_url")
     configure_logging("DEBUG" if settings.debug else "INFO")
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-    )
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
+    }
+    if workers > 1:
+        # Each process builds its own app (and pools) from the same environment.
+        uvicorn.run("app.cli:served_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _serve(_settings(), args.host, args.port)
+    _serve(_settings(), args.host, args.port, args.workers)
     return 0
 
 
@@ -57,6 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.logging import configure_logging
 
     settings = _settings()
+    _require(settings, "database_url", "redis_url")
     configure_logging("DEBUG" if settings.debug else "INFO")
     run = import_string(WORKER_ENTRY)
     result: int = run(settings, burst=args.burst)
@@ -123,16 +147,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_platform_admin(args: argparse.Namespace) -> int:
-    """Grant or revoke installation-level, read-only cross-workspace access (admin URL only:
-    the runtime role cannot change this flag)."""
+def _set_platform_admin(settings: Settings, email: str, value: bool) -> int:
+    """Rows changed (admin URL only: the runtime role cannot change this flag)."""
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
-
-    settings = _settings()
-    if not settings.admin_database_url:
-        print("warden platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
-        return 2
 
     async def run() -> int:
         engine = create_async_engine(str(settings.admin_database_url))
@@ -140,16 +158,85 @@ def cmd_platform_admin(args: argparse.Namespace) -> int:
             async with engine.begin() as conn:
                 result = await conn.execute(
                     text("UPDATE app_user SET is_platform_admin = :v WHERE email = lower(:e)"),
-                    {"v": not args.revoke, "e": args.email},
+                    {"v": value, "e": email},
                 )
                 return int(result.rowcount)
         finally:
             await engine.dispose()
 
-    if asyncio.run(run()) != 1:
+    return asyncio.run(run())
+
+
+def cmd_platform_admin(args: argparse.Namespace) -> int:
+    """Grant or revoke installation-level, read-only cross-workspace access."""
+    settings = _settings()
+    if not settings.admin_database_url:
+        print("warden platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
+        return 2
+    if _set_platform_admin(settings, args.email, not args.revoke) != 1:
         print(f"no user with email {args.email}", file=sys.stderr)
         return 1
     print(f"{args.email}: platform admin {'revoked' if args.revoke else 'granted'}")
+    return 0
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    return first if getpass.getpass("Again: ") == first else ""
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Create a user whatever WARDEN_SIGNUP_ENABLED says (the first user of an installation),
+    optionally a platform admin."""
+    from pydantic import ValidationError
+
+    from app.db.session import Database
+    from app.errors import Conflict
+    from app.schemas.auth import RegisterIn
+    from app.services import auth
+
+    settings = _settings()
+    if args.platform_admin and not settings.admin_database_url:
+        print("--platform-admin needs WARDEN_ADMIN_DATABASE_URL", file=sys.stderr)
+        return 2
+    password = _new_password(args)
+    if password is None:
+        print("no terminal to ask for the password: use --password-stdin", file=sys.stderr)
+        return 2
+    if password == "" and not args.password_stdin:
+        print("the passwords differ", file=sys.stderr)
+        return 2
+    try:
+        data = RegisterIn(email=args.email, password=password, name=args.name)
+    except ValidationError as exc:
+        fields = ", ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+        print(f"refused: {fields}", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        db = Database.from_settings(settings, pool_size=1)
+        client = auth.Client(ip=None, user_agent="warden create-user", path="warden create-user")
+        try:
+            user = await auth.register(db, settings, data.email, data.password, data.name, client)
+            return str(user.id)
+        finally:
+            await db.dispose()
+
+    try:
+        user_id = asyncio.run(run())
+    except Conflict:
+        print(f"a user with email {data.email} exists already", file=sys.stderr)
+        return 1
+    print(f"created {data.email.lower()} ({user_id})")
+    if args.platform_admin:
+        _set_platform_admin(settings, data.email, True)
+        print(f"{data.email.lower()}: platform admin granted")
     return 0
 
 
@@ -190,8 +277,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
     env = os.environ
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     worker: subprocess.Popen[bytes] | None = None
+    # SIGTERM stops everything as Ctrl-C does (the finally below), in every phase: uvicorn
+    # re-raises the signal after its own shutdown, and this handler turns it into the same exit.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not env.get("WARDEN_DATABASE_URL"):
+            first = not (data_dir / "postgres" / "PG_VERSION").exists()
+            _say(
+                f"Starting embedded PostgreSQL in {data_dir}"
+                + (" (first run: creating the cluster, about half a minute)" if first else "")
+            )
             pg = EmbeddedPostgres(data_dir)
             started.append(pg)
             admin = make_url(pg.start()).set(database="warden")
@@ -200,6 +295,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 username="warden_app", password=stored["runtime_password"]
             ).render_as_string(hide_password=False)
         if not env.get("WARDEN_REDIS_URL"):
+            _say("Starting embedded Redis")
             rd = EmbeddedRedis(data_dir)
             started.append(rd)
             env["WARDEN_REDIS_URL"] = rd.start()
@@ -208,6 +304,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         env.setdefault("WARDEN_JWT_SECRET", stored["jwt_secret"])
         settings = _settings()
         if settings.admin_database_url:
+            _say("Migrating the database (roles, schema, privileges)")
             asyncio.run(ensure_database(settings.admin_database_url))
             asyncio.run(
                 migrate(
@@ -217,6 +314,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     settings.platform_role,
                 )
             )
+        _say("Seeding the demo workspaces (a scan is imported by the worker once it starts)")
         logins = asyncio.run(seed_demo(settings))
         _print_logins(logins)
         runtime = make_url(str(settings.database_url))
@@ -236,11 +334,54 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
         if worker is not None:
+            _say("Stopping the worker")
             _stop_worker(worker)
         for server in reversed(started):
+            kind = "PostgreSQL" if isinstance(server, EmbeddedPostgres) else "Redis"
+            _say(f"Stopping embedded {kind}")
             server.stop()
     return 0
+
+
+def _say(message: str) -> None:
+    print(f"warden dev: {message}…", flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def health_url(command: Sequence[str], env: dict[str, str]) -> str | None:
+    """Where the container's main process answers `/healthz`: the API's port for `serve` (and
+    `dev`), the worker's metrics port for `worker`; None for one-shot commands (`migrate`)."""
+    if "worker" in command:
+        port = env.get("WARDEN_WORKER_METRICS_PORT")
+        return f"http://127.0.0.1:{port}/healthz" if port else None
+    if "serve" in command or "dev" in command:
+        args = list(command)
+        port = args[args.index("--port") + 1] if "--port" in args[:-1] else str(DEFAULT_PORT)
+        return f"http://127.0.0.1:{port}/healthz"
+    return None
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """The image's HEALTHCHECK: probe whichever service this container runs (PID 1)."""
+    import urllib.request
+
+    try:
+        raw = Path(f"/proc/{args.pid}/cmdline").read_bytes()
+    except OSError:
+        return 1
+    url = health_url([a.decode() for a in raw.split(b"\0") if a], dict(os.environ))
+    if url is None:
+        return 0
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback only
+            return 0 if response.status == 200 else 1
+    except OSError:
+        return 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -274,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--host", default=DEFAULT_HOST)
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
+        if name == "serve":
+            p.add_argument(
+                "--workers", type=int, default=1, help="API processes (one per core, say)"
+            )
         if name == "dev":
             p.add_argument("--data-dir", default=".warden", help="where embedded servers keep data")
         p.set_defaults(func=func)
@@ -289,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     padmin.add_argument("email")
     padmin.add_argument("--revoke", action="store_true")
     padmin.set_defaults(func=cmd_platform_admin)
+    create = sub.add_parser("create-user", help="create a user (e.g. the first, sign-up off)")
+    create.add_argument("email")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create.add_argument(
+        "--platform-admin", action="store_true", help="also grant installation-wide read access"
+    )
+    create.set_defaults(func=cmd_create_user)
     check = sub.add_parser("check", help="production readiness checks")
     check.add_argument(
         "--rls", action="store_true", help="also run the RLS catalog conformance check"
@@ -300,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a node to check (repeatable; default: the admin or runtime URL)",
     )
     check.set_defaults(func=cmd_check)
+    health = sub.add_parser("healthcheck", help="probe the service this container runs")
+    health.add_argument("--pid", type=int, default=1, help="the process whose service to probe")
+    health.set_defaults(func=cmd_healthcheck)
     bench = sub.add_parser(
         "bench",
         help="benchmarks against the bare stack (`warden bench --help` for options)",
@@ -315,5 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # every option after `bench` is the harness's, --help included
         return cmd_bench(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ValidationError as exc:
+        print(f"warden: configuration error: {explain(exc)}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"warden: configuration error: {exc}", file=sys.stderr)
+        return 2
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     )
     workspace_delete_batch: int = Field(default=5000, ge=1, description="rows per deletion batch")
 
+    # Change management
+    invitation_ttl_hours: int = Field(
+        default=72, ge=1, le=24 * 90, description="hours an invitation token stays valid"
+    )
+
     # Tokens
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
@@ -98,6 +103,26 @@ class Settings(BaseSettings):
     jwt_audience: str = "warden-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=300)
+
+    # Keys the hashes of API keys and recovery codes and encrypts TOTP secrets (derived from
+    # WARDEN_JWT_SECRET when unset). Changing it invalidates every API key and TOTP factor.
+    secret_key: SecretStr | None = None
+
+    # Second factor (TOTP) and API keys
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    mfa_max_failures: int = Field(default=5, ge=1, description="wrong codes before a lockout")
+    totp_issuer: str = Field(default="Warden", description="the name authenticator apps show")
+
+    # Sign-in with an OpenID Connect provider (off unless the issuer is set)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_groups_claim: str = "groups"
+    oidc_algorithms: list[str] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+    oidc_jwks_cache_seconds: int = Field(default=3600, ge=1)
+    oidc_jwks_refetch_seconds: float = Field(
+        default=10.0, ge=0, description="least time between fetches for an unknown key id"
+    )
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     # Authentication policy
     signup_enabled: bool = False
@@ -119,6 +144,26 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="a retry waits this long for its key's first request"
     )
 
+    # Operations
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs `Authorization: Bearer <token>`"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="the worker serves /metrics and /healthz here"
+    )
+    worker_metrics_host: str = "127.0.0.1"
+
+    @field_validator("database_url", "admin_database_url", "read_database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str | None) -> str | None:
+        """Standard `postgres://` and `postgresql://` URLs get the driver Warden uses."""
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if sep and scheme in ("postgres", "postgresql"):
+            return f"postgresql+asyncpg://{rest}"
+        return value
+
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if self.jwt_algorithm == "HS256":
@@ -129,6 +174,8 @@ class Settings(BaseSettings):
                 f"{self.jwt_algorithm} needs WARDEN_JWT_PRIVATE_KEY (to sign) "
                 "or WARDEN_JWT_PUBLIC_KEY (to verify only)"
             )
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("WARDEN_OIDC_ISSUER needs WARDEN_OIDC_AUDIENCE (the client id)")
         return self
 
     @property
@@ -145,3 +192,17 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or wrong: said in one line, without a traceback."""
+
+
+def explain(exc: ValidationError) -> str:
+    """One line naming each wrong `WARDEN_` variable and what is wrong with it."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = "WARDEN_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)

@@ -17,11 +17,11 @@ import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app import metrics
 from app.db.session import CrossWorkspaceWrite
 from app.unavailable import (
     CANDIDATE_TYPES,
@@ -34,11 +34,6 @@ from app.unavailable import (
 
 log = logging.getLogger("warden.errors")
 
-UNAVAILABLE = Counter(
-    "warden_dependency_unavailable_total",
-    "Requests answered 503 because a dependency was unavailable",
-    ["dependency", "reason"],
-)
 # Seconds a client should wait before retrying after a 503.
 RETRY_AFTER_SECONDS = 1
 DATABASE_ERRORS = (
@@ -84,6 +79,21 @@ class Unauthorized(AppError):
 
 class Forbidden(AppError):
     status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class MfaRequired(Forbidden):
+    """The workspace requires a second factor the caller has not turned on."""
+
+    title, slug = "MFA required", "mfa-required"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("code", "mfa_required")
+        super().__init__(
+            detail
+            or "This workspace requires multi-factor authentication: turn on TOTP at "
+            "POST /api/v1/me/mfa/totp first",
+            **kw,
+        )
 
 
 class NotFound(AppError):
@@ -284,7 +294,7 @@ def _retry_later(request: Request, detail: str) -> Response:
 
 def unavailable_problem(request: Request, lost: Unavailable) -> Response:
     """The 503 for an unavailable dependency: one log line, one metric, `Retry-After`."""
-    UNAVAILABLE.labels(lost.dependency, lost.reason).inc()
+    metrics.UNAVAILABLE.labels(lost.dependency, lost.reason).inc()
     log.warning(
         "%s unavailable: %s",
         lost.dependency,

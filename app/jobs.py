@@ -14,8 +14,16 @@ class JobKind:
 
 IMPORT_SCAN = JobKind("scan.import", "scan.create")
 DELETE_WORKSPACE = JobKind("workspace.delete", "workspace.delete")
+# Notifications, written after the action's transaction committed, in the actor's name (each
+# recipient's own membership, permission and visibility are checked again when it is written).
+NOTIFY_CHANGE = JobKind("notify.change", "change.read")
+NOTIFY_INCIDENT = JobKind("notify.incident", "incident.read")
+NOTIFY_INVITATION = JobKind("notify.invitation", "member.read")
 
-JOBS = {kind.name: kind for kind in (IMPORT_SCAN, DELETE_WORKSPACE)}
+JOBS = {
+    kind.name: kind
+    for kind in (IMPORT_SCAN, DELETE_WORKSPACE, NOTIFY_CHANGE, NOTIFY_INCIDENT, NOTIFY_INVITATION)
+}
 
 # Cron jobs (no user, no workspace: they call narrow definer functions only).
 CRON_SWEEP_OUTBOX = "cron.sweep_outbox"

@@ -17,6 +17,9 @@ workspace_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "workspace", default=None
 )
 user_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
+# A worker's job: its task and kind (the workspace and user go in the two above).
+task_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("task", default=None)
+kind_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("kind", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -38,6 +41,8 @@ class JsonFormatter(logging.Formatter):
             ("request_id", request_id_var),
             ("workspace", workspace_var),
             ("user", user_var),
+            ("task_id", task_var),
+            ("kind", kind_var),
         ):
             value = var.get()
             if value:

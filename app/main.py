@@ -7,29 +7,37 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from redis.asyncio import ConnectionPool, Redis
 
+from app import metrics, openapi
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware, RequireTLSMiddleware
 from app.routers import (
+    api_keys,
     audit,
     auth,
+    changes,
     findings,
     health,
+    idp_groups,
+    incidents,
+    invitations,
     me,
     members,
+    mfa,
+    notifications,
     platform,
     provider_groups,
     providers,
     roles,
     scans,
+    service_keys,
     tasks,
     workspace_settings,
     workspaces,
@@ -38,7 +46,7 @@ from app.routers.docs import install_docs
 from app.routing import RouteIndex
 from app.security import idempotency
 from app.security.deps import record_denial
-from app.security.route_index import annotate_openapi
+from app.security.providers import BearerSignIns, configured
 from app.services import outbox
 from app.unavailable import log_failure, retry_while_unavailable
 
@@ -55,18 +63,6 @@ Use **Authorize** with your email and password (OAuth2 password flow) to try the
 
 class UnsafeDatabaseRole(RuntimeError):
     pass
-
-
-def _annotate_openapi(app: FastAPI) -> None:
-    """Every operation's OpenAPI entry names the permission its route requires."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = annotate_openapi(app, build())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _relay_leftovers(app: FastAPI) -> int:
@@ -111,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reason:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
             db.relay = outbox.Relay(db, arq, settings.job_queue_name)
+            metrics.watch_pool(db.engine, "primary")
+            if db.read_engine is not None:
+                metrics.watch_pool(db.read_engine, "replica")
             app.state.db = db
             app.state.redis = redis
             app.state.arq = arq
@@ -133,18 +132,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        openapi_tags=openapi.TAGS,
     )
     app.state.settings = settings
+    app.state.auth_providers = configured(settings)
+    if settings.oidc_issuer:
+        app.state.bearer_sign_ins = BearerSignIns(app.state.auth_providers, auth.bearer_sign_in)
     install_error_handlers(app, on_denied=record_denial)
     idempotency.install(app)
     for module in (
         health,
         auth,
         me,
+        api_keys,
+        mfa,
         platform,
         workspaces,
         members,
         roles,
+        service_keys,
+        idp_groups,
         providers,
         provider_groups,
         scans,
@@ -152,11 +159,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks,
         workspace_settings,
         audit,
+        changes,
+        incidents,
+        invitations,
+        notifications,
     ):
         # The routes themselves, not an included router: FastAPI matches an included router's
         # routes twice per request (select, then handle), and the index below needs them flat.
         app.router.routes.extend(module.router.routes)
-    _annotate_openapi(app)
+    openapi.install(app)
     install_docs(app)
     app.router.routes.insert(0, RouteIndex(app.router.routes))
     app.add_middleware(

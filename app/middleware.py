@@ -32,7 +32,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         tokens = (request_id_var.set(request_id), workspace_var.set(None), user_var.set(None))
@@ -59,13 +60,17 @@ class RequestContextMiddleware:
             if principal is not None:
                 user_var.set(str(principal.user_id))
                 workspace_var.set(getattr(principal, "slug", None))
+            client = scope.get("client")
             log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
+                    "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                    "user_agent": headers.get(b"user-agent", b"").decode("latin-1")[:200] or None,
                 },
             )
             for var, token in zip((request_id_var, workspace_var, user_var), tokens, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from app.config import Settings
 
@@ -92,6 +93,151 @@ async def _flag_platform_admin(admin_url: str) -> None:
         await engine.dispose()
 
 
+# Change management demo: (requester, body, what happens next) in acme-prod.
+CHANGES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    (
+        "engineer@acme.example.com",
+        {
+            "title": "Rotate the acme-prod database credentials",
+            "description": "New credentials through the secret store; restart the API pods.",
+            "risk": "medium",
+            "provider": "acme-prod",
+        },
+        [("engineer@acme.example.com", "submit")],
+    ),
+    (
+        "engineer@acme.example.com",
+        {
+            "title": "Upgrade the production Kubernetes cluster",
+            "description": "Control plane first, then node groups one by one.",
+            "risk": "high",
+            "required_approvals": 2,
+        },
+        [("engineer@acme.example.com", "submit"), ("approver@acme.example.com", "approve")],
+    ),
+    (
+        "admin@acme.example.com",
+        {
+            "title": "Enable threat detection in every region",
+            "description": "Turn it on for the accounts that lack it.",
+            "risk": "low",
+        },
+        [
+            ("admin@acme.example.com", "submit"),
+            ("approver@acme.example.com", "approve"),
+            ("admin@acme.example.com", "implement"),
+        ],
+    ),
+    (
+        "engineer@acme.example.com",
+        {
+            "title": "Tighten the storage bucket policies",
+            "description": "Draft: list the buckets first.",
+            "risk": "low",
+        },
+        [],
+    ),
+]
+
+
+async def _seed_change_management(
+    client: httpx.AsyncClient, headers: dict[str, dict[str, str]], slug: str
+) -> None:
+    """A few change requests in different states and an incident being investigated (once)."""
+    base = f"/ws/{slug}/api/v1"
+    owner = headers[WORKSPACES[slug]["owner"]]
+    existing = await client.get(f"{base}/changes?limit=1", headers=owner)
+    existing.raise_for_status()
+    if existing.json()["data"]:
+        return
+    providers = (await client.get(f"{base}/providers", headers=owner)).json()["data"]
+    by_alias = {p["alias"]: p["id"] for p in providers}
+    for requester, spec, steps in CHANGES:
+        body = {k: v for k, v in spec.items() if k != "provider"}
+        if "provider" in spec:
+            body["provider_id"] = by_alias[spec["provider"]]
+        r = await client.post(f"{base}/changes", json=body, headers=headers[requester])
+        _ok(r)
+        change = f"{base}/changes/{r.json()['id']}"
+        for who, action in steps:
+            _ok(await client.post(f"{change}/{action}", headers=headers[who]))
+    engineer = headers["engineer@acme.example.com"]
+    me = (await client.get("/api/v1/me", headers=engineer)).json()
+    r = await client.post(
+        f"{base}/incidents",
+        json={
+            "title": "Elevated 5xx on the public API",
+            "description": "Error rate above 2% since the last deploy.",
+            "severity": "sev2",
+            "provider_id": by_alias["acme-prod"],
+            "assignee_id": me["id"],
+        },
+        headers=owner,
+    )
+    _ok(r)
+    _ok(
+        await client.patch(
+            f"{base}/incidents/{r.json()['id']}",
+            json={"status": "investigating"},
+            headers=engineer,
+        )
+    )
+
+
+_CHECKS = (
+    ("iam_root_mfa_enabled", "Ensure MFA is enabled for the root account", "critical", "FAIL"),
+    ("s3_bucket_public_access", "Ensure S3 buckets block public access", "high", "FAIL"),
+    ("cloudtrail_multi_region_enabled", "Ensure CloudTrail covers every region", "high", "PASS"),
+    ("ec2_ebs_default_encryption", "Ensure EBS default encryption is on", "medium", "FAIL"),
+    ("iam_password_policy_length", "Ensure the password policy needs 14+ chars", "low", "PASS"),
+    (
+        "account_security_contact",
+        "Ensure a security contact is registered",
+        "informational",
+        "MANUAL",
+    ),
+)
+
+
+def demo_report(account: str) -> bytes:
+    """A small Prowler JSON-OCSF report for an AWS account (one record per demo check)."""
+    records = [
+        {
+            "finding_info": {"uid": f"prowler-aws-{check}-{account}", "title": title},
+            "metadata": {"event_code": check},
+            "severity": severity.capitalize(),
+            "status_code": status,
+            "status_detail": f"{title}: {status}",
+            "cloud": {"provider": "aws", "region": "eu-west-1", "account": {"uid": account}},
+            "resources": [{"uid": f"arn:aws:iam::{account}:root", "type": "AwsAccount"}],
+            "time": 1714564800,
+        }
+        for check, title, severity, status in _CHECKS
+    ]
+    return orjson.dumps(records)
+
+
+async def _seed_scan(client: httpx.AsyncClient, slug: str, owner: dict[str, str]) -> None:
+    """One scan of the workspace's first AWS provider, once: the worker imports it."""
+    providers = await client.get(
+        f"/ws/{slug}/api/v1/providers", params={"provider_type": "aws"}, headers=owner
+    )
+    providers.raise_for_status()
+    scans = await client.get(f"/ws/{slug}/api/v1/scans", params={"limit": 1}, headers=owner)
+    scans.raise_for_status()
+    if not providers.json()["data"] or scans.json()["data"]:
+        return
+    provider = providers.json()["data"][0]
+    r = await client.post(
+        f"/ws/{slug}/api/v1/scans",
+        data={"provider_id": provider["id"]},
+        files={"file": ("demo.ocsf.json", demo_report(provider["uid"]), "application/json")},
+        headers=owner,
+    )
+    if r.status_code != 202:
+        raise RuntimeError(f"seeding failed: POST /ws/{slug}/api/v1/scans: {r.text}")
+
+
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     from app.main import create_app
 
@@ -124,6 +270,9 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
                             f"/ws/{slug}/api/v1/providers", json=provider, headers=owner
                         )
                     )
+                await _seed_scan(client, slug, owner)
+                if slug == "acme-prod":
+                    await _seed_change_management(client, headers, slug)
                 listed = await client.get("/api/v1/workspaces", headers=owner)
                 listed.raise_for_status()
                 for ws in listed.json()["data"]:

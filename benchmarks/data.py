@@ -126,6 +126,7 @@ async def generate(
                 PASSWORD,
                 auth.Client(ip="127.0.0.1", user_agent="warden-bench"),
             )
+            assert isinstance(tokens, auth.Tokens)
             clients.append(
                 WorkspaceFixture(
                     slug=row["slug"],

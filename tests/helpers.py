@@ -245,3 +245,37 @@ async def run_jobs(settings: Any, **overrides: Any) -> Any:
     finally:
         await worker.close()
     return worker
+
+
+# The registry, read off the live app: which list resource each route serves.
+
+
+@dataclass(frozen=True)
+class ListRoute:
+    """A route speaking the query language: its path template, method, kind (list, search or
+    distinct) and the `Resource` it serves."""
+
+    path: str
+    method: str
+    kind: str
+    resource: Any
+
+
+def list_routes(app: FastAPI) -> list[ListRoute]:
+    """Every query-language route of the app, found through its `Resource` dependency."""
+    from app.query import Resource
+
+    out: list[ListRoute] = []
+
+    def walk(route: Any, dependant: Any) -> None:
+        for dep in dependant.dependencies:
+            owner = getattr(dep.call, "__self__", None)
+            if isinstance(owner, Resource):
+                kind = dep.call.__name__.removesuffix("_query")
+                for method in sorted(route.methods):
+                    out.append(ListRoute(route.path, method, kind, owner))
+            walk(route, dep)
+
+    for route in api_routes(app):
+        walk(route, route.dependant)
+    return out

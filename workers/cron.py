@@ -1,4 +1,4 @@
-"""Cron jobs. They run without a user: each calls narrow definer functions (app.services).
+"""Cron jobs. They run without a user: each calls narrow definer functions.
 
 Each is `outage_tolerant`: a run that meets an unavailable database or Redis logs one line and
 ends (the next run does the work), instead of a traceback every few seconds of an outage.

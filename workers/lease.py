@@ -20,19 +20,17 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, or_, select, update
 
+from app import metrics
 from app.db.models import Outbox, Task
 from app.db.models.job import TERMINAL_STATES
+from app.logging import task_var
 from app.unavailable import retryable
 from workers.context import JobContext, Refused, bookkeeping
 
 log = logging.getLogger("warden.jobs")
 
-TAKEOVERS = Counter(
-    "warden_task_takeovers_total", "Running tasks taken over after their lease expired", ["job"]
-)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"[:200]
 
 
@@ -66,6 +64,7 @@ async def claim(jc: JobContext) -> Claim:
         if row is None or row.done_at is not None or row.job != jc.spec.kind.name:
             return Claim()
         jc.task_id, jc.args = row.task_id, dict(row.args or {})
+        task_var.set(str(row.task_id) if row.task_id else None)  # on this job's log lines
         if row.task_id is None:
             return Claim(run=True)
         found = (
@@ -88,7 +87,7 @@ async def claim(jc: JobContext) -> Claim:
             jc.attempt = task.attempts
             return Claim(exhausted=True)
         if taken_over:
-            TAKEOVERS.labels(jc.spec.kind.name).inc()
+            metrics.TAKEOVERS.labels(jc.spec.kind.name).inc()
             log.warning(
                 "job %s %s: taking over task %s from %s (lease expired)",
                 jc.spec.kind.name,

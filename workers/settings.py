@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
-from arq import cron
+from arq import Retry, cron
 from arq.connections import RedisSettings
 from arq.worker import Function, func
 
+from app import metrics
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
 from app.db.session import Database
@@ -27,10 +29,13 @@ from app.jobs import (
     CRON_SWEEP_OUTBOX,
     CRON_TAKE_OVER,
 )
+from app.logging import kind_var, task_var, user_var, workspace_var
 from app.services import outbox
 from app.unavailable import log_failure, retry_while_unavailable
 from workers import cron as cron_jobs
+from workers import metrics_server
 from workers.context import JobSpec
+from workers.jobs.notifications import notify_change, notify_incident, notify_invitation
 from workers.jobs.scans import import_scan
 from workers.jobs.workspaces import delete_workspace
 from workers.runner import execute
@@ -38,7 +43,13 @@ from workers.worker import ResilientWorker
 
 log = logging.getLogger("warden.worker")
 
-JOBS: tuple[JobSpec, ...] = (import_scan, delete_workspace)
+JOBS: tuple[JobSpec, ...] = (
+    import_scan,
+    delete_workspace,
+    notify_change,
+    notify_incident,
+    notify_invitation,
+)
 _DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 # Deliveries arq allows one job before it drops it: far beyond the task's own attempt limit.
 ARQ_MAX_TRIES = 1000
@@ -49,7 +60,7 @@ class UnsafeDatabaseRole(RuntimeError):
 
 
 def arq_function(spec: JobSpec, settings: Settings = _DEFAULTS) -> Function:
-    """The arq function for a job: every call goes through `workers.context.execute`.
+    """The arq function for a job: every call goes through the runner's `execute`.
 
     arq's own timeout and try limit are backstops only; the wrapper enforces the configured
     hard limit and counts attempts on the task (deliveries that could not start, during an
@@ -59,7 +70,7 @@ def arq_function(spec: JobSpec, settings: Settings = _DEFAULTS) -> Function:
     """
 
     async def run(ctx: dict[str, Any], workspace_id: str, user_id: str, outbox_id: str) -> Any:
-        return await execute(spec, ctx, workspace_id, user_id, outbox_id)
+        return await observed(spec, ctx, workspace_id, user_id, outbox_id)
 
     run.__qualname__ = run.__name__ = spec.kind.name
     return func(
@@ -69,6 +80,35 @@ def arq_function(spec: JobSpec, settings: Settings = _DEFAULTS) -> Function:
         max_tries=ARQ_MAX_TRIES,
         keep_result=0,
     )
+
+
+async def observed(
+    spec: JobSpec, ctx: dict[str, Any], workspace_id: str, user_id: str, outbox_id: str
+) -> dict[str, Any]:
+    """One delivery, logged (task id, kind, workspace, outcome) and counted by kind and
+    outcome; `retry` when it will run again, `error` when it raised."""
+    kind = spec.kind.name
+    for var, value in ((kind_var, kind), (workspace_var, workspace_id), (user_var, user_id)):
+        var.set(value)
+    task_var.set(None)
+    started, outcome = time.perf_counter(), "error"
+    try:
+        result = await execute(spec, ctx, workspace_id, user_id, outbox_id)
+        outcome = str(result.get("state", "unknown"))
+        if outcome == "succeeded" and isinstance(result.get("imported"), int):
+            metrics.FINDINGS_IMPORTED.inc(result["imported"])
+        return result
+    except Retry:
+        outcome = "retry"
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.TASKS.labels(kind, outcome).inc()
+        metrics.TASK_SECONDS.labels(kind, outcome).observe(elapsed)
+        log.info(
+            "task finished",
+            extra={"outcome": outcome, "outbox_id": outbox_id, "duration_ms": round(elapsed * 1e3)},
+        )
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -92,6 +132,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["db"] = db
     # Jobs that jobs write (e.g. notifications) are sent when their transaction commits.
     db.relay = outbox.Relay(db, ctx["redis"], settings.job_queue_name)
+    metrics.watch_pool(db.engine, "worker")
+    ctx["metrics_server"] = await metrics_server.start(ctx, settings)
     try:
         await cron_jobs.maintain_partitions(ctx)
         sent = await outbox.sweep(
@@ -107,6 +149,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    server = ctx.pop("metrics_server", None)
+    if server is not None:
+        server.close()
     db = ctx.pop("db", None)
     if db is not None:
         await db.dispose()

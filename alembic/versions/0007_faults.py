@@ -9,7 +9,7 @@ an expired lease (ids only; the takeover itself runs in the job's own workspace 
 the retention cron removes expired keys.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0010
 """
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from alembic import op
 from app.db.rls import Scope, scope_table
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

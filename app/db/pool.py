@@ -17,6 +17,7 @@ code (closing there failed with `MissingGreenlet` and dropped the connection unc
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -24,6 +25,8 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Full
+
+from app.metrics import POOL_WAIT
 
 T = TypeVar("T")
 
@@ -72,6 +75,7 @@ class HandoffQueue(Generic[T]):
             return self._items.popleft()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        started = time.perf_counter()  # only a caller that waits pays for measuring it
         try:
             return await waiter
         except BaseException:
@@ -81,6 +85,11 @@ class HandoffQueue(Generic[T]):
             else:
                 waiter.cancel()
             raise
+        finally:
+            POOL_WAIT.observe(time.perf_counter() - started)
+
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
 
 
 class _FairQueue(AsyncAdaptedQueue[Any]):
@@ -94,6 +103,10 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     arrival order, and whose surplus connections are closed in the async context."""
 
     _queue_class = _FairQueue
+
+    def waiting(self) -> int:
+        """Callers waiting for a connection now (read when metrics are scraped)."""
+        return self._pool._queue.waiting()  # type: ignore[attr-defined,no-any-return]
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         try:

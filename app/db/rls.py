@@ -3,7 +3,7 @@
 Every scoped table gets RLS ENABLEd and FORCEd and exactly one permissive `FOR ALL` policy whose
 USING and WITH CHECK are the same bare predicate (SPEC section 2): no subquery, no restrictive
 policy, `nullif(..., '')` so an unset or empty setting fails closed. Migrations call
-`scope_table()`; no migration writes a policy by hand. `app.db.catalog` checks the result.
+`scope_table()`; no migration writes a policy by hand. The catalog check verifies the result.
 """
 
 from __future__ import annotations

@@ -31,7 +31,25 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_cut": ("SELECT",),
     "audit_denial": ("SELECT",),
     "user_event": ("SELECT", "INSERT"),
+    # Keys: the runtime role never reads a secret's hash back (the lookup goes through
+    # warden_api_key_context); it may write a key once and revoke it.
+    "api_key": (),
+    "service_key": ("DELETE",),  # the workspace's deletion removes its rows
+    # Decisions and timelines are never edited (DELETE only for removing a deleted workspace).
+    "change_approval": ("SELECT", "INSERT", "DELETE"),
+    "incident_event": ("SELECT", "INSERT", "DELETE"),
 }
+_KEY_COLUMNS = (
+    "id",
+    "name",
+    "prefix",
+    "permissions",
+    "permitted_endpoints",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "created_at",
+)
 # Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
 # (granted by the installation with `warden platform-admin`).
 RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -57,6 +75,16 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
             "updated_at",
         ),
         "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
+    },
+    "api_key": {
+        "SELECT": ("user_id", "bound_workspace_id", *_KEY_COLUMNS),
+        "INSERT": ("user_id", "bound_workspace_id", "secret_hash", *_KEY_COLUMNS),
+        "UPDATE": ("revoked_at",),
+    },
+    "service_key": {
+        "SELECT": ("workspace_id", "created_by", *_KEY_COLUMNS),
+        "INSERT": ("workspace_id", "created_by", "secret_hash", *_KEY_COLUMNS),
+        "UPDATE": ("revoked_at",),
     },
     "audit_record": {
         "INSERT": (
@@ -106,7 +134,41 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
             "custom_role",
             "role_provider_group",
             "provider_group_member",
+            "user_mfa",
         ),
+    ),
+    # Identity: a key by its prefix with its user's membership; the key's last-used stamp; the
+    # OIDC sign-in (provisioning by issuer + subject) and the group sync of the user in context.
+    DefinerFunction(
+        "warden_api_key_context(text, text)",
+        reads=(
+            "api_key",
+            "service_key",
+            "app_user",
+            "workspace",
+            "membership",
+            "custom_role",
+            "role_provider_group",
+            "provider_group_member",
+            "user_mfa",
+        ),
+    ),
+    DefinerFunction(
+        "warden_api_key_used(text, uuid, uuid)",
+        reads=("api_key", "service_key"),
+        updates=(("api_key", ("last_used_at",)), ("service_key", ("last_used_at",))),
+    ),
+    DefinerFunction(
+        "warden_oidc_sign_in(text, text, text, boolean, text)",
+        reads=("app_user", "user_identity"),
+        inserts=("app_user", "user_identity"),
+    ),
+    DefinerFunction(
+        "warden_idp_sync(text[], text, text, text)",
+        reads=("idp_group_mapping", "workspace", "custom_role", "membership"),
+        inserts=("membership", "audit_record"),
+        updates=(("membership", ("role", "custom_role_id", "updated_at")),),
+        deletes=("membership",),
     ),
     DefinerFunction(
         "warden_platform_workspaces()",
@@ -132,6 +194,9 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     ),
     DefinerFunction("warden_outbox_pending(integer, integer)", reads=("outbox",)),
     DefinerFunction("warden_outbox_mark_sent(uuid[])", reads=("outbox",), updates=("outbox",)),
+    # Operators' views (`/metrics`, `/readyz`): a count and an age, the schema revision.
+    DefinerFunction("warden_outbox_stats()", reads=("outbox",)),
+    DefinerFunction("warden_schema_version()", reads=("alembic_version",)),
     DefinerFunction("warden_prune_tasks(integer, integer)", reads=("task",), deletes=("task",)),
     DefinerFunction(
         "warden_expire_stuck_tasks(integer)", reads=("task", "outbox"), updates=("task", "outbox")
@@ -146,7 +211,7 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     ),
     DefinerFunction("warden_create_finding_partition(date)", reads=()),
     DefinerFunction("warden_finding_default_rows()", reads=()),
-    # The audit chain (app/services/audit.py): the sealer may set only the chain columns of
+    # The audit chain: the sealer may set only the chain columns of
     # audit records, never their content; retention removes a sealed prefix and records the cut.
     DefinerFunction(
         "warden_audit_seal(integer)",
@@ -168,6 +233,24 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         "warden_purge_audit(uuid, integer)",
         reads=("workspace", "audit_record", "audit_cut"),
         deletes=("audit_record", "audit_cut"),
+    ),
+    # Invitations (change management): acceptance crosses from the user into the workspace,
+    # the invitation notice from the workspace to a user who is not a member.
+    DefinerFunction(
+        "warden_accept_invitation(uuid, uuid, bytea)",
+        reads=("app_user", "invitation", "workspace", "membership", "custom_role"),
+        inserts=("membership",),
+        updates=(("invitation", ("accepted_at", "accepted_by")),),
+    ),
+    DefinerFunction(
+        "warden_notify_invitation(uuid)",
+        reads=("invitation", "workspace", "app_user", "custom_role", "notification"),
+        inserts=("notification",),
+    ),
+    DefinerFunction(
+        "warden_notify_my_invitations()",
+        reads=("invitation", "workspace", "app_user", "custom_role", "notification"),
+        inserts=("notification",),
     ),
     DefinerFunction(
         "warden_platform_denials(integer, uuid)",

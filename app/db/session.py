@@ -113,7 +113,7 @@ def _scope_to_workspace(state: ORMExecuteState) -> None:
     state.statement = state.statement.options(*scope_options(state.session.info))
 
 
-# The bound parameters a compiled (reused) statement takes its context from (`app.query.plan`).
+# The bound parameters a compiled (reused) statement takes its context from.
 WORKSPACE_PARAM = "warden_workspace_id"
 VISIBLE_PARAM = "warden_visible_provider_ids"
 

@@ -30,7 +30,7 @@ Applying it to a new list (e.g. scans, findings, tasks):
 
    A list whose rows are its response model's columns (`base=lambda:
    select(*row_columns(Scan, ScanOut))`) can instead run compiled, once per query shape, on the
-   request's connection (`app.query.plan`; the same criteria, bound per request), the way the
+   request's connection (the same criteria, bound per request), the way the
    providers and findings lists do::
 
        async def list_scans(tx: Transaction, query: ListQuery) -> list[Record]:
@@ -54,7 +54,7 @@ Applying it to a new list (e.g. scans, findings, tasks):
        ):
            return await distinct(ctx.session, query)
 
-   Give the router `route_class=AuditedRoute` (app.security.audit) like every API router: the
+   Give the router `route_class=AuditedRoute` like every API router: the
    audit completeness test fails for a route without it.
 
 Rows passed to `page()` must expose every sortable field under its name (entities, mappings or
@@ -68,7 +68,8 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.query.filters import Field
-from app.query.resource import DistinctQuery, ListQuery, Resource
+from app.query.queries import DistinctQuery, ListQuery
+from app.query.resource import Resource
 from app.query.types import Boolean, Enum, IdTime, Integer, Text, Timestamp, Uuid
 
 

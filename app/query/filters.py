@@ -65,31 +65,37 @@ def _json_list(raw: str) -> list[Any]:
     return value
 
 
-def parse_items(ftype: FieldType, items: list[Any], cap: int) -> list[Any]:
-    """Elements of a JSON list (the `in` operator, the search body), each parsed to the type."""
+def parse_items(field: Field, items: list[Any], cap: int) -> list[Any]:
+    """Elements of a JSON list (the `in` operator, the search body), each parsed to the field's
+    type and checked against its column."""
     if len(items) > cap:
         raise ValueError(f"takes at most {cap} values, got {len(items)}")
     out = []
     for item in items:
         if item is None:
             raise ValueError("null is not a value; use __exists=false to find missing values")
-        out.append(ftype.parse_json(item))
+        out.append(_fits(field, field.type.parse_json(item)))
     return out
 
 
-def parse_value(ftype: FieldType, op: str, raw: str, cap: int) -> Any:
+def parse_value(field: Field, op: str, raw: str, cap: int) -> Any:
     if op == "exists":
         if raw.strip().lower() not in ("true", "false"):
             raise ValueError("takes true or false")
         return raw.strip().lower() == "true"
     if op == "in":
-        return parse_items(ftype, _json_list(raw), cap)
+        return parse_items(field, _json_list(raw), cap)
     if op == "between":
         items = _json_list(raw)
         if len(items) != 2:
             raise ValueError("expects a JSON list of two values, [low, high]")
-        return parse_items(ftype, items, 2)
-    return ftype.parse_text(raw)
+        return parse_items(field, items, 2)
+    return _fits(field, field.type.parse_text(raw))
+
+
+def _fits(field: Field, value: Any) -> Any:
+    field.type.check(value, field.column.type)
+    return value
 
 
 Bind = Callable[[Any, Any], Any]  # (value, SQL type) -> the bound parameter that carries it
@@ -108,7 +114,7 @@ def _like(text: str) -> str:
 def condition(field: Field, op: str, value: Any, bind: Bind = inline) -> ColumnElement[bool]:
     """The SQL condition for one parsed term. Every value goes through `bind`, in a fixed order
     for a given (field, operator, value shape), so a compiled query can be reused for any values
-    of the same shape (`app.query.plan`)."""
+    of the same shape."""
     col, ordered = field.column, field.sort_expr
     sql_type = col.type
     if op == "exists":

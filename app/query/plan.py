@@ -12,7 +12,7 @@ which row grants) names a compiled statement; a request then only parses its val
 Invariant (what makes a compiled statement safe to reuse): every value a request contributes
 enters the statement as a named bound parameter (`Binder` hands them out, in the order the query
 builds them, which is fixed for one shape), and so do the context's workspace id and visible
-provider ids (`app.db.session.scope_options(bound=True)`, the same criteria the ORM hook adds to
+provider ids (`scope_options(bound=True)`, the same criteria the ORM hook adds to
 every session statement). Every other part of the statement, including any parameter not handed
 out here, depends only on the key (the resource's base select, the row-grant criteria, which are
 memoized per roles and attribute values and named by `row_filter_key`). `tests/query` checks
@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from app.db.session import scope_key, scope_options, scope_parameters
 from app.db.transaction import Transaction
-from app.query.resource import ListQuery
+from app.query.queries import ListQuery
 
 MAX_PLANS = 2048
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.routing import APIRoute
 
+from app.errors import BadRequest
 from app.query import DistinctQuery, ListQuery, distinct
 from app.schemas.audit import AuditOut, HistoryEntryOut, VerifyOut
 from app.schemas.common import DistinctPage, Page
-from app.security.audit import AuditedRoute
+from app.security.audit import AuditedRoute, describe_route
 from app.security.deps import require
 from app.security.principal import WorkspaceContext
+from app.security.shaping import unseen_ids
 from app.services import audit, audit_chain
 from app.services.audit import AUDIT, HISTORY
 
@@ -24,7 +27,15 @@ Listing = Annotated[ListQuery, Depends(AUDIT.list_query)]
 
 async def _page(ctx: WorkspaceContext, query: ListQuery) -> dict[str, Any]:
     page = query.page(await audit.list_records(ctx, query))
-    page["data"] = [AuditOut.of(r) for r in page["data"]]
+    records = [AuditOut.of(r) for r in page["data"]]
+    # A record may name a resource the reader cannot see (their own request for it, say):
+    # the id is left out here, and masked wherever else it occurs by the response shaping.
+    named = " ".join(str(r.resource_id) for r in records).encode()
+    unseen = await unseen_ids(ctx, named)
+    page["data"] = [
+        r.model_copy(update={"resource_id": None}) if str(r.resource_id) in unseen else r
+        for r in records
+    ]
     return page
 
 
@@ -74,6 +85,42 @@ async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
     return await _page(ctx, query)
 
 
+def history_types(app: Any) -> dict[str, str]:
+    """Each resource type that writes are recorded for, by its name and its collection's
+    (`provider_group`, `provider-groups`, `provider_groups`), read from the app's routes."""
+    cached: dict[str, str] | None = getattr(app.state, "history_types", None)
+    if cached is None:
+        cached = {}
+        for route in app.routes:
+            if not (isinstance(route, APIRoute) and route.path.startswith("/ws/")):
+                continue
+            if not (route.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}:
+                continue
+            kind = describe_route(route).resource_type
+            collection = route.path.split("/api/v1/", 1)[1].split("/", 1)[0]
+            if kind and collection and not collection.startswith("{"):
+                for name in (kind, collection, collection.replace("-", "_")):
+                    cached.setdefault(name, kind)
+        app.state.history_types = cached
+    return cached
+
+
+async def history_type(
+    request: Request,
+    resource_type: Annotated[
+        str, Path(max_length=64, description="e.g. `provider` (or `providers`)")
+    ],
+) -> str:
+    """The path's resource type in its recorded form; an unknown one is a 400 listing them."""
+    types = history_types(request.app)
+    kind = types.get(resource_type)
+    if kind is None:
+        names = ", ".join(sorted(set(types.values())))
+        raise BadRequest(f"unknown resource type '{resource_type[:64]}'; one of: {names}")
+    request.scope["path_params"]["resource_type"] = kind  # the filter the query reads
+    return kind
+
+
 @router.get(
     "/history/{resource_type}/{resource_id}",
     response_model=Page[HistoryEntryOut],
@@ -84,7 +131,9 @@ async def list_resource_audit(ctx: Reader, query: Listing) -> dict[str, Any]:
         "last values going to null)."
     ),
 )
-async def resource_history(
-    ctx: Reader, query: Annotated[ListQuery, Depends(HISTORY.list_query)]
+async def list_history(
+    ctx: Reader,
+    resource_type: Annotated[str, Depends(history_type)],
+    query: Annotated[ListQuery, Depends(HISTORY.list_query)],
 ) -> dict[str, Any]:
     return query.page(await audit.history(ctx, query))

@@ -1,4 +1,4 @@
-"""`/ws/{slug}/api/v1/findings`: imported findings, in the query language (app.query)."""
+"""`/ws/{slug}/api/v1/findings`: imported findings, in the query language."""
 
 from __future__ import annotations
 

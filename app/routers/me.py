@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from app.db.models import AuditDenial, User, UserEvent
-from app.errors import BadRequest
+from app.errors import BadRequest, Forbidden
 from app.query import ListQuery
 from app.schemas.audit import DenialOut, UserEventOut
 from app.schemas.common import Page
@@ -65,7 +65,13 @@ async def me(ctx: UserSession) -> dict[str, Any]:
     }
 
 
-@router.post("/me/has-permission", response_model=HasPermissionOut)
+@router.post(
+    "/me/has-permission",
+    response_model=HasPermissionOut,
+    responses={
+        400: {"description": "Neither a permission, nor a method and path of the workspace"}
+    },
+)
 async def has_permission(
     body: HasPermissionIn, ctx: UserSession, request: Request
 ) -> dict[str, Any]:
@@ -83,11 +89,21 @@ async def has_permission(
         if entry is None:
             return {"allowed": False, "permission": None, "reason": "no such route"}
         permission = entry.permission
+        key = ctx.principal.key
+        if key is not None and not key.permits(body.method, path):
+            return {
+                "allowed": False,
+                "permission": permission,
+                "reason": key.endpoint_refusal(body.method.upper(), path),
+            }
         if permission is None:
             return {"allowed": True, "permission": None, "reason": "the route needs no permission"}
     # The very path a request to that workspace takes: the same lookup, the same principal,
     # the same resolver.
-    principal = await load_principal(ctx.tx, ctx.principal, body.workspace)
+    try:
+        principal = await load_principal(ctx.tx, ctx.principal, body.workspace)
+    except Forbidden as refused:  # an API key bound to another workspace
+        return {"allowed": False, "permission": permission, "reason": refused.detail}
     if principal is None:
         return {
             "allowed": False,

@@ -45,7 +45,14 @@ async def distinct_members(
     return await distinct(ctx, query)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberOut)
+ROLE_UNKNOWN: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Neither a built-in role nor a custom role of the workspace"}
+}
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=MemberOut, responses=ROLE_UNKNOWN
+)
 async def add_member(body: MemberCreate, ctx: Manager) -> dict[str, Any]:
     """Add an existing user by email with a built-in role or a custom role id. Nobody can
     grant more than they hold (so only owners make owners)."""
@@ -57,7 +64,7 @@ async def get_member(user_id: str, ctx: Reader) -> dict[str, Any]:
     return await members.get_member(ctx, parse_id(user_id))
 
 
-@router.patch("/{user_id}", response_model=MemberOut)
+@router.patch("/{user_id}", response_model=MemberOut, responses=ROLE_UNKNOWN)
 async def update_member(user_id: str, body: MemberUpdate, ctx: Manager) -> dict[str, Any]:
     """Change a member's role and/or per-workspace attributes (used by row grants). The last
     owner cannot be demoted; only owners change owners."""

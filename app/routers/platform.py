@@ -19,7 +19,12 @@ from app.errors import Forbidden
 from app.security.audit import AuditedRoute
 from app.security.deps import UserSession
 
-router = APIRouter(prefix="/api/v1/platform", tags=["platform"], route_class=AuditedRoute)
+router = APIRouter(
+    prefix="/api/v1/platform",
+    tags=["platform"],
+    route_class=AuditedRoute,
+    responses={403: {"description": "Platform administrators only"}},
+)
 
 
 async def _rows(ctx: UserSession, sql: str, **params: Any) -> list[dict[str, Any]]:

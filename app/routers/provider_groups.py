@@ -52,7 +52,15 @@ async def distinct_provider_groups(
     return await distinct(ctx, query)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderGroupOut)
+GROUP_PROBLEMS: dict[int | str, dict[str, Any]] = {400: {"description": "Unknown provider ids"}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProviderGroupOut,
+    responses=GROUP_PROBLEMS,
+)
 async def create_provider_group(body: ProviderGroupCreate, ctx: Manager) -> dict[str, Any]:
     return await providers.create_group(ctx, body)
 
@@ -62,7 +70,7 @@ async def get_provider_group(group_id: str, ctx: Reader) -> dict[str, Any]:
     return await providers.get_group(ctx, parse_id(group_id))
 
 
-@router.patch("/{group_id}", response_model=ProviderGroupOut)
+@router.patch("/{group_id}", response_model=ProviderGroupOut, responses=GROUP_PROBLEMS)
 async def update_provider_group(
     group_id: str, body: ProviderGroupUpdate, ctx: Manager
 ) -> dict[str, Any]:

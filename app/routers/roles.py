@@ -44,7 +44,17 @@ async def distinct_roles(
     return await distinct(ctx, query)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomRoleOut)
+ROLE_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "An unknown built-in role, permission key or provider group"}
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CustomRoleOut,
+    responses=ROLE_PROBLEMS,
+)
 async def create_role(body: CustomRoleCreate, ctx: Manager) -> dict[str, Any]:
     """A custom role starts from `inherits_from` (a built-in role), adds `grants`, removes
     `revokes` (revokes beat grants). Unknown permission keys are refused."""
@@ -56,7 +66,7 @@ async def get_role(role_id: str, ctx: Reader) -> dict[str, Any]:
     return await roles.role_out(ctx, await roles.get_role(ctx, parse_id(role_id)))
 
 
-@router.patch("/{role_id}", response_model=CustomRoleOut)
+@router.patch("/{role_id}", response_model=CustomRoleOut, responses=ROLE_PROBLEMS)
 async def update_role(role_id: str, body: CustomRoleUpdate, ctx: Manager) -> dict[str, Any]:
     """Changes apply to every holder from their next request."""
     return await roles.update_role(ctx, parse_id(role_id), body)

@@ -36,7 +36,11 @@ def _size_guard(request: Request) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskOut,
     dependencies=[Depends(_size_guard)],
-    responses={202: {"description": "The import task; poll its `Content-Location`"}},
+    operation_id="scans_upload",
+    responses={
+        202: {"description": "The import task; poll its `Content-Location`"},
+        400: {"description": "The report is empty"},
+    },
 )
 async def create_scan(
     request: Request,

@@ -1,4 +1,4 @@
-"""`/ws/{slug}/api/v1/settings`: the workspace's own settings (name, audit retention)."""
+"""`/ws/{slug}/api/v1/settings`: the workspace's own settings (name, audit retention, MFA)."""
 
 from __future__ import annotations
 
@@ -29,5 +29,7 @@ async def update_settings(
     ctx: Annotated[WorkspaceContext, Depends(require("workspace.update"))],
 ) -> Workspace:
     """`audit_retention_days`: audit records older than this are removed by the retention job
-    (the cut is recorded, so the chain still verifies); null keeps them forever."""
+    (the cut is recorded, so the chain still verifies); null keeps them forever.
+    `require_mfa`: members without a second factor get 403 `mfa_required` on every route of
+    the workspace (turn on your own first)."""
     return await workspaces.update_settings(ctx, body)

@@ -18,7 +18,12 @@ from app.services import workspaces
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"], route_class=AuditedRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkspaceOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WorkspaceOut,
+    responses={409: {"description": "The slug is taken"}},
+)
 async def create_workspace(body: WorkspaceCreate, ctx: UserSession) -> dict[str, Any]:
     """Create a workspace; the caller becomes its `owner`."""
     return await workspaces.create_workspace(ctx, body.slug, body.name)

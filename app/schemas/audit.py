@@ -47,6 +47,8 @@ class AuditOut(_CallOut):
     """A record as the reader may see it: fields of the record's resource that the reader's
     role may not see are removed from its body, state and query (as everywhere else)."""
 
+    __resource__ = "audit"
+
     user_id: uuid.UUID
     state: Any
     seq: int | None
@@ -81,6 +83,7 @@ class AuditOut(_CallOut):
 
 
 class HistoryEntryOut(Output):
+    __resource__ = "audit"
     id: uuid.UUID
     created_at: datetime
     action: str
@@ -132,6 +135,7 @@ class BrokenLink(Output):
 
 
 class VerifyOut(Output):
+    __resource__ = "audit"
     ok: bool = Field(description="No broken link among the sealed records")
     sealed: int
     unsealed: int = Field(description="Committed records the sealer has not linked yet")
@@ -142,10 +146,12 @@ class VerifyOut(Output):
 
 
 class WorkspaceSettingsOut(Output):
+    __resource__ = "workspace"
     id: uuid.UUID
     slug: str
     name: str
     audit_retention_days: int | None
+    require_mfa: bool
     created_at: datetime
     updated_at: datetime
 
@@ -159,6 +165,10 @@ class WorkspaceSettingsUpdate(Input):
         ge=1,
         le=36500,
         description="Days audit records are kept; null keeps them forever",
+    )
+    require_mfa: bool | None = Field(
+        default=None,
+        description="Members without a second factor get 403 `mfa_required` on every route",
     )
 
     model_config = {"json_schema_extra": {"examples": [{"audit_retention_days": 90}]}}

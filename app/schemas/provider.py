@@ -63,6 +63,7 @@ class ProviderGroupUpdate(Input):
 
 
 class ProviderGroupOut(Output):
+    __resource__ = "provider_group"
     id: uuid.UUID
     name: str
     provider_ids: list[uuid.UUID]

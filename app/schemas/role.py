@@ -51,6 +51,7 @@ class CustomRoleUpdate(Input):
 
 
 class CustomRoleOut(Output):
+    __resource__ = "role"
     id: uuid.UUID
     name: str
     inherits_from: str

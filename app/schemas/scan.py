@@ -8,6 +8,7 @@ from app.schemas.common import Output
 
 
 class ScanOut(Output):
+    __resource__ = "scan"
     id: uuid.UUID
     provider_id: uuid.UUID
     task_id: uuid.UUID | None

@@ -10,6 +10,7 @@ from app.schemas.common import Output
 
 
 class TaskOut(Output):
+    __resource__ = "task"
     id: uuid.UUID
     kind: str = Field(description="What the task does, e.g. `scan.import`")
     state: str = Field(

@@ -10,8 +10,9 @@ session dependency's exit runs after serialization and before sending, so it can
 new ids and the resource's state in the same transaction.
 
 Secrets never reach the log: values under keys naming a password, token, secret, API key,
-credential or authorization are replaced (at any depth), multipart bodies are not stored at all,
-oversized values are replaced by their size, and strings PostgreSQL cannot store are cleaned.
+credential, authorization or one-time code are replaced (at any depth), multipart bodies are
+not stored at all, oversized values are replaced by their size, and strings PostgreSQL cannot
+store are cleaned.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ LIST_ACTIONS = frozenset({"list", "search", "distinct"})
 STATE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SENSITIVE = re.compile(
     r"password|passwd|passphrase|^pass$|secret|token|api_?key|private_?key|credential|"
-    r"authori[sz]ation|^key$|cookie",
+    r"authori[sz]ation|^key$|cookie|^(recovery_)?codes?$|otpauth",
     re.IGNORECASE,
 )
 

@@ -86,16 +86,6 @@ GRANTS: tuple[Grant, ...] = (
 )
 
 
-def grants_for(roles: Iterable[str], resource: type) -> list[Grant]:
-    role_set = set(roles)
-    return [g for g in GRANTS if g.resource is resource and g.roles & role_set]
-
-
-def grant_attributes() -> frozenset[str]:
-    """Member attributes some grant reads."""
-    return frozenset(f.attribute for g in GRANTS for f in g.filters)
-
-
 def row_scope(
     roles: Iterable[str], attributes: Attributes, *, unlimited: bool
 ) -> tuple[tuple[Any, ...], Mapping[type, ColumnElement[bool]]]:

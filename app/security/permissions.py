@@ -1,7 +1,7 @@
 """The permission registry: every permission key, and what each built-in role holds.
 
 Invariant: this module is the only place that says which role may do what. Routes declare the
-key they need (`require(...)` in app.security.deps); the README's matrix is generated from here.
+key they need (`require(...)`); the README's matrix is generated from here.
 """
 
 from __future__ import annotations

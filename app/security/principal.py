@@ -4,7 +4,9 @@ Invariant: requests and jobs build a member's principal with the same function
 (`principal_from_row`, from the row both membership lookups return) and enter the workspace
 with the same function (`enter_workspace`): the `SET LOCAL`s, provider visibility, the row
 criteria derived from the grants, and the field rules. A test builds both for the same members
-and compares them.
+and compares them. A caller using an API key gets the same principal narrowed by the key's
+limits: its permissions, visibility (`unlimited_visibility` is a permission), every check and
+every explanation (`decide`) read the narrowed set.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.tenant import Visibility, apply_context
 from app.db.transaction import Transaction
+from app.security.api_keys import KeyLimits
 from app.security.fields import FieldRule, current_rules, rules_for
 from app.security.grants import row_scope
 from app.security.permissions import Decision, RoleSpec
@@ -29,8 +32,15 @@ from app.security.permissions import Decision, RoleSpec
 # slug, and the job's, by workspace id).
 REQUEST_CONTEXT_SQL = (
     "SELECT authenticated, workspace_id, role, custom_role_id, custom_role_name, inherits_from, "
-    "grants, revokes, visible_provider_ids, attributes "
+    "grants, revokes, visible_provider_ids, attributes, require_mfa, mfa_enabled "
     "FROM warden_request_context($1, $2, $3)"
+)
+# The same membership columns, for the user of the key with this prefix (and the key itself).
+KEY_CONTEXT_SQL = (
+    "SELECT key_id, key_kind, secret_hash, user_id, key_workspace_id, key_permissions, "
+    "permitted_endpoints, expires_at, last_used_at, authenticated, workspace_id, role, "
+    "custom_role_id, custom_role_name, inherits_from, grants, revokes, visible_provider_ids, "
+    "attributes, require_mfa, mfa_enabled FROM warden_api_key_context($1, $2)"
 )
 MEMBER_CONTEXT_SQL = (
     "SELECT role, custom_role_id, custom_role_name, inherits_from, grants, revokes, "
@@ -41,10 +51,16 @@ MEMBER_CONTEXT_SQL = (
 
 @dataclass(frozen=True)
 class UserPrincipal:
-    """A signed-in user outside any workspace (the login family their token belongs to)."""
+    """A signed-in user outside any workspace: the login family their token belongs to, or the
+    API key they called with (`key`, then `family_id` is None)."""
 
     user_id: uuid.UUID
-    family_id: uuid.UUID
+    family_id: uuid.UUID | None
+    key: KeyLimits | None = None
+
+    @property
+    def api_key_id(self) -> uuid.UUID | None:
+        return self.key.key_id if self.key is not None else None
 
 
 @dataclass(frozen=True, eq=True)
@@ -57,10 +73,19 @@ class WorkspacePrincipal:
     custom_role_id: uuid.UUID | None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     visible_provider_ids: tuple[uuid.UUID, ...] = ()
+    key: KeyLimits | None = None  # the API key the caller used: it narrows everything below
+    mfa_missing: bool = False  # the workspace requires MFA and the user has not turned it on
 
     @cached_property
     def permissions(self) -> frozenset[str]:
-        return self.spec.permissions
+        if self.mfa_missing:
+            return frozenset()
+        held = self.spec.permissions
+        return held if self.key is None else self.key.narrow(held)
+
+    @property
+    def api_key_id(self) -> uuid.UUID | None:
+        return self.key.key_id if self.key is not None else None
 
     @property
     def role(self) -> str | None:
@@ -79,7 +104,15 @@ class WorkspacePrincipal:
         return permission in self.permissions
 
     def decide(self, permission: str) -> Decision:
-        return self.spec.decide(permission)
+        """The one resolver's answer, with the reason; what an API key or the workspace's
+        MFA requirement withholds says so."""
+        decision = self.spec.decide(permission)
+        if not decision.allowed or permission in self.permissions:
+            return decision
+        if self.mfa_missing:
+            return Decision(False, "the workspace requires MFA, and you have not turned it on")
+        why = self.key.why_not(permission) if self.key is not None else None
+        return Decision(False, f"{decision.reason}, but {why or 'it is withheld'}")
 
     @property
     def visibility(self) -> Visibility:
@@ -103,9 +136,14 @@ class WorkspacePrincipal:
 
 
 def principal_from_row(
-    user_id: uuid.UUID, workspace_id: uuid.UUID, row: Mapping[str, Any]
+    user_id: uuid.UUID,
+    workspace_id: uuid.UUID,
+    row: Mapping[str, Any],
+    key: KeyLimits | None = None,
 ) -> WorkspacePrincipal:
-    """The one principal builder (requests and jobs alike)."""
+    """The one principal builder (requests and jobs alike), narrowed by `key` when the caller
+    used one. Rows that carry the MFA columns (requests) also say whether the workspace's MFA
+    requirement is unmet."""
     attributes = row["attributes"]
     return WorkspacePrincipal(
         user_id=user_id,
@@ -120,6 +158,8 @@ def principal_from_row(
         custom_role_id=row["custom_role_id"],
         attributes=MappingProxyType(dict(attributes) if attributes else {}),
         visible_provider_ids=tuple(row["visible_provider_ids"] or ()),
+        key=key,
+        mfa_missing=bool(row.get("require_mfa") and not row.get("mfa_enabled")),
     )
 
 

@@ -15,7 +15,7 @@ import functools
 import inspect
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from copy import copy
 from datetime import date, datetime
 from functools import lru_cache
@@ -28,11 +28,12 @@ from fastapi import Response
 from fastapi.exceptions import ResponseValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 from pydantic import Field as PydanticField
+from sqlalchemy import select
 
-from app.db.base import entity_named
-from app.db.models import Provider
+from app.db.base import entity_named, scoped_entities
+from app.db.models import Membership, Provider
 from app.security.fields import MASK, FieldRule, current_rules, hidden_provider_fields
-from app.security.principal import current_workspace
+from app.security.principal import WorkspaceContext, current_workspace
 
 Hidden = frozenset[tuple[str, str]]  # (resource, field) pairs the caller's rules exclude
 
@@ -87,7 +88,7 @@ def response_adapter(annotation: Any, hidden: Hidden) -> TypeAdapter[Any]:
     return TypeAdapter(shaped(annotation, hidden))
 
 
-# Rows of the compiled-query path (`app.query.plan`) come from the database as mappings of
+# Rows of the compiled-query path come from the database as mappings of
 # plain values of the columns' types: a page of them in a flat response model is serialized
 # by orjson from the shaped field list, with the output pydantic gives (a test compares the
 # bytes), at a fraction of the cost of validating and dumping each row.
@@ -180,6 +181,8 @@ def shaping_endpoint(
     not fit the model is a `ResponseValidationError` (a 500, nothing of it shown); a `Response`
     the endpoint built itself passes through; headers and status set on an injected `Response`
     parameter are kept."""
+    entity = entity_named(resource) if resource is not None else None
+    about_resources = entity is not None and entity.__provider__.by_reference
     injected = next(
         (
             name
@@ -209,6 +212,8 @@ def shaping_endpoint(
         masked = hidden_provider_fields(rules)
         if masked and resource is not None:
             body = await mask_provider_values(body, resource, content, masked)
+        if about_resources:
+            body = await mask_unseen_ids(body)
         response = Response(body, status_code=status_code or 200, media_type="application/json")
         given = kwargs.get(injected) if injected else None
         if isinstance(given, Response):
@@ -224,13 +229,11 @@ def shaping_endpoint(
 # Masking hidden provider values
 
 
-def _boundary_pattern(values: Iterable[str]) -> re.Pattern[bytes] | None:
-    """One regex for every value, as it appears inside JSON strings, matched as a whole token
-    (not inside a longer run of letters and digits)."""
-    escaped = {orjson.dumps(v)[1:-1] for v in values if v}
-    if not escaped:
-        return None
-    alternatives = b"|".join(re.escape(v) for v in sorted(escaped, key=len, reverse=True))
+@lru_cache(maxsize=1024)
+def _boundary_pattern(values: frozenset[bytes]) -> re.Pattern[bytes]:
+    """One regex for every value (as it appears inside JSON strings), matched as a whole token
+    (not inside a longer run of letters and digits). Built once per set of values."""
+    alternatives = b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
     return re.compile(rb"(?<![A-Za-z0-9])(?:" + alternatives + rb")(?![A-Za-z0-9])")
 
 
@@ -278,7 +281,46 @@ async def mask_provider_values(
     body: bytes, resource: str, content: Any, fields: frozenset[str]
 ) -> bytes:
     """`body` with every value of the hidden provider `fields` replaced by `MASK`."""
-    pattern = _boundary_pattern(await _values(resource, content, fields))
-    if pattern is None:
+    values = {orjson.dumps(v)[1:-1] for v in await _values(resource, content, fields) if v}
+    present = frozenset(v for v in values if v in body)  # a substring scan: usually none
+    if not present:
         return body
-    return pattern.sub(MASK.encode(), body)
+    return _boundary_pattern(present).sub(MASK.encode(), body)
+
+
+# Ids of rows the reader may not see, in records about other resources (the audit log)
+
+_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+async def unseen_ids(ctx: WorkspaceContext, text: bytes) -> set[bytes]:
+    """The ids in `text` that are not the id of anything the reader may see. A record about a
+    visible resource can still name hidden ones (another member's list filtered on a provider
+    the reader cannot see, a group's former provider ids, a request for a hidden id). Empty
+    for a reader who sees every row of the workspace."""
+    if ctx.principal.unrestricted:
+        return set()
+    named = {m[0].lower() for m in _UUID.finditer(text)}
+    if not named:
+        return set()
+    ids = [uuid.UUID(i.decode()) for i in named]
+    seen = {ctx.workspace_id}
+    for entity in scoped_entities():
+        if hasattr(entity, "id") and not entity.__provider__.by_reference:
+            column = entity.id  # type: ignore[attr-defined]
+            found = await ctx.session.execute(select(column).where(column.in_(ids)))
+            seen |= set(found.scalars())
+    members = select(Membership.user_id).where(Membership.user_id.in_(ids))
+    seen |= set((await ctx.session.execute(members)).scalars())
+    return named - {str(i).encode() for i in seen}
+
+
+async def mask_unseen_ids(body: bytes) -> bytes:
+    """`body` with the ids of rows the reader may not see replaced by `MASK`."""
+    context = current_workspace.get()
+    if context is None:
+        return body
+    unseen = await unseen_ids(context, body)
+    if not unseen:
+        return body
+    return _UUID.sub(lambda m: MASK.encode() if m[0].lower() in unseen else m[0], body)

@@ -1,4 +1,5 @@
-"""Failed-login throttling in Redis: per (email, client address), a fixed lockout window.
+"""Failed-login throttling in Redis: per (email, client address), a fixed lockout window (also
+used per user for second-factor codes).
 
 Fails open when Redis is unreachable (logged): throttling protects against guessing, and an
 outage of the cache must not lock every user out of the service.
@@ -22,14 +23,22 @@ def _key(email: str, ip: str | None) -> str:
     return f"warden:login-fail:{digest}"
 
 
-async def retry_after(redis: Redis | None, settings: Settings, email: str, ip: str | None) -> int:
-    """Seconds until the next attempt is allowed (0 = allowed now)."""
+async def retry_after(
+    redis: Redis | None,
+    settings: Settings,
+    email: str,
+    ip: str | None,
+    max_failures: int | None = None,
+) -> int:
+    """Seconds until the next attempt is allowed (0 = allowed now); `max_failures` defaults to
+    the login limit."""
+    limit = max_failures if max_failures is not None else settings.login_max_failures
     if redis is None:
         return 0
     try:
         key = _key(email, ip)
         failures = await redis.get(key)
-        if failures is not None and int(failures) >= settings.login_max_failures:
+        if failures is not None and int(failures) >= limit:
             ttl = await redis.ttl(key)
             return max(int(ttl), 1)
     except RedisError:

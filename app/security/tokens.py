@@ -1,8 +1,12 @@
-"""JWT access tokens and opaque refresh tokens. The only module that imports `jose`.
+"""JWT access tokens, MFA tokens, opaque refresh tokens, and the verification of tokens an
+external IdP signed. The only module that imports `jose`.
 
 Invariant: decoding pins the configured algorithm (never the token's own header), and requires
 `iss`, `aud`, `exp`, `iat`, `jti`, `sub` and `sid`; any failure is the same `Unauthorized`.
-Refresh tokens are random secrets bound to (user, session row); only their SHA-256 is stored.
+An MFA token (`typ` "mfa") is good for nothing but the second step of a login. Refresh tokens
+are random secrets bound to (user, session row); only their SHA-256 is stored. External tokens
+are checked against the IdP's published keys, with the algorithm taken from an allow-list
+(never "none"), and the configured issuer and audience.
 """
 
 from __future__ import annotations
@@ -147,6 +151,104 @@ def _verify(settings: Settings, token: str) -> tuple[AccessClaims, int]:
         return access, int(claims.get("nbf", claims["iat"]))
     except (ValueError, TypeError):
         raise Unauthorized() from None
+
+
+def issue_mfa_token(settings: Settings, user_id: uuid.UUID) -> str:
+    """A short-lived token that proves the password step of a login, for the MFA step only."""
+    issued = int(time.time())
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": str(user_id),
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + settings.mfa_token_ttl_seconds,
+        "jti": str(new_id()),
+        "typ": "mfa",
+    }
+    headers = {"kid": settings.jwt_key_id} if settings.jwt_algorithm != "HS256" else None
+    return str(
+        jwt.encode(
+            claims, _signing_key(settings), algorithm=settings.jwt_algorithm, headers=headers
+        )
+    )
+
+
+def decode_mfa_token(settings: Settings, token: str) -> tuple[uuid.UUID, str]:
+    """(user id, token id) of a valid MFA token, else `Unauthorized`."""
+    invalid = Unauthorized("Invalid or expired MFA token; log in again")
+    if not token or len(token) > 4096:
+        raise invalid
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            _verify_key(settings),
+            algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require_" + c: True for c in ("exp", "iat", "aud", "iss", "jti", "sub")},
+        )
+        if claims.get("typ") != "mfa":
+            raise invalid
+        return uuid.UUID(str(claims["sub"])), str(claims["jti"])
+    except (JOSEError, ValueError, TypeError, KeyError):
+        raise invalid from None
+
+
+def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A JWT's header and claims, NOT verified (to route it to its verifier), or None."""
+    if not token or len(token) > 16384 or token.count(".") != 2:
+        return None
+    try:
+        return jwt.get_unverified_header(token), jwt.get_unverified_claims(token)
+    except (JOSEError, ValueError, TypeError):
+        return None
+
+
+class UnknownSigningKey(Unauthorized):
+    """The token names a key the published set does not hold (yet: the IdP may have rotated)."""
+
+
+def verify_external(
+    token: str,
+    keys: list[dict[str, Any]],
+    *,
+    algorithms: list[str],
+    issuer: str,
+    audience: str,
+    leeway: int,
+) -> dict[str, Any]:
+    """The claims of an IdP-signed token, checked against its published `keys` (a JWKS's
+    `keys`), issuer, audience and time claims; else `Unauthorized`."""
+    peeked = peek(token)
+    if peeked is None:
+        raise Unauthorized()
+    header = peeked[0]
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in algorithms:  # "none" and HMAC with a public key never get this far
+        raise Unauthorized()
+    candidates = [
+        k for k in keys if (kid is None or k.get("kid") == kid) and k.get("use", "sig") == "sig"
+    ]
+    if not candidates:
+        raise UnknownSigningKey()
+    for key in candidates:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=audience,
+                issuer=issuer,
+                options={
+                    "leeway": leeway,
+                    **{"require_" + c: True for c in ("exp", "iat", "aud", "iss", "sub")},
+                },
+            )
+            return claims
+        except (JOSEError, ValueError, TypeError):
+            continue
+    raise Unauthorized()
 
 
 def jwks(settings: Settings) -> dict[str, list[dict[str, Any]]]:

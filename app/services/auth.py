@@ -1,7 +1,9 @@
-"""Registration, login, refresh rotation, logout, password change."""
+"""Registration, login (password, second factor, external IdP), refresh rotation, logout,
+password change."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,17 +23,28 @@ from app.db.tenant import apply_context
 from app.db.transaction import Transaction
 from app.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from app.security import throttle
-from app.security.passwords import hash_password, hasher, verify_password
+from app.security.passwords import hash_password, verify_password
 from app.security.principal import UserContext
+from app.security.providers import (
+    AuthProviders,
+    Identity,
+    PasswordCredentials,
+    TokenCredentials,
+    configured,
+)
 from app.security.tokens import (
     RefreshToken,
+    decode_mfa_token,
     digests_match,
     issue_access_token,
+    issue_mfa_token,
     new_refresh_token,
     parse_refresh_token,
 )
+from app.services import mfa
+from app.services.invitations import notify_on_registration
 
-INVALID_LOGIN = "Invalid email or password"
+log = logging.getLogger("warden.auth")
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ async def register(
                 await tx.session.flush()
         except IntegrityError:
             raise Conflict("An account with this email already exists") from None
+        await notify_on_registration(tx)
         await _event(tx, client, user.id, "register", status=201)
     return user
 
@@ -121,9 +135,12 @@ async def _issue(
     user_id: uuid.UUID,
     family_id: uuid.UUID,
     client: Client,
+    *,
+    until: datetime | None = None,
 ) -> Tokens:
     refresh = new_refresh_token(user_id)
     now = _now()
+    expires = now + timedelta(seconds=settings.refresh_token_ttl_seconds)
     session.add(
         AuthSession(
             user_id=user_id,
@@ -131,7 +148,7 @@ async def _issue(
             family_id=family_id,
             token_hash=refresh.digest,
             created_at=now,
-            expires_at=now + timedelta(seconds=settings.refresh_token_ttl_seconds),
+            expires_at=min(expires, until) if until is not None else expires,
             user_agent=(client.user_agent or "")[:400] or None,
             ip=client.ip,
         )
@@ -141,6 +158,29 @@ async def _issue(
     return Tokens(access_token=access, refresh_token=refresh.encode(), expires_in=ttl)
 
 
+@dataclass(frozen=True)
+class MfaChallenge:
+    """The password was right; the second factor is still owed (at `POST /auth/mfa`)."""
+
+    mfa_token: str
+    expires_in: int
+
+
+async def _refuse_when_throttled(
+    redis: Redis | None,
+    settings: Settings,
+    key: str,
+    ip: str | None,
+    what: str,
+    max_failures: int | None = None,
+) -> None:
+    wait = await throttle.retry_after(redis, settings, key, ip, max_failures)
+    if wait:
+        raise TooManyRequests(
+            f"Too many failed {what}; try again later", headers={"Retry-After": str(wait)}
+        )
+
+
 async def login(
     db: Database,
     redis: Redis | None,
@@ -148,37 +188,123 @@ async def login(
     email: str,
     password: str,
     client: Client,
-) -> Tokens:
-    """Same body and (argon2-dominated) time for an unknown email and a wrong password."""
-    wait = await throttle.retry_after(redis, settings, email, client.ip)
-    if wait:
-        raise TooManyRequests(
-            "Too many failed logins; try again later", headers={"Retry-After": str(wait)}
-        )
-    lookup = email.strip().lower()
+    providers: AuthProviders | None = None,
+) -> Tokens | MfaChallenge:
+    """Same body and (argon2-dominated) time for an unknown email and a wrong password. With
+    MFA on, no login is started yet: the answer is a short-lived MFA token."""
+    providers = providers or configured(settings)
+    await _refuse_when_throttled(redis, settings, email, client.ip, "logins")
     async with db.transaction() as tx:
-        row = None
-        if "\x00" not in lookup:  # no stored email holds NUL, and the database refuses it
-            row = await tx.lookup(
-                "SELECT user_id, password_hash, is_active FROM warden_login_lookup($1)", lookup
-            )
-        ok = verify_password(settings, row["password_hash"] if row else None, password)
-        if not ok or row is None or not row["is_active"]:
+        try:
+            identity = await providers.authenticate(tx, PasswordCredentials(email, password))
+        except Unauthorized:
             await throttle.record_failure(redis, settings, email, client.ip)
-            raise Unauthorized(INVALID_LOGIN)
-        user_id = row["user_id"]
+            raise
+        user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
-        if hasher(settings).check_needs_rehash(row["password_hash"]):
+        if identity.needs_rehash:
             # Keep every stored hash at the configured cost (and login timing uniform).
             await tx.session.execute(
                 update(User)
                 .where(User.id == user_id)
                 .values(password_hash=hash_password(settings, password))
             )
+        if await mfa.is_on(tx.session, user_id):
+            await _event(tx, client, user_id, "login_password")
+            challenge = MfaChallenge(
+                issue_mfa_token(settings, user_id), settings.mfa_token_ttl_seconds
+            )
+        else:
+            challenge = None
+            tokens = await _start_family(tx, settings, user_id, client)
+            await _event(tx, client, user_id, "login")
+    await throttle.clear_failures(redis, email, client.ip)
+    return challenge or tokens
+
+
+async def _local_user(
+    tx: Transaction, settings: Settings, identity: Identity, client: Client
+) -> uuid.UUID:
+    """The Warden user an identity is: itself, or the one provisioned for the IdP person."""
+    if identity.user_id is not None:
+        return identity.user_id
+    assert identity.issuer and identity.subject and identity.email
+    # In the sign-in's transaction (it writes): a sign-in that fails later provisions nothing.
+    rows = await tx.fetch(
+        "SELECT user_id, outcome, is_active FROM warden_oidc_sign_in($1, $2, $3, $4, $5)",
+        identity.issuer,
+        identity.subject,
+        identity.email,
+        identity.email_verified,
+        (identity.name or identity.email)[:200],
+    )
+    row = rows[0]
+    if row["outcome"] == "conflict":
+        raise Conflict(
+            "An account with this email exists and the identity provider does not say the "
+            "email is verified; sign in with the password, or ask the IdP to verify the email"
+        )
+    if not row["is_active"]:
+        raise Unauthorized("This account is disabled")
+    return uuid.UUID(str(row["user_id"]))
+
+
+async def complete_mfa(
+    db: Database,
+    redis: Redis | None,
+    settings: Settings,
+    mfa_token: str,
+    code: str,
+    client: Client,
+) -> Tokens:
+    """The second step of a login: a valid MFA token and a TOTP or recovery code. Wrong codes
+    are throttled per user; a code is accepted once."""
+    user_id, _ = decode_mfa_token(settings, mfa_token)
+    async with db.transaction() as tx:
+        await apply_context(tx, None, user_id)
+        if not await mfa.verify(tx.session, redis, settings, user_id, code):
+            raise Unauthorized("Invalid code")
         tokens = await _start_family(tx, settings, user_id, client)
         await _event(tx, client, user_id, "login")
-    await throttle.clear_failures(redis, email, client.ip)
     return tokens
+
+
+async def external_sign_in(
+    db: Database,
+    settings: Settings,
+    identity: Identity,
+    client: Client,
+    *,
+    until: datetime | None = None,
+) -> tuple[uuid.UUID, uuid.UUID, Tokens]:
+    """Sign in a person an external IdP vouched for: provision them on first sign-in (by issuer
+    and subject), make their memberships follow their groups (each change audited in its
+    workspace), start a login (ending at `until` when given). (user id, family id, tokens)."""
+    async with db.transaction() as tx:
+        user_id = await _local_user(tx, settings, identity, client)
+        await apply_context(tx, None, user_id)
+        changes = await tx.fetch(
+            "SELECT workspace_id, action FROM warden_idp_sync($1, $2, $3, $4)",
+            list(identity.groups),
+            client.ip,
+            (client.user_agent or "")[:400] or None,
+            client.request_id,
+        )
+        family_id = new_id()
+        tokens = await _issue(tx.session, settings, user_id, family_id, client, until=until)
+        await _event(tx, client, user_id, f"login_{identity.provider}")
+    log.info("external sign-in", extra={"provider": identity.provider, "changes": len(changes)})
+    return user_id, family_id, tokens
+
+
+async def token_login(
+    db: Database, settings: Settings, providers: AuthProviders, token: str, client: Client
+) -> Tokens:
+    """Exchange an IdP token for Warden's own pair."""
+    identity = await providers.authenticate(None, TokenCredentials(token))
+    if not identity.external:
+        raise Unauthorized()
+    return (await external_sign_in(db, settings, identity, client))[2]
 
 
 async def _revoke(session: AsyncSession, *where: Any) -> None:
@@ -242,6 +368,7 @@ async def refresh(db: Database, settings: Settings, raw: str, client: Client) ->
 
 
 async def logout(ctx: UserContext) -> None:
+    assert ctx.principal.family_id is not None  # an account route: never an API key
     await _revoke_family(ctx.session, ctx.principal.user_id, ctx.principal.family_id)
 
 
@@ -257,11 +384,7 @@ async def change_password(
     session of the user."""
     session, user_id = ctx.session, ctx.principal.user_id
     email = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
-    wait = await throttle.retry_after(redis, settings, email, client.ip)
-    if wait:
-        raise TooManyRequests(
-            "Too many failed attempts; try again later", headers={"Retry-After": str(wait)}
-        )
+    await _refuse_when_throttled(redis, settings, email, client.ip, "attempts")
     rows = await ctx.tx.fetch("SELECT password_hash FROM warden_login_lookup($1)", email)
     if not verify_password(settings, rows[0]["password_hash"] if rows else None, current):
         await throttle.record_failure(redis, settings, email, client.ip)

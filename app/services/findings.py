@@ -1,4 +1,4 @@
-"""Findings: the list speaks the workspace-wide query language (app.query). The time range on
+"""Findings: the list speaks the workspace-wide query language. The time range on
 `inserted_at` is a range on the UUIDv7 id, so PostgreSQL prunes the monthly partitions it does
 not need."""
 

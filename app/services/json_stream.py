@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,6 +79,10 @@ class JsonArrayReader:
             elif self._state in ("first", "value"):
                 try:
                     element, stop = self._decoder.raw_decode(buf, pos)
+                except RecursionError:
+                    raise JsonStreamError(
+                        f"element {self.count + 1} is nested too deeply to be read"
+                    ) from None
                 except ValueError as exc:
                     if final or end - pos > self._max:
                         raise self._error(exc, end - pos) from None
@@ -101,6 +106,8 @@ class JsonArrayReader:
 
     def _error(self, exc: ValueError, pending: int) -> JsonStreamError:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        if "integer string conversion" in detail:
+            detail = f"a number longer than {sys.get_int_max_str_digits()} digits"
         truncated = isinstance(exc, json.JSONDecodeError) and (
             exc.pos >= len(exc.doc) or detail.startswith("Unterminated")
         )

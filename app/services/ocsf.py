@@ -2,9 +2,10 @@
 finding rows. Pure functions: no database, no I/O.
 
 A report is a JSON array of records. A record that cannot be read as a finding (not an object,
-no uid or check id, an unknown status, NUL characters PostgreSQL cannot store) makes the whole
-report invalid: `ReportError` names the record and the problem. A record for another cloud
-account or provider is not an error; the importer counts it as rejected.
+no uid or check id, an unknown status, NUL characters or lone surrogates PostgreSQL cannot
+store, nesting deeper than can be stored) makes the whole report invalid: `ReportError` names
+the record and the problem. A record for another cloud account or provider is not an error; the
+importer counts it as rejected.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def _severity(record: dict[str, Any]) -> str:
 
 
 def _observed_at(record: dict[str, Any]) -> datetime | None:
+    """When the check ran (`time`, epoch seconds, or `time_dt`), in UTC; None when absent or
+    outside what can be stored."""
     epoch = record.get("time")
     if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and 0 < epoch < 1e11:
         return datetime.fromtimestamp(epoch, tz=UTC)
@@ -82,14 +85,24 @@ def _observed_at(record: dict[str, Any]) -> datetime | None:
     if text:
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError):
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
 def _json(value: Any, where: str) -> str:
-    out = orjson.dumps(value).decode()
+    try:
+        out = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        message = str(exc)
+        if "surrogates" in message or "UTF-8" in message:
+            raise ReportError(
+                f"{where} contains text that is not valid Unicode (a lone surrogate)"
+            ) from None
+        if "ecursion" in message:
+            raise ReportError(f"{where} is nested more than 254 levels deep") from None
+        raise ReportError(f"{where} cannot be stored: {message[:120]}") from None
     if "\\u0000" in out:
         raise ReportError(f"{where} contains NUL characters, which cannot be stored")
     return out

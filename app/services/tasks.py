@@ -12,7 +12,7 @@ from app.db.models import Outbox, Scan, ScanUpload, Task
 from app.db.models.job import TASK_STATES
 from app.db.transaction import Transaction
 from app.errors import Conflict, NotFound
-from app.jobs import IMPORT_SCAN, JobKind
+from app.jobs import IMPORT_SCAN, JOBS, JobKind
 from app.query import Enum, Field, Integer, ListQuery, Resource, Text, Timestamp, Uuid
 from app.security.principal import WorkspaceContext
 from app.services import outbox
@@ -63,7 +63,7 @@ TASKS = Resource(
     base=lambda: select(Task),
     fields={
         "id": Field(Task.id, Uuid()),
-        "kind": Field(Task.kind, Text()),
+        "kind": Field(Task.kind, Enum(tuple(JOBS))),
         "state": Field(Task.state, Enum(TASK_STATES)),
         "progress": Field(Task.progress, Integer()),
         "resource_type": Field(Task.resource_type, Text(), nullable=True),

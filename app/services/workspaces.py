@@ -14,7 +14,7 @@ from app.errors import Conflict, Forbidden
 from app.jobs import DELETE_WORKSPACE
 from app.schemas.audit import WorkspaceSettingsUpdate
 from app.security.principal import UserContext, WorkspaceContext
-from app.services import tasks
+from app.services import mfa, tasks
 
 
 async def create_workspace(ctx: UserContext, slug: str, name: str) -> dict[str, Any]:
@@ -75,8 +75,14 @@ async def get_settings(ctx: WorkspaceContext) -> Workspace:
 
 async def update_settings(ctx: WorkspaceContext, data: WorkspaceSettingsUpdate) -> Workspace:
     workspace = await get_settings(ctx)
+    if (
+        data.require_mfa
+        and not workspace.require_mfa
+        and not await mfa.is_on(ctx.session, ctx.user_id)
+    ):
+        raise Conflict("Turn on your own second factor before requiring one of every member")
     for field, value in data.model_dump(exclude_unset=True).items():
-        if field == "name" and value is None:
+        if field in ("name", "require_mfa") and value is None:
             continue
         setattr(workspace, field, value)
     await ctx.session.flush()

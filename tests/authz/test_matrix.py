@@ -27,6 +27,8 @@ class World:
     spare: User
     settings: Any = None
     finding_id: str = ""
+    admin_engine: Any = None
+    requester: User | None = None
 
 
 Builder = Callable[[Api, World], Awaitable[tuple[str, Any]]]
@@ -44,6 +46,24 @@ async def _role(api: Api, w: World) -> str:
     r = await api.client.post(
         f"/ws/{w.slug}/api/v1/roles",
         json={"name": f"r-{secrets.token_hex(3)}", "inherits_from": "viewer"},
+        headers=w.owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _service_key(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/service-keys", json={"name": "svc"}, headers=w.owner.headers
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _idp_group(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/idp-groups",
+        json={"group": f"g-{secrets.token_hex(3)}", "role": "viewer"},
         headers=w.owner.headers,
     )
     assert r.status_code == 201, r.text
@@ -74,6 +94,76 @@ async def _scan_and_task(api: Api, w: World) -> tuple[str, str]:
     return str(scans[-1]["id"]), str(r.json()["id"])
 
 
+async def _requester(api: Api, w: World) -> User:
+    """A member who requests changes for others to decide on (never the actor)."""
+    if w.requester is None:
+        w.requester = await api.user("requester")
+        await api.add_member(w.owner, w.slug, w.requester, "engineer")
+    return w.requester
+
+
+async def _change(api: Api, w: World, by: User, *, submit: bool = False) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/changes",
+        json={"title": "c", "description": "", "risk": "low"},
+        headers=by.headers,
+    )
+    if r.status_code in (403, 404):  # the actor may not create changes: the route refuses anyway
+        return await _change(api, w, w.owner, submit=submit)
+    assert r.status_code == 201, r.text
+    change_id = str(r.json()["id"])
+    if submit:
+        s = await api.client.post(
+            f"/ws/{w.slug}/api/v1/changes/{change_id}/submit", headers=by.headers
+        )
+        assert s.status_code == 200, s.text
+    return change_id
+
+
+async def _actors_change(api: Api, w: World, state: str) -> str:
+    """A change in `state` requested by the actor, written directly (the actor's role may not
+    be one that creates changes; implementing and cancelling only need to be the requester)."""
+    ws = await api.workspace_id(w.owner, w.slug)
+    actor = (await api.me(w.actor))["id"]
+    change_id = str(uuid.uuid4())
+    async with w.admin_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO change_request (workspace_id, id, title, description, risk, "
+                "required_approvals, approval_count, state, requested_by) "
+                "VALUES (:ws, :id, 'mine', '', 'low', 1, :n, :state, :actor)"
+            ),
+            {
+                "ws": ws,
+                "id": change_id,
+                "n": int(state == "approved"),
+                "state": state,
+                "actor": actor,
+            },
+        )
+    return change_id
+
+
+async def _incident(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/incidents",
+        json={"title": "i", "severity": "sev3"},
+        headers=w.owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _invitation(api: Api, w: World) -> str:
+    r = await api.client.post(
+        f"/ws/{w.slug}/api/v1/invitations",
+        json={"email": f"guest-{secrets.token_hex(4)}@example.com", "role": "viewer"},
+        headers=w.owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 # One request per (method, route). A route without an entry fails the test: add one.
 async def build(method: str, template: str, api: Api, w: World) -> tuple[str, Any]:
     base = f"/ws/{w.slug}/api/v1"
@@ -88,6 +178,11 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
         "findings": ("severity", "high"),
         "tasks": ("state", "succeeded"),
         "audit": ("action", "create"),
+        "service-keys": ("name", "x"),
+        "idp-groups": ("group", "x"),
+        "changes": ("state", "draft"),
+        "incidents": ("status", "open"),
+        "invitations": ("state", "pending"),
     }
     collection = rest.split("/")[1]
     if rest.endswith("/search/{field}") and collection in lists:
@@ -106,6 +201,51 @@ async def build(method: str, template: str, api: Api, w: World) -> tuple[str, An
             return f"{base}/history/provider/{await _provider(api, w)}", None
         case "GET", "/providers" | "/provider-groups" | "/members" | "/roles":
             return f"{base}{rest}", None
+        case "GET", "/service-keys" | "/idp-groups":
+            return f"{base}{rest}", None
+        case "POST", "/service-keys":
+            return f"{base}/service-keys", {"name": "svc"}
+        case "GET" | "DELETE", "/service-keys/{key_id}":
+            return f"{base}/service-keys/{await _service_key(api, w)}", None
+        case "POST", "/idp-groups":
+            return f"{base}/idp-groups", {"group": f"g-{secrets.token_hex(3)}", "role": "viewer"}
+        case "GET" | "DELETE", "/idp-groups/{mapping_id}":
+            return f"{base}/idp-groups/{await _idp_group(api, w)}", None
+        case "GET", "/changes" | "/incidents" | "/invitations":
+            return f"{base}{rest}", None
+        case "POST", "/changes":
+            return f"{base}/changes", {"title": "t", "description": "", "risk": "low"}
+        case "GET", "/changes/{change_id}":
+            return f"{base}/changes/{await _change(api, w, w.owner)}", None
+        case "PATCH", "/changes/{change_id}":
+            return f"{base}/changes/{await _change(api, w, w.actor)}", {"title": "edited"}
+        case "POST", "/changes/{change_id}/submit":
+            return f"{base}/changes/{await _change(api, w, w.actor)}/submit", None
+        case "POST", "/changes/{change_id}/approve" | "/changes/{change_id}/reject":
+            change_id = await _change(api, w, await _requester(api, w), submit=True)
+            action = rest.rsplit("/", 1)[1]
+            return f"{base}/changes/{change_id}/{action}", {
+                "reason": "no"
+            } if action == "reject" else None
+        case "POST", "/changes/bulk-approve":
+            change_id = await _change(api, w, await _requester(api, w), submit=True)
+            return f"{base}/changes/bulk-approve", {"ids": [change_id]}
+        case "POST", "/changes/{change_id}/implement":
+            return f"{base}/changes/{await _actors_change(api, w, 'approved')}/implement", None
+        case "POST", "/changes/{change_id}/cancel":
+            return f"{base}/changes/{await _actors_change(api, w, 'draft')}/cancel", None
+        case "POST", "/incidents":
+            return f"{base}/incidents", {"title": "t", "severity": "sev2"}
+        case "GET" | "PATCH", "/incidents/{incident_id}":
+            body = {"severity": "sev1"} if method == "PATCH" else None
+            return f"{base}/incidents/{await _incident(api, w)}", body
+        case "POST", "/invitations":
+            return f"{base}/invitations", {
+                "email": f"i-{secrets.token_hex(4)}@example.com",
+                "role": "viewer",
+            }
+        case "GET" | "DELETE", "/invitations/{invitation_id}":
+            return f"{base}/invitations/{await _invitation(api, w)}", None
         case "GET", "/scans" | "/findings" | "/tasks":
             return f"{base}{rest}", None
         case "POST", "/scans":
@@ -154,7 +294,7 @@ async def make_world(api: Api, admin_engine, settings):
             await api.user("spare"),
         )
         slug = await api.workspace(owner)
-        world = World(slug, owner, actor, spare)
+        world = World(slug, owner, actor, spare, admin_engine=admin_engine)
         # One imported finding per world, for the finding-by-id route.
         await _scan_and_task(api, world)
         await run_jobs(settings)

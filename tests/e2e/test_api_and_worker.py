@@ -3,13 +3,8 @@ against the test database and Redis; a report uploaded over HTTP is imported by 
 
 from __future__ import annotations
 
-import asyncio
-import os
 import pathlib
 import signal
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
@@ -17,72 +12,14 @@ import pytest
 
 from app.embedded import free_port
 from tests.helpers import PASSWORD, report_bytes, sample_report
+from tests.live import Proc, env_for, until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def _env(settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-    env.update(
-        {
-            "WARDEN_ENVIRONMENT": "test",
-            "WARDEN_DATABASE_URL": settings.database_url,
-            "WARDEN_DEFINER_ROLE": settings.definer_role,
-            "WARDEN_PLATFORM_ROLE": settings.platform_role,
-            "WARDEN_REDIS_URL": settings.redis_url,
-            "WARDEN_JWT_SECRET": settings.jwt_secret.get_secret_value(),
-            "WARDEN_SIGNUP_ENABLED": "true",
-            "WARDEN_ARGON2_TIME_COST": "1",
-            "WARDEN_ARGON2_MEMORY_COST": "8192",
-            # Its own queue: the in-process workers of other tests never see these jobs.
-            "WARDEN_JOB_QUEUE_NAME": f"{settings.job_queue_name}:e2e:{uuid.uuid4().hex[:8]}",
-            "WARDEN_WORKER_POLL_DELAY": "0.1",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
-
-
-class Proc:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp: pathlib.Path):
-        self.name, self.log = name, tmp / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "app", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def tail(self) -> str:
-        return f"--- {self.name} ---\n" + "\n".join(self.log.read_text().splitlines()[-40:])
-
-    def stop(self, sig: int) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-async def _until(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_upload_over_http_is_imported_by_the_worker_process(settings, tmp_path):
-    env = _env(settings)
+    env = env_for(settings)
     port = free_port()
     api = Proc("api", ["serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path)
     worker = Proc("worker", ["worker"], env, tmp_path)
@@ -95,7 +32,7 @@ async def test_upload_over_http_is_imported_by_the_worker_process(settings, tmp_
                 except httpx.TransportError:
                     return False
 
-            await _until(ready, 30, "the API")
+            await until(ready, 30, "the API")
             email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
             r = await c.post(
                 "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "E2E"}
@@ -131,7 +68,7 @@ async def test_upload_over_http_is_imported_by_the_worker_process(settings, tmp_
                 task = (await c.get(location, headers=headers)).json()
                 return task if task["state"] not in ("pending", "running") else None
 
-            task = await _until(finished, 30, "the import")
+            task = await until(finished, 30, "the import")
             assert task["state"] == "succeeded", task
             findings = (await c.get(f"/ws/{slug}/api/v1/findings", headers=headers)).json()
             assert len(findings["data"]) == 5

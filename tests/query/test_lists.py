@@ -108,7 +108,7 @@ async def test_audit_fields(field, op, value, trail, client):
         ({"sealed__gt": "true"}, "operator 'gt' does not apply to 'sealed' (boolean)"),
         ({"sealed__in": "[1]"}, "1 is not true or false"),
         ({"sort": "sealed"}, "unknown field 'sealed'; sortable:"),
-        ({"method": "get"}, "'method': 'get' is not one of: GET, POST, PUT, PATCH, DELETE"),
+        ({"method": "fetch"}, "'method': 'fetch' is not one of: GET, POST, PUT, PATCH, DELETE"),
     ],
 )
 async def test_audit_field_errors(params, detail, trail, client):

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from app.db.tenant import Visibility, apply_context
 from app.query import plan
-from app.query.resource import ListQuery
+from app.query.queries import ListQuery
 from app.security.grants import row_scope
 from app.services.providers import PROVIDERS
 

@@ -130,7 +130,8 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 async def test_readyz_when_everything_answers(client: httpx.AsyncClient) -> None:
     r = await client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    checks = {"database": "ok", "redis": "ok", "migrations": "ok"}
+    assert r.json() == {"status": "ready", "checks": checks}
 
 
 async def test_readyz_reports_a_dead_redis(database: dict[str, str], servers: Any) -> None:
@@ -139,7 +140,7 @@ async def test_readyz_reports_a_dead_redis(database: dict[str, str], servers: An
         assert (await c.get("/healthz")).status_code == 200
         r = await c.get("/readyz")
     body = assert_problem(r, 503)
-    assert body["checks"] == {"database": "ok", "redis": "unavailable"}, body
+    assert body["checks"] == {"database": "ok", "redis": "unavailable", "migrations": "ok"}, body
 
 
 # Request ids

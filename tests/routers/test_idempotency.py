@@ -68,6 +68,9 @@ async def test_the_same_key_for_another_request_is_refused(api, client):
     )
     problem = assert_problem(other, 422)
     assert problem["type"].endswith("idempotency-key-reused")
+    assert problem["errors"] == [
+        {"loc": ["header", KEY], "msg": problem["detail"], "type": "idempotency_key_reused"}
+    ]
     elsewhere = await client.post(
         f"/ws/{slug}/api/v1/provider-groups", json={"name": "g"}, headers=keyed(owner, "k")
     )
@@ -283,3 +286,20 @@ def test_the_header_is_documented_on_post_routes_that_take_it(app):
     assert ("/ws/{slug}/api/v1/providers", "get") not in takes
     assert ("/api/v1/auth/login", "post") not in takes  # no user to keep it for
     assert all(method == "post" for _, method in takes)
+
+
+async def test_any_json_body_can_be_fingerprinted(api, client):
+    """Integers beyond 64 bits, lone surrogates, huge floats: the key's fingerprint takes any
+    JSON the request can carry (the route then answers as it would without a key)."""
+    owner = await api.user("idem")
+    slug = await api.workspace(owner)
+    body = '[18446744073709551616, "\\ud800", 1e400, {"b": 1, "a": [null]}]'
+    answers = [
+        await client.post(
+            f"/ws/{slug}/api/v1/providers/search/uid",
+            content=body,
+            headers={**keyed(owner, "odd-json"), "content-type": "application/json"},
+        )
+        for _ in range(2)
+    ]
+    assert {a.status_code for a in answers} < {400, 422}, [a.text for a in answers]

@@ -159,7 +159,19 @@ async def test_records_for_another_account_are_rejected_and_counted(
 
 @pytest.mark.parametrize(
     "case",
-    ["truncated", "not_an_array", "bad_record", "bad_status", "nul", "empty_array"],
+    [
+        "truncated",
+        "not_an_array",
+        "bad_record",
+        "bad_status",
+        "nul",
+        "empty_array",
+        "deep",
+        "deep_storable_no_more",
+        "surrogate",
+        "huge_number",
+        "huge_element",
+    ],
 )
 async def test_malformed_report_fails_and_writes_nothing(
     case, api, client, database, servers, owner_ws, admin_engine
@@ -179,6 +191,11 @@ async def test_malformed_report_fails_and_writes_nothing(
         "bad_status": "record 13 has status_code 'BROKEN'",
         "nul": "record 14 contains NUL characters",
         "empty_array": None,
+        "deep": "element 15 is nested too deeply",
+        "deep_storable_no_more": "record 15 is nested more than",
+        "surrogate": "record 15 contains text that is not valid Unicode",
+        "huge_number": "a number longer than 4300 digits",
+        "huge_element": "larger than",
     }[case]
     if case == "truncated":
         content = content[: len(content) - 200]
@@ -195,6 +212,18 @@ async def test_malformed_report_fails_and_writes_nothing(
         content = report_bytes(records)
     elif case == "empty_array":
         content = b"[]"
+    elif case in ("deep", "deep_storable_no_more"):
+        depth = 100_000 if case == "deep" else 300
+        records[14]["unmapped"] = "DEEP"
+        content = report_bytes(records).replace(b'"DEEP"', b"[" * depth + b"]" * depth, 1)
+    elif case == "surrogate":
+        text = report_bytes(records).decode()
+        marker = records[14]["finding_info"]["uid"]
+        content = text.replace(f'"{marker}"', '"\\ud800"', 1).encode()
+    elif case == "huge_number":
+        content = report_bytes(records[:14])[:-1] + b', {"n": ' + b"9" * 50_000 + b"}]"
+    elif case == "huge_element":
+        content = report_bytes(records[:3])[:-1] + b', "' + b"a" * (9 * 1024 * 1024) + b'"]'
     r = await upload_scan(client, owner, slug, provider["id"], content)
     assert r.status_code == 202, r.text
     # Small batches (and 4 KiB chunks): several batches are inserted before the error shows.
@@ -208,6 +237,7 @@ async def test_malformed_report_fails_and_writes_nothing(
     assert done["state"] == "failed", done
     assert expected in done["error"], done["error"]
     assert done["error"].startswith("The report could not be imported")
+    assert "Unexpected error" not in done["error"]
     scan = (await client.get(f"/ws/{slug}/api/v1/scans/{scan_id}", headers=owner.headers)).json()
     assert scan["state"] == "failed" and scan["findings_count"] == 0
     assert expected in scan["error"]

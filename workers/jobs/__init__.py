@@ -1,1 +1,1 @@
-"""Job functions, one module per resource; each is a `JobSpec` made by `workers.context.job`."""
+"""Job functions, one module per resource; each is a `JobSpec` made by the `job` decorator."""

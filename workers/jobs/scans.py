@@ -82,4 +82,10 @@ async def import_scan(jc: JobContext, ctx: WorkspaceContext | None) -> dict[str,
             )
     except ReportError as exc:
         raise JobFailed(f"The report could not be imported: {exc}") from None
+    if stats.records and stats.rejected == stats.records:
+        raise JobFailed(
+            f"Every record was rejected: the report holds account(s) "
+            f"{', '.join(stats.rejected_accounts)}, not this scan's provider "
+            f"{provider.provider_type}:{provider.uid}"
+        )
     return {"scan_id": str(scan_id), **stats.result()}

@@ -3,7 +3,7 @@ per-user security events.
 
 The runtime role may only INSERT and SELECT `audit_record` and `user_event`, and only SELECT
 `audit_cut` and `audit_denial`; sealing, retention and denial writes go through the narrow
-definer functions of migration 0004 (see app/services/audit.py for why).
+definer functions of migration 0004.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ class Workspace(Timestamps, Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Audit records older than this are removed by the retention job (null: kept forever).
     audit_retention_days: Mapped[int | None] = mapped_column(Integer, server_default=text("365"))
+    # Members without a second factor get 403 `mfa_required` on every route of the workspace.
+    require_mfa: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
 
 
 class Membership(WorkspaceScoped, Timestamps, Base):
@@ -71,6 +73,8 @@ class Membership(WorkspaceScoped, Timestamps, Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
+    # Added by the IdP group sync, which changes or removes only such memberships.
+    managed_by_idp: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
 
 
 class AuthSession(Base):
