@@ -10,13 +10,16 @@ the same method, path and body, is answered with the stored status, headers and 
 (`Idempotent-Replayed: true`) for `idempotency_ttl_seconds`. The same key with another request
 is refused (422); a retry that arrives while the first is still running waits for it (up to
 `idempotency_wait_seconds`, then 409). Routes that run as the caller (a workspace route past
-its permission check, or the caller's own routes) take part; routes whose response must be
-shown only once declare `openapi_extra={"x-idempotency": False}` and refuse the header.
+its permission check, or the caller's own routes) take part; routes whose answer holds a
+secret (a field the audit log would redact, or recovery codes) or that declare
+`openapi_extra={"x-idempotency": False}` refuse the header: a secret is shown once, never
+stored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -56,7 +59,15 @@ PARAMETER = {
 
 
 class KeyReused(AppError):
+    """The key was used for another request: a validation error of the header (so the answer
+    has the shape of every other 422, with `errors`)."""
+
     status, title, slug = 422, "Idempotency key reused", "idempotency-key-reused"
+
+    def __init__(self) -> None:
+        detail = f"This {HEADER} was already used for a different request"
+        error = {"loc": ["header", HEADER], "msg": detail, "type": "idempotency_key_reused"}
+        super().__init__(detail, errors=[error])
 
 
 class KeyInUse(AppError):
@@ -172,7 +183,7 @@ async def claim(
         return
     stored = (await tx.fetch(table.select, *claimed.values()))[0]
     if stored["fingerprint"] != fingerprint or stored["status"] is None:
-        raise KeyReused(f"This {HEADER} was already used for a different request")
+        raise KeyReused()
     headers = dict(stored["headers"] or {})  # jsonb arrives decoded
     headers[REPLAYED] = "true"
     raise Replay(Response(stored["body"] or b"", status_code=stored["status"], headers=headers))
@@ -199,35 +210,51 @@ async def _fingerprint(request: Request, route: Any) -> bytes:
     boundary or key order does not make it a different request."""
     digest = hashlib.sha256()
     for part in (request.method, request.scope["path"]):
-        digest.update(part.encode() + b"\0")
+        digest.update(_bytes(part) + b"\0")
     digest.update(request.scope.get("query_string", b"") + b"\0")
     if getattr(route, "body_field", None) is None:
         return digest.digest()
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        digest.update(orjson.dumps(await request.json(), option=orjson.OPT_SORT_KEYS))
+        # The standard encoder: any JSON the request could carry (integers beyond 64 bits,
+        # lone surrogates escaped), keys sorted.
+        canonical = json.dumps(await request.json(), sort_keys=True, separators=(",", ":"))
+        digest.update(canonical.encode())
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
         for name, value in sorted(form.multi_items(), key=lambda item: item[0]):
-            digest.update(name.encode() + b"\0")
+            digest.update(_bytes(name) + b"\0")
             if isinstance(value, UploadFile):
-                digest.update((value.filename or "").encode() + b"\0")
+                digest.update(_bytes(value.filename or "") + b"\0")
                 while chunk := await value.read(FILE_READ):
                     digest.update(chunk)
                 await value.seek(0)
             else:
-                digest.update(value.encode())
+                digest.update(_bytes(value))
             digest.update(b"\0")
     else:
         digest.update(await request.body())
     return digest.digest()
 
 
-def document(route: APIRoute) -> None:
-    """Declare the header on a POST route that takes part (its dependencies claim keys)."""
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def takes_part(route: APIRoute) -> bool:
+    """A POST route whose dependencies claim keys, and that did not opt out."""
     if "POST" not in (route.methods or ()) or (route.openapi_extra or {}).get(OPT_OUT) is False:
-        return
-    if not _takes_part(route.dependant):
+        return False
+    return _takes_part(route.dependant)
+
+
+def document(route: APIRoute, *, shows_secrets: bool = False) -> None:
+    """Declare the header on a POST route that takes part. A route whose answer carries a
+    secret (a key, a token, recovery codes: shown once, never stored) takes no part, as if it
+    had declared so."""
+    if shows_secrets and "POST" in (route.methods or ()):
+        route.openapi_extra = {**(route.openapi_extra or {}), OPT_OUT: False}
+    if not takes_part(route):
         return
     extra = dict(route.openapi_extra or {})
     extra["parameters"] = [*extra.get("parameters", []), PARAMETER]

@@ -171,9 +171,12 @@ async def test_a_delivery_that_lost_its_lease_commits_nothing(
 
 @job(kind_for_test("long"))
 async def long_job(jc, ctx) -> dict[str, Any]:
-    """Runs until stopped; tells the test when it is under way."""
+    """Runs until stopped; tells the test when it is under way, and when it was stopped."""
     seen["running"].set()
-    await asyncio.sleep(30)
+    try:
+        await asyncio.sleep(30)
+    finally:
+        seen["stopped"].set()
     return {}
 
 
@@ -182,7 +185,7 @@ async def _running_job(settings, db, arq_pool, api) -> tuple[uuid.UUID, Any, asy
     slug = await api.workspace(owner)
     ws = await api.workspace_id(owner, slug)
     user = (await api.me(owner))["id"]
-    seen["running"] = asyncio.Event()
+    seen["running"], seen["stopped"] = asyncio.Event(), asyncio.Event()
     task_id = await enqueue_spec(db, arq_pool, settings, long_job, ws, user)
     worker = create_worker(
         settings, functions=functions_with(long_job, settings=settings), handle_signals=False
@@ -206,9 +209,9 @@ async def test_the_heartbeat_renews_the_lease_and_stops_a_job_that_lost_it(
         await asyncio.sleep(1.2)  # longer than a lease: arq's mark is renewed too
         assert await arq_pool.pttl(key) > 0
         await _set_task(admin_engine, task_id, "lease_id = gen_random_uuid()")
-        stopped = time.monotonic()
-        await _until(lambda: worker.jobs_complete == 1, 5)
-        assert time.monotonic() - stopped < 2  # stopped at the next beat, not after 30 s
+        taken = time.monotonic()
+        await asyncio.wait_for(seen["stopped"].wait(), 10)
+        assert time.monotonic() - taken < 2  # stopped at the next beat, not after 30 s
         assert (await _task(admin_engine, task_id)).state == "running"  # the taker's to finish
     finally:
         await worker.close()
@@ -271,13 +274,6 @@ async def _outbox_id(admin_engine, task_id) -> uuid.UUID:
         return (
             await conn.execute(text("SELECT id FROM outbox WHERE task_id = :t"), {"t": task_id})
         ).scalar_one()
-
-
-async def _until(check, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_engine):
