@@ -10,8 +10,10 @@ the same method, path and body, is answered with the stored status, headers and 
 (`Idempotent-Replayed: true`) for `idempotency_ttl_seconds`. The same key with another request
 is refused (422); a retry that arrives while the first is still running waits for it (up to
 `idempotency_wait_seconds`, then 409). Routes that run as the caller (a workspace route past
-its permission check, or the caller's own routes) take part; routes whose response must be
-shown only once declare `openapi_extra={"x-idempotency": False}` and refuse the header.
+its permission check, or the caller's own routes) take part; routes whose answer holds a
+secret (a field the audit log would redact, or recovery codes) or that declare
+`openapi_extra={"x-idempotency": False}` refuse the header: a secret is shown once, never
+stored.
 """
 
 from __future__ import annotations
@@ -246,8 +248,12 @@ def takes_part(route: APIRoute) -> bool:
     return _takes_part(route.dependant)
 
 
-def document(route: APIRoute) -> None:
-    """Declare the header on a POST route that takes part."""
+def document(route: APIRoute, *, shows_secrets: bool = False) -> None:
+    """Declare the header on a POST route that takes part. A route whose answer carries a
+    secret (a key, a token, recovery codes: shown once, never stored) takes no part, as if it
+    had declared so."""
+    if shows_secrets and "POST" in (route.methods or ()):
+        route.openapi_extra = {**(route.openapi_extra or {}), OPT_OUT: False}
     if not takes_part(route):
         return
     extra = dict(route.openapi_extra or {})

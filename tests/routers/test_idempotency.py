@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -303,3 +304,41 @@ async def test_any_json_body_can_be_fingerprinted(api, client):
         for _ in range(2)
     ]
     assert {a.status_code for a in answers} < {400, 422}, [a.text for a in answers]
+
+
+def test_a_route_whose_answer_holds_a_secret_takes_no_keys():
+    """Derived from the response model: a key, a token or recovery codes are shown once and
+    never stored, so such a route refuses the header (and does not document it)."""
+    from fastapi import APIRouter, Depends
+
+    from app.schemas.common import Output
+    from app.security import idempotency
+    from app.security.audit import AuditedRoute
+
+    class KeyCreated(Output):
+        id: int
+        secret: str
+
+    class Codes(Output):
+        recovery_codes: list[str]
+
+    class Plain(Output):
+        id: int
+
+    async def session() -> Any:
+        yield None
+
+    session.claims_idempotency_keys = True  # type: ignore[attr-defined]
+    router = APIRouter(route_class=AuditedRoute)
+    for path, model in (("/key", KeyCreated), ("/codes", Codes), ("/plain", Plain)):
+
+        async def create_thing(_: Any = Depends(session)) -> dict[str, Any]:
+            return {}
+
+        router.add_api_route(path, create_thing, methods=["POST"], response_model=model)
+    routes = {r.path: r for r in router.routes}
+    for path in ("/key", "/codes"):
+        assert not idempotency.takes_part(routes[path]), path
+        assert routes[path].openapi_extra == {"x-idempotency": False}
+    assert idempotency.takes_part(routes["/plain"])
+    assert routes["/plain"].openapi_extra["parameters"] == [idempotency.PARAMETER]
