@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         "uniquely named prepared statements",
     )
 
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to open a database connection before giving up"
+    )
+
     redis_url: str | None = None
 
     # Background jobs (arq). Every job runs as the runtime role inside `with_rls_context`.
@@ -63,6 +67,15 @@ class Settings(BaseSettings):
         default=600, ge=1, description="re-send a sent job that has not finished after this long"
     )
     task_retention_days: int = Field(default=30, ge=1, description="finished tasks kept this long")
+    task_lease_seconds: float = Field(
+        default=30.0, ge=1, description="a running task whose lease is this old is taken over"
+    )
+    task_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="how often a running job renews its task's lease"
+    )
+    worker_reconnect_max_seconds: float = Field(
+        default=30.0, gt=0, description="longest wait between the worker's reconnection attempts"
+    )
 
     # Scans and findings
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="largest report upload")
@@ -124,6 +137,12 @@ class Settings(BaseSettings):
     require_tls: bool = False
     max_page_size: int = 200
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies")
+    idempotency_ttl_seconds: int = Field(
+        default=86400, ge=60, description="how long a POST's response is kept for its key"
+    )
+    idempotency_wait_seconds: float = Field(
+        default=10.0, ge=0, description="a retry waits this long for its key's first request"
+    )
 
     # Operations
     metrics_token: SecretStr | None = Field(

@@ -2,7 +2,9 @@
 
 Invariant: no response carries a stack trace, SQL or a secret. Unknown exceptions become a bare
 500 problem (logged with the request id); database integrity errors become 409 without the
-driver's message; validation errors list field paths and messages only.
+driver's message; validation errors list field paths and messages only. An unavailable database
+or Redis (by the one classification of outages) is a 503 with `Retry-After`, logged as one line
+naming the dependency and the reason, never a 500 or a traceback.
 """
 
 from __future__ import annotations
@@ -15,13 +17,31 @@ import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app import metrics
 from app.db.session import CrossWorkspaceWrite
+from app.unavailable import (
+    CANDIDATE_TYPES,
+    REDIS,
+    RETRYABLE_SQLSTATES,
+    Unavailable,
+    causes,
+    unavailable,
+)
 
 log = logging.getLogger("warden.errors")
+
+# Seconds a client should wait before retrying after a 503.
+RETRY_AFTER_SECONDS = 1
+DATABASE_ERRORS = (
+    DBAPIError,
+    EmulatedDBAPIException,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://warden.dev/problems/"
@@ -202,14 +222,14 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
         await denied(request, 404, "cross-workspace write refused")
         return problem(404, "Not found", "Not found", slug="not-found", request=request)
 
-    @app.exception_handler(DBAPIError)
-    @app.exception_handler(asyncpg.PostgresError)
-    @app.exception_handler(asyncpg.InterfaceError)
-    async def _database(request: Request, exc: Exception) -> Response:
-        """Database errors, raised through SQLAlchemy or by a statement the request runs on the
-        driver itself: the same answers either way."""
-        orig = getattr(exc, "orig", exc)
-        sqlstate = getattr(orig, "sqlstate", None) or ""
+    async def _dependency(request: Request, exc: Exception) -> Response:
+        """Errors of the database, Redis or the network, raised through SQLAlchemy, by a
+        statement run on the driver itself (the request transaction) or by the Redis client: the
+        same answers whichever way they arrive."""
+        lost = unavailable(exc)
+        if lost is not None:
+            return unavailable_problem(request, lost)
+        sqlstate = _sqlstate(exc)
         if isinstance(exc, IntegrityError) or sqlstate.startswith("23"):
             log.info("integrity error", extra={"sqlstate": sqlstate or None})
             return problem(
@@ -230,15 +250,16 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
                 slug="forbidden",
                 request=request,
             )
+        if sqlstate in RETRYABLE_SQLSTATES:
+            log.warning("database conflict, retry", extra={"sqlstate": sqlstate})
+            return _retry_later(request, "The request collided with another; retry it")
+        if not isinstance(exc, DATABASE_ERRORS):
+            return await _unhandled(request, exc)
         log.exception("database error")
-        return problem(
-            503,
-            "Service unavailable",
-            "The database could not complete the request",
-            slug="service-unavailable",
-            request=request,
-            headers={"Retry-After": "1"},
-        )
+        return _retry_later(request, "The database could not complete the request")
+
+    for error_type in CANDIDATE_TYPES:
+        app.add_exception_handler(error_type, _dependency)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -250,3 +271,35 @@ def install_error_handlers(app: FastAPI, on_denied: DenialRecorder | None = None
             slug="internal",
             request=request,
         )
+
+
+def _sqlstate(exc: BaseException) -> str:
+    for e in causes(exc):
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
+def _retry_later(request: Request, detail: str) -> Response:
+    return problem(
+        503,
+        "Service unavailable",
+        detail,
+        slug="service-unavailable",
+        request=request,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def unavailable_problem(request: Request, lost: Unavailable) -> Response:
+    """The 503 for an unavailable dependency: one log line, one metric, `Retry-After`."""
+    metrics.UNAVAILABLE.labels(lost.dependency, lost.reason).inc()
+    log.warning(
+        "%s unavailable: %s",
+        lost.dependency,
+        lost.reason,
+        extra={"dependency": lost.dependency, "reason": lost.reason},
+    )
+    name = "Redis" if lost.dependency == REDIS else "The database"
+    return _retry_later(request, f"{name} is unavailable ({lost.reason}); retry later")

@@ -44,9 +44,11 @@ from app.routers import (
 )
 from app.routers.docs import install_docs
 from app.routing import RouteIndex
+from app.security import idempotency
 from app.security.deps import record_denial
 from app.security.providers import BearerSignIns, configured
 from app.services import outbox
+from app.unavailable import log_failure, retry_while_unavailable
 
 log = logging.getLogger("warden.main")
 
@@ -73,8 +75,8 @@ async def _relay_leftovers(app: FastAPI) -> int:
             settings.job_queue_name,
             settings.outbox_redeliver_seconds,
         )
-    except Exception:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
-        log.warning("startup outbox relay failed", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
+        log_failure(log, "startup outbox relay failed", exc)
         return 0
 
 
@@ -95,8 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         startup_relay: asyncio.Task[int] | None = None
         try:
-            async with db.engine.connect() as conn:
-                reason = await runtime_role_refusal(conn)
+
+            async def role_refusal() -> str | None:
+                async with db.engine.connect() as conn:
+                    return await runtime_role_refusal(conn)
+
+            # Started before the database is up (or during its restart): wait for it.
+            reason = await retry_while_unavailable(role_refusal, what="startup", log=log)
             if reason:
                 raise UnsafeDatabaseRole(f"refusing to serve: {reason}")
             db.relay = outbox.Relay(db, arq, settings.job_queue_name)
@@ -132,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.oidc_issuer:
         app.state.bearer_sign_ins = BearerSignIns(app.state.auth_providers, auth.bearer_sign_in)
     install_error_handlers(app, on_denied=record_denial)
+    idempotency.install(app)
     for module in (
         health,
         auth,

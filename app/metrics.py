@@ -28,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app.unavailable import log_failure
+
 log = logging.getLogger("warden.metrics")
 
 POOL_WAIT = Histogram(
@@ -50,6 +52,17 @@ TASK_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600),
 )
 FINDINGS_IMPORTED = Counter("warden_findings_imported_total", "Findings imported by scans")
+UNAVAILABLE = Counter(
+    "warden_dependency_unavailable_total",
+    "Requests answered 503 because a dependency was unavailable",
+    ["dependency", "reason"],
+)
+READY = Gauge(
+    "warden_dependency_ready", "1 when the dependency answered the last /readyz", ["dependency"]
+)
+TAKEOVERS = Counter(
+    "warden_task_takeovers_total", "Running tasks taken over after their lease expired", ["job"]
+)
 
 
 class _Pools(Collector):
@@ -102,8 +115,8 @@ async def refresh(engine: Any, redis: Any, queue_name: str) -> None:
         age = time.time() - oldest[0][1] / 1000 if oldest else 0.0
         QUEUE_AGE.set(max(age, 0.0))
         SOURCE_UP.labels("redis").set(1)
-    except Exception:  # noqa: BLE001 - a scrape reports what it can
-        log.warning("metrics: the job queue did not answer", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - a scrape reports what it can
+        log_failure(log, "metrics: the job queue did not answer", exc)
         SOURCE_UP.labels("redis").set(0)
     try:
         async with engine.connect() as conn:
@@ -116,8 +129,8 @@ async def refresh(engine: Any, redis: Any, queue_name: str) -> None:
         OUTBOX_UNSENT.set(row[0])
         OUTBOX_AGE.set(row[1])
         SOURCE_UP.labels("database").set(1)
-    except Exception:  # noqa: BLE001
-        log.warning("metrics: the outbox could not be read", exc_info=True)
+    except Exception as exc:  # noqa: BLE001
+        log_failure(log, "metrics: the outbox could not be read", exc)
         SOURCE_UP.labels("database").set(0)
 
 

@@ -46,6 +46,11 @@ class SoftTimeLimitExceeded(JobFailed):
     pass
 
 
+class LeaseLost(Exception):  # noqa: N818 - an outcome, not a failure of this code
+    """Another delivery holds the task now (this one's lease expired and was taken over): stop
+    and record nothing; the holder finishes the task."""
+
+
 @asynccontextmanager
 async def with_rls_context(
     db: Database,
@@ -130,6 +135,10 @@ class JobContext:
     attempt: int
     task_id: uuid.UUID | None = None
     args: dict[str, Any] = field(default_factory=dict)
+    # This delivery's hold on its task (a new id per delivery, so a retry or a takeover by the
+    # same worker is a different holder).
+    lease_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    lease_lost: bool = False
     started: float = field(default_factory=time.monotonic)
     _last_progress: float = 0.0
 
@@ -160,9 +169,15 @@ class JobContext:
             self._last_progress = now
             if self.task_id is not None:
                 async with self.transaction() as ctx:
-                    await ctx.session.execute(
+                    written = await ctx.session.execute(
                         update(Task)
-                        .where(Task.id == self.task_id, Task.state == "running")
+                        .where(
+                            Task.id == self.task_id,
+                            Task.state == "running",
+                            Task.lease_id == self.lease_id,
+                        )
                         .values(progress=max(0, min(percent, 100)), progress_detail=detail)
                     )
+                    if written.rowcount == 0:  # type: ignore[attr-defined]
+                        raise LeaseLost("another delivery holds the task")
         self.check_time()

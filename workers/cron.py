@@ -1,13 +1,41 @@
-"""Cron jobs. They run without a user: each calls narrow definer functions."""
+"""Cron jobs. They run without a user: each calls narrow definer functions.
+
+Each is `outage_tolerant`: a run that meets an unavailable database or Redis logs one line and
+ends (the next run does the work), instead of a traceback every few seconds of an outage.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
+
+from arq.typing import WorkerCoroutine
 
 from app.config import Settings
 from app.services import audit_chain, maintenance, outbox
+from app.unavailable import log_failure, unavailable
+
+log = logging.getLogger("warden.cron")
+T = TypeVar("T")
 
 
+def outage_tolerant(fn: Callable[[dict[str, Any]], Coroutine[Any, Any, T]]) -> WorkerCoroutine:
+    @functools.wraps(fn)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> T | None:
+        try:
+            return await fn(ctx)
+        except Exception as exc:
+            if unavailable(exc) is None:
+                raise
+            log_failure(log, f"cron {fn.__name__} skipped", exc)
+            return None
+
+    return cast(WorkerCoroutine, run)
+
+
+@outage_tolerant
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """Deliver jobs the request-time relay could not (Redis was down, a process died)."""
     settings: Settings = ctx["settings"]
@@ -16,23 +44,46 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     )
 
 
+@outage_tolerant
+async def take_over_expired_tasks(ctx: dict[str, Any]) -> int:
+    """Deliver again the jobs of running tasks whose lease expired (their worker is gone)."""
+    settings: Settings = ctx["settings"]
+    return await outbox.take_over_expired(ctx["db"], ctx["redis"], settings.job_queue_name)
+
+
+async def redeliver_after_outage(ctx: dict[str, Any]) -> int:
+    """Redis is back, perhaps empty: send every job not done yet again (a job Redis still has
+    is not queued twice; one that is done does nothing)."""
+    settings: Settings = ctx["settings"]
+    return await outbox.sweep(ctx["db"], ctx["redis"], settings.job_queue_name, 0)
+
+
+@outage_tolerant
+async def prune_idempotency_keys(ctx: dict[str, Any]) -> int:
+    return await maintenance.prune_idempotency_keys(ctx["db"])
+
+
+@outage_tolerant
 async def maintain_partitions(ctx: dict[str, Any]) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     return await maintenance.ensure_partitions(ctx["db"], settings.finding_partitions_ahead)
 
 
+@outage_tolerant
 async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     stale = int(settings.job_hard_time_limit + settings.job_retry_max_seconds + 300)
     return await maintenance.task_retention(ctx["db"], settings.task_retention_days, stale)
 
 
+@outage_tolerant
 async def seal_audit(ctx: dict[str, Any]) -> int:
     """Link newly committed audit records into their workspace's hash chain (every few seconds,
     so requests never wait on a per-workspace lock)."""
     return await audit_chain.seal_pending(ctx["db"])
 
 
+@outage_tolerant
 async def audit_retention(ctx: dict[str, Any]) -> dict[str, Any]:
     """Remove audit records past each workspace's retention, recording the cut."""
     result = await audit_chain.apply_retention(ctx["db"])

@@ -9,11 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from arq import Retry, cron
 from arq.connections import RedisSettings
-from arq.worker import Function, Worker, func
+from arq.worker import Function, func
 
 from app import metrics
 from app.config import Settings, get_settings
@@ -22,12 +23,15 @@ from app.db.session import Database
 from app.jobs import (
     CRON_AUDIT_RETENTION,
     CRON_AUDIT_SEAL,
+    CRON_IDEMPOTENCY,
     CRON_PARTITIONS,
     CRON_RETENTION,
     CRON_SWEEP_OUTBOX,
+    CRON_TAKE_OVER,
 )
 from app.logging import kind_var, task_var, user_var, workspace_var
 from app.services import outbox
+from app.unavailable import log_failure, retry_while_unavailable
 from workers import cron as cron_jobs
 from workers import metrics_server
 from workers.context import JobSpec
@@ -35,6 +39,7 @@ from workers.jobs.notifications import notify_change, notify_incident, notify_in
 from workers.jobs.scans import import_scan
 from workers.jobs.workspaces import delete_workspace
 from workers.runner import execute
+from workers.worker import ResilientWorker
 
 log = logging.getLogger("warden.worker")
 
@@ -46,6 +51,8 @@ JOBS: tuple[JobSpec, ...] = (
     notify_invitation,
 )
 _DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
+# Deliveries arq allows one job before it drops it: far beyond the task's own attempt limit.
+ARQ_MAX_TRIES = 1000
 
 
 class UnsafeDatabaseRole(RuntimeError):
@@ -56,7 +63,10 @@ def arq_function(spec: JobSpec, settings: Settings = _DEFAULTS) -> Function:
     """The arq function for a job: every call goes through the runner's `execute`.
 
     arq's own timeout and try limit are backstops only; the wrapper enforces the configured
-    hard limit and retry count, and records the outcome on the task.
+    hard limit and counts attempts on the task (deliveries that could not start, during an
+    outage or while another delivery holds the task, are not attempts), and records the outcome
+    on the task, so arq keeps no result (a kept result would make arq refuse to queue the same
+    job id again when a task has to be taken over).
     """
 
     async def run(ctx: dict[str, Any], workspace_id: str, user_id: str, outbox_id: str) -> Any:
@@ -66,10 +76,9 @@ def arq_function(spec: JobSpec, settings: Settings = _DEFAULTS) -> Function:
     return func(
         run,
         name=spec.kind.name,
-        # Also how long arq waits before another worker takes over a crashed worker's job.
         timeout=settings.job_hard_time_limit + 60,
-        # Extra tries for re-runs after a worker was stopped mid-job.
-        max_tries=settings.job_max_tries + 5,
+        max_tries=ARQ_MAX_TRIES,
+        keep_result=0,
     )
 
 
@@ -105,8 +114,18 @@ async def observed(
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     db = Database.from_settings(settings, pool_size=settings.worker_max_jobs * 2 + 2)
-    async with db.engine.connect() as conn:
-        reason = await runtime_role_refusal(conn)
+
+    async def role_refusal() -> str | None:
+        async with db.engine.connect() as conn:
+            return await runtime_role_refusal(conn)
+
+    # Started while the database is down (or restarting): wait for it.
+    reason = await retry_while_unavailable(
+        role_refusal,
+        what="worker startup",
+        log=log,
+        max_delay=settings.worker_reconnect_max_seconds,
+    )
     if reason:
         await db.dispose()
         raise UnsafeDatabaseRole(f"refusing to run jobs: {reason}")
@@ -122,8 +141,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         )
         if sent:
             log.info("delivered %d jobs left in the outbox", sent)
-    except Exception:  # noqa: BLE001 - the crons retry; the worker must still start
-        log.warning("startup maintenance failed", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the crons retry; the worker must still start
+        log_failure(log, "startup maintenance failed", exc)
     # Everything built so far lives as long as the process: keep it out of the collector's
     # full passes, which large imports (many short-lived objects) would otherwise repeat.
     gc.freeze()
@@ -149,10 +168,17 @@ class WorkerSettings:
         cron(cron_jobs.task_retention, name=CRON_RETENTION, hour=4, minute=7, timeout=1800),
         cron(cron_jobs.seal_audit, name=CRON_AUDIT_SEAL, second=set(range(0, 60, 5)), timeout=60),
         cron(cron_jobs.audit_retention, name=CRON_AUDIT_RETENTION, hour=4, minute=37, timeout=1800),
+        cron(
+            cron_jobs.take_over_expired_tasks,
+            name=CRON_TAKE_OVER,
+            second={5, 20, 35, 50},
+            timeout=60,
+        ),
+        cron(cron_jobs.prune_idempotency_keys, name=CRON_IDEMPOTENCY, minute=47, timeout=600),
     ]
     on_startup = startup
     on_shutdown = shutdown
-    keep_result = 3600
+    keep_result = 0  # outcomes are on the tasks
     allow_abort_jobs = False
 
 
@@ -165,19 +191,24 @@ def worker_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "on_startup": WorkerSettings.on_startup,
         "on_shutdown": WorkerSettings.on_shutdown,
         "keep_result": WorkerSettings.keep_result,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        # The worker waits for Redis itself (with backoff, for as long as it takes).
+        "redis_settings": replace(RedisSettings.from_dsn(settings.redis_url), conn_retries=0),
         "queue_name": settings.job_queue_name,
         "health_check_key": f"{settings.job_queue_name}:health-check",
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_delay,
         "ctx": {"settings": settings},
+        "lease_seconds": settings.task_lease_seconds,
+        "heartbeat_seconds": settings.task_heartbeat_seconds,
+        "reconnect_max_seconds": settings.worker_reconnect_max_seconds,
+        "on_redis_back": cron_jobs.redeliver_after_outage,
     }
     kwargs.update(overrides)
     return kwargs
 
 
-def create_worker(settings: Settings, **overrides: Any) -> Worker:
-    return Worker(**worker_kwargs(settings, **overrides))
+def create_worker(settings: Settings, **overrides: Any) -> ResilientWorker:
+    return ResilientWorker(**worker_kwargs(settings, **overrides))
 
 
 def run(settings: Settings, *, burst: bool = False) -> int:

@@ -7,6 +7,11 @@ concurrent requests than connections, a few requests then wait many times longer
 rest (`warden bench`, 200 clients on a 20-connection pool: p50 0.4 s, p99 8 s) and can hit the
 pool timeout (a 500). Here a returned connection is handed straight to the oldest waiter, so
 nobody overtakes anybody: waits are bounded by the queue ahead, not by luck.
+
+A connection the pool does not keep (an overflow connection returned to a full pool) is closed
+inside SQLAlchemy's async context: asyncpg's graceful close awaits the server, which SQLAlchemy
+can only do from a greenlet, and the request transaction returns connections from plain async
+code (closing there failed with `MissingGreenlet` and dropped the connection uncleanly).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from collections import deque
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.pool import AsyncAdaptedQueuePool
-from sqlalchemy.util.queue import AsyncAdaptedQueue
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
+from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Full
 
 from app.metrics import POOL_WAIT
 
@@ -94,10 +100,44 @@ class _FairQueue(AsyncAdaptedQueue[Any]):
 
 class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     """`AsyncAdaptedQueuePool` (same sizes, overflow, timeout) whose waiters are served in
-    arrival order."""
+    arrival order, and whose surplus connections are closed in the async context."""
 
     _queue_class = _FairQueue
 
     def waiting(self) -> int:
         """Callers waiting for a connection now (read when metrics are scraped)."""
         return self._pool._queue.waiting()  # type: ignore[attr-defined,no-any-return]
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        try:
+            self._pool.put(record, False)
+        except Full:
+            try:
+                _close(record)
+            finally:
+                self._dec_overflow()
+
+
+# Closes in flight (a task is only weakly referenced by the loop).
+_closing: set[asyncio.Task[Any]] = set()
+
+
+def _close(record: ConnectionPoolEntry) -> None:
+    """Close a connection the pool does not keep: at once inside a greenlet, else as a task of
+    its own (the caller is plain async code that cannot wait for it). One the server already
+    closed is only released (a graceful close would fail and log an error)."""
+    driver = record.driver_connection
+    if driver is None or driver.is_closed():
+        record.invalidate()  # no I/O: the socket is gone
+        return
+    if in_greenlet():
+        record.close()
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop: nothing can be awaited, the pool logs why it failed
+        record.close()
+        return
+    task = loop.create_task(greenlet_spawn(record.close))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)

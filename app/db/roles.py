@@ -214,6 +214,13 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         reads=("workspace", "membership", "custom_role"),
         deletes=("workspace", "membership", "custom_role"),
     ),
+    # The worker's takeover sweep and the idempotency key retention.
+    DefinerFunction("warden_expired_task_leases(integer, integer)", reads=("task", "outbox")),
+    DefinerFunction(
+        "warden_prune_idempotency_keys()",
+        reads=("idempotency_key", "user_idempotency_key"),
+        deletes=("idempotency_key", "user_idempotency_key"),
+    ),
     DefinerFunction("warden_create_finding_partition(date)", reads=()),
     DefinerFunction("warden_finding_default_rows()", reads=()),
     # The audit chain: the sealer may set only the chain columns of

@@ -36,6 +36,8 @@ POOL_RECYCLE_SECONDS = 1800
 def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     connect_args: dict[str, object] = {
         "statement_cache_size": settings.db_statement_cache_size,
+        # A server that does not answer (a network partition, not a refusal) fails fast.
+        "timeout": settings.db_connect_timeout,
         "server_settings": {"application_name": "warden"},
     }
     engine_url = make_url(url)

@@ -41,6 +41,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
 
+from app.unavailable import DATABASE, unavailable
+
 log = logging.getLogger("warden.db")
 # Key in a pooled connection's `info`: True when the server is a Citus node (noted once, when
 # the connection is made).
@@ -172,19 +174,23 @@ async def transaction(engine: AsyncEngine, database: Any = None) -> AsyncIterato
             await tx.flush()
             if driver.is_in_transaction():
                 await driver.execute("COMMIT")
-        except BaseException:
-            await _abort(tx)
+        except BaseException as exc:
+            await _abort(tx, exc)
             raise
     finally:
         await tx._release()
     await tx.run_after_commit()
 
 
-async def _abort(tx: Transaction) -> None:
+async def _abort(tx: Transaction, exc: BaseException) -> None:
     """Whatever failed, the connection goes back to the pool outside any transaction (its
-    `SET LOCAL`s gone) or not at all."""
+    `SET LOCAL`s gone) or not at all. One the failure says is broken (the server restarted,
+    the connection was reset or left mid-operation) is discarded at once, so the pool opens a
+    fresh one instead of handing it to the next request."""
     driver = tx.driver
-    if driver.is_closed():
+    lost = unavailable(exc)
+    if driver.is_closed() or (lost is not None and lost.dependency == DATABASE):
+        tx._pooled.invalidate()
         return
     try:
         if driver.is_in_transaction():

@@ -24,7 +24,7 @@ from app.openapi.problems import CONTENT_LOCATION, REQUEST_ID
 from app.query import Resource
 from app.query.types import Enum
 from app.schemas.common import Output
-from app.security import deps
+from app.security import deps, idempotency
 from app.security.fields import FIELD_RULES
 from app.security.route_index import annotate_openapi
 
@@ -189,6 +189,10 @@ def error_statuses(route: APIRoute, method: str) -> dict[int, str | None]:
     listing = query.query_dependency(route.dependant) is not None
     if method in WRITES and deps.get_workspace_session in calls and not listing:
         out.setdefault(409, None)
+    if method == "POST" and idempotency.takes_part(route):
+        out.setdefault(400, None)  # a malformed key
+        out.setdefault(409, "A request with this `Idempotency-Key` is still being processed")
+        out.setdefault(422, None)  # the key was used for another request
     for status, response in (route.responses or {}).items():
         if int(status) >= 400:
             out[int(status)] = response.get("description")

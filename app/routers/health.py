@@ -10,8 +10,9 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
 from app import metrics
-from app.errors import problem
+from app.errors import RETRY_AFTER_SECONDS, problem
 from app.security.tokens import jwks
+from app.unavailable import unavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -62,23 +63,41 @@ async def _check_migrations(request: Request) -> None:
 )
 async def readyz(request: Request) -> dict[str, Any] | Response:
     """Database and Redis answer (each within 2 s), and the database is at the migration head
-    this code expects (`migrations`: `ok`, or where each stands)."""
+    this code expects; when not, `checks` says which (`migrations`: where each stands) and
+    `reasons` why."""
+    names = ("database", "redis", "migrations")
+    results = await asyncio.gather(
+        *(
+            asyncio.wait_for(check(request), timeout=2)
+            for check in (_check_db, _check_redis, _check_migrations)
+        ),
+        return_exceptions=True,
+    )
     checks: dict[str, str] = {}
-    for name, check in (
-        ("database", _check_db),
-        ("redis", _check_redis),
-        ("migrations", _check_migrations),
-    ):
-        try:
-            await asyncio.wait_for(check(request), timeout=2)
+    reasons: dict[str, str] = {}
+    for name, result in zip(names, results, strict=True):
+        if name != "migrations":
+            metrics.READY.labels(name).set(0 if isinstance(result, BaseException) else 1)
+        if not isinstance(result, BaseException):
             checks[name] = "ok"
-        except LookupError as exc:
-            checks[name] = str(exc)
-        except Exception:  # noqa: BLE001 - any failure means not ready
+        elif isinstance(result, LookupError):
+            checks[name] = reasons[name] = str(result)
+        else:
+            lost = unavailable(result)
             checks[name] = "unavailable"
-    if all(v == "ok" for v in checks.values()):
+            reasons[name] = lost.reason if lost is not None else type(result).__name__
+    if not reasons:
         return {"status": "ready", "checks": checks}
-    return problem(503, "Not ready", "A dependency is unavailable", slug="not-ready", checks=checks)
+    down = ", ".join(f"{name} ({reason})" for name, reason in reasons.items())
+    return problem(
+        503,
+        "Not ready",
+        f"Unavailable: {down}",
+        slug="not-ready",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        checks=checks,
+        reasons=reasons,
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from fastapi import Request, Response
@@ -30,6 +30,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
 
+from app.security import idempotency
 from app.security.shaping import shaping_endpoint
 
 RESPONSE_KEY = "warden.response"
@@ -59,6 +60,7 @@ class AuditedRoute(APIRoute):
             resource = _describe(path, endpoint.__name__, None).resource_type or "audit"
             endpoint = shaping_endpoint(endpoint, model, kwargs.get("status_code"), resource)
         super().__init__(path, endpoint, **kwargs)
+        idempotency.document(self, shows_secrets=_shows_secrets(model))
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -69,6 +71,17 @@ class AuditedRoute(APIRoute):
             return response
 
         return audited
+
+
+def _shows_secrets(model: Any) -> bool:
+    """The response model (or one of a union's) has a field whose value is a secret: one the
+    audit log would redact, or recovery codes."""
+    models = get_args(model) or (model,)
+    for each in models:
+        fields = getattr(each, "model_fields", None) or {}
+        if any(_secret_key(name) or "recovery" in name for name in fields):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ from app.db.session import Database
 from app.db.tenant import apply_context
 from app.db.transaction import Transaction
 from app.errors import Forbidden, MfaRequired, NotFound, Unauthorized
+from app.security import idempotency
 from app.security.api_keys import KeyLimits, PresentedKey, looks_like_key, parse_key
-from app.security.audit import call_values, client_fields, redact, request_path
+from app.security.audit import RESPONSE_KEY, call_values, client_fields, redact, request_path
 from app.security.keyring import same
 from app.security.permissions import PERMISSIONS
 from app.security.principal import (
@@ -49,6 +50,7 @@ from app.security.principal import (
     principal_from_row,
 )
 from app.security.tokens import AccessClaims, decode_access_token
+from app.unavailable import log_failure
 
 log = logging.getLogger("warden.audit")
 
@@ -201,7 +203,10 @@ async def get_user_session(
             raise Forbidden("A service key works only on its workspace's routes")
         await apply_context(tx, None, principal.user_id)
         request.state.principal = principal
+        await idempotency.claim(request, tx, principal.user_id, None)
         yield UserContext(tx=tx, principal=principal)
+        await tx.flush()
+        await idempotency.store(request, tx, request.scope.get(RESPONSE_KEY))
         event = await call_values(request, user_route=True)
         await audit_log.add_user_event(tx, {**event, "user_id": principal.user_id})
 
@@ -231,6 +236,7 @@ async def get_workspace_session(
         request.state.principal = principal
         yield await enter_workspace(tx, principal, slug)
         await tx.flush()  # the handler's pending writes, before the response state is read
+        await idempotency.store(request, tx, request.scope.get(RESPONSE_KEY))
         record = await call_values(request)
         record.update(workspace_id=principal.workspace_id, user_id=user.user_id)
         if read:
@@ -278,10 +284,11 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
             if actor is not None:
                 await apply_context(tx, None, actor)
             await audit_log.add_denial(tx, values)
-    except Exception:  # noqa: BLE001 - the caller's answer must not change
-        log.exception("could not record a denial")
+    except Exception as exc:  # noqa: BLE001 - the caller's answer must not change
+        log_failure(log, "could not record a denial", exc)
 
 
+get_user_session.claims_idempotency_keys = True  # type: ignore[attr-defined]
 UserSession = Annotated[UserContext, Depends(get_user_session, scope="function")]
 
 
@@ -303,14 +310,16 @@ def require(permission: str) -> Callable[..., Coroutine[Any, Any, WorkspaceConte
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
-    async def dependency(ctx: WorkspaceSession) -> WorkspaceContext:
+    async def dependency(request: Request, ctx: WorkspaceSession) -> WorkspaceContext:
         decision = ctx.principal.decide(permission)
         if not decision.allowed:
             raise Forbidden(f"This action needs the '{permission}' permission ({decision.reason})")
+        await idempotency.claim(request, ctx.tx, ctx.user_id, ctx.principal.workspace_id)
         return ctx
 
     dependency.__name__ = f"require_{permission.replace('.', '_')}"
     dependency.required_permission = permission  # type: ignore[attr-defined]
+    dependency.claims_idempotency_keys = True  # type: ignore[attr-defined]
     return dependency
 
 

@@ -1,5 +1,6 @@
 """Cross-workspace upkeep run by cron jobs, only through narrow definer functions (no tenant
-context, no bypass connection): finding partitions ahead of time, task retention."""
+context, no bypass connection): finding partitions ahead of time, task retention, idempotency
+key retention."""
 
 from __future__ import annotations
 
@@ -62,3 +63,10 @@ async def task_retention(db: Database, keep_days: int, stale_seconds: int) -> di
     if expired:
         log.warning("%d running tasks had no worker any more and were marked failed", expired)
     return {"pruned": pruned, "expired": expired}
+
+
+async def prune_idempotency_keys(db: Database) -> int:
+    """Delete the stored responses of idempotency keys past their time."""
+    async with db.transaction() as tx:
+        rows = await tx.fetch("SELECT warden_prune_idempotency_keys() AS n")
+        return int(rows[0]["n"])

@@ -25,6 +25,7 @@ from app.db.session import Database
 from app.db.transaction import Transaction
 from app.jobs import JobKind
 from app.security.principal import WorkspaceContext
+from app.unavailable import log_failure
 
 log = logging.getLogger("warden.outbox")
 
@@ -121,8 +122,8 @@ async def deliver(db: Database, arq: Any, queue: str, jobs: Sequence[Pending]) -
         log.exception("job delivery failed; deferred to the sweeper")
     try:
         await mark_sent(db, sent)
-    except Exception:  # noqa: BLE001 - a missed mark only means a harmless re-send
-        log.warning("could not mark %d outbox rows sent", len(sent), exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - a missed mark only means a harmless re-send
+        log_failure(log, f"could not mark {len(sent)} outbox rows sent", exc)
     return len(sent)
 
 
@@ -150,3 +151,24 @@ async def sweep(db: Database, arq: Any, queue: str, redeliver_after: int) -> int
         if sent < len(jobs):
             break
     return total
+
+
+async def expired_leases(db: Database, limit: int = 500) -> list[Pending]:
+    """Jobs of every workspace whose task runs under an expired lease (its worker is gone),
+    through the narrow definer function (ids only; the job takes its task over in its own
+    workspace's context)."""
+    async with db.transaction() as tx:
+        rows = await tx.fetch(
+            "SELECT id, workspace_id, user_id, job FROM warden_expired_task_leases(0, $1)", limit
+        )
+        return [Pending(r["id"], r["workspace_id"], r["user_id"], r["job"]) for r in rows]
+
+
+async def take_over_expired(db: Database, arq: Any, queue: str) -> int:
+    """Deliver again the jobs of tasks whose worker is gone: when Redis still has the job this
+    is a no-op (arq gives it to another worker once its in-progress mark lapses); when Redis
+    lost it, it is queued again."""
+    jobs = await expired_leases(db)
+    if jobs:
+        log.warning("%d running tasks lost their worker; delivering them again", len(jobs))
+    return await deliver(db, arq, queue, jobs)

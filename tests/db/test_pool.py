@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+from sqlalchemy import event
 
 from app.db.pool import FairAsyncQueuePool, HandoffQueue
 from app.db.session import make_engine
@@ -54,3 +56,50 @@ async def test_cancelled_waiters_are_skipped_and_full_is_enforced():
 def test_the_runtime_engine_uses_the_fair_pool(database, servers):
     engine = make_engine(database["runtime_url"], make_settings(database, servers))
     assert isinstance(engine.pool, FairAsyncQueuePool)
+
+
+async def test_surplus_connections_are_closed_cleanly_under_load(database, servers, caplog):
+    """More concurrent requests than `pool_size`: the overflow connections a full pool does not
+    keep are closed inside the async context (no `MissingGreenlet`/`QueueFull` error logged),
+    and the server sees them go."""
+    import httpx
+
+    from app.main import create_app
+    from tests.helpers import Api
+
+    settings = make_settings(database, servers, db_pool_size=2, db_max_overflow=20)
+    app = create_app(settings)
+    caplog.set_level(logging.WARNING)
+    pids: set[int] = set()
+    async with app.router.lifespan_context(app):
+        engine = app.state.db.engine
+        event.listen(
+            engine.sync_engine,
+            "connect",
+            lambda conn, record: pids.add(conn.driver_connection.get_server_pid()),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden.test") as c:
+            api = Api(c)
+            owner = await api.user("pool")
+            slug = await api.workspace(owner)
+            await api.provider(owner, slug)
+            for _ in range(3):
+                answers = await asyncio.gather(
+                    *(
+                        c.get(f"/ws/{slug}/api/v1/providers", headers=owner.headers)
+                        for _ in range(24)
+                    )
+                )
+                assert {r.status_code for r in answers} == {200}
+        await asyncio.sleep(0.2)  # the surplus closes run as their own tasks
+        assert engine.pool.checkedout() == 0 and engine.pool.overflow() <= 0
+        assert len(pids) > 2  # the load did open surplus connections
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            still_open = await driver.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", list(pids)
+            )
+        assert still_open <= 2  # only the pool's own connections are left
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [f"{r.name}: {r.getMessage()}" for r in errors]

@@ -17,6 +17,7 @@ POPULATED = {
     "provider_group",
     "provider_group_member",
     "audit_record",
+    "idempotency_key",
     "service_key",
     "idp_group_mapping",
     "auth_session",
@@ -55,6 +56,18 @@ async def two_workspaces(api, admin_engine):
             headers=user.headers,
         )
         assert r.status_code == 201
+    for user, ws in ((a, ws_a), (b, ws_b)):  # a stored response of each, per workspace and own
+        keyed = {**user.headers, "Idempotency-Key": "rls-raw"}
+        r = await api.client.post(
+            f"/ws/{ws}/api/v1/providers/search/uid", json=["000000000000"], headers=keyed
+        )
+        assert r.status_code == 200, r.text
+        r = await api.client.post(
+            "/api/v1/me/has-permission",
+            json={"workspace": ws, "permission": "provider.read"},
+            headers=keyed,
+        )
+        assert r.status_code == 200, r.text
     for user, ws in ((a, ws_a), (b, ws_b)):  # a denial of each user's own
         r = await api.client.get(f"/ws/{ws}/api/v1/providers/{uuid.uuid4()}", headers=user.headers)
         assert r.status_code == 404

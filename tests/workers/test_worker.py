@@ -12,11 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.jobs import JOBS
+from app.unavailable import retryable
 from tests.conftest import make_settings
 from tests.helpers import report_bytes, run_jobs, sample_report, upload_scan
 from tests.workers.conftest import enqueue_spec, functions_with, kind_for_test
 from workers.context import job
-from workers.retry import backoff, is_transient
+from workers.retry import backoff
 from workers.settings import WorkerSettings
 
 attempts: dict[str, int] = {}
@@ -92,7 +93,7 @@ async def test_retries_give_up_after_max_tries(api, database, servers, db, arq_p
     task_id = await enqueue_spec(db, arq_pool, settings, always_down, ws, owner.id)
     await run_jobs(settings, functions=functions_with(always_down, settings=settings))
     task = await _task(admin_engine, task_id)
-    assert (task.state, task.attempts) == ("failed", 3)
+    assert (task.state, task.attempts) == ("failed", 3), task
     assert task.error == "Gave up after 3 attempts: ConnectionError"
 
 
@@ -172,7 +173,7 @@ def _pg_error(cls: type[Exception]) -> DBAPIError:
     ],
 )
 def test_transient_classification(exc, transient):
-    assert is_transient(exc) is transient
+    assert retryable(exc) is transient
 
 
 def test_every_job_name_has_a_worker_function():

@@ -9,6 +9,7 @@ from app.db.models.credentials import (
     UserIdentity,
     UserMfa,
 )
+from app.db.models.idempotency import IdempotencyKey, UserIdempotencyKey
 from app.db.models.identity import AuthSession, Membership, User, Workspace
 from app.db.models.incident import Incident, IncidentEvent
 from app.db.models.invitation import Invitation
@@ -32,6 +33,7 @@ __all__ = [
     "ChangeRequest",
     "CustomRole",
     "Finding",
+    "IdempotencyKey",
     "Incident",
     "IncidentEvent",
     "Invitation",
@@ -46,6 +48,7 @@ __all__ = [
     "ScanUpload",
     "Task",
     "User",
+    "UserIdempotencyKey",
     "UserEvent",
     "Workspace",
 ]

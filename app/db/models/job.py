@@ -46,6 +46,12 @@ class Task(ScopedEntity, Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # While running: which delivery holds the task (its lease id), until when (renewed by the
+    # job's heartbeat) and on which worker. A lease that expired lets another delivery take
+    # over; only the holder can record the outcome.
+    lease_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    leased_by: Mapped[str | None] = mapped_column(String(200))
     resource_type: Mapped[str | None] = mapped_column(String(40))
     resource_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     provider_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

@@ -6,14 +6,14 @@ provider's account (a cross-account trust), and that value must be masked too. O
 the caller's responses are scanned for leave; no row, no id, nothing without a workspace
 context.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
