@@ -106,7 +106,7 @@ def watch_pool(engine: Any, name: str) -> None:
     POOLS.pools[engine.sync_engine.pool] = name
 
 
-async def refresh(engine: Any, redis: Any, queue_name: str) -> None:
+async def refresh(db: Any, redis: Any, queue_name: str) -> None:
     """Ask the queue (Redis) and the outbox (database) for their backlog, now."""
     try:
         depth = await redis.zcard(queue_name)
@@ -119,13 +119,10 @@ async def refresh(engine: Any, redis: Any, queue_name: str) -> None:
         log_failure(log, "metrics: the job queue did not answer", exc)
         SOURCE_UP.labels("redis").set(0)
     try:
-        async with engine.connect() as conn:
+        async with db.transaction() as tx:
             row = (
-                await conn.exec_driver_sql(
-                    "SELECT unsent, oldest_unsent_seconds FROM warden_outbox_stats()"
-                )
-            ).one()
-            await conn.rollback()
+                await tx.fetch("SELECT unsent, oldest_unsent_seconds FROM warden_outbox_stats()")
+            )[0]
         OUTBOX_UNSENT.set(row[0])
         OUTBOX_AGE.set(row[1])
         SOURCE_UP.labels("database").set(1)

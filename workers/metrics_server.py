@@ -36,7 +36,7 @@ async def _answer(ctx: dict[str, Any], head: bytes) -> bytes:
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     if not metrics.authorized(token, headers.get("authorization")):
         return _response("401 Unauthorized", b"metrics need the metrics token\n")
-    await metrics.refresh(ctx["db"].engine, ctx["redis"], settings.job_queue_name)
+    await metrics.refresh(ctx["db"], ctx["redis"], settings.job_queue_name)
     body, media_type = metrics.render()
     return _response("200 OK", body, media_type)
 

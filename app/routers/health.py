@@ -7,7 +7,6 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import text
 
 from app import metrics
 from app.errors import RETRY_AFTER_SECONDS, problem
@@ -24,8 +23,8 @@ async def healthz() -> dict[str, str]:
 
 
 async def _check_db(request: Request) -> None:
-    async with request.app.state.db.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    async with request.app.state.db.transaction() as tx:
+        await tx.fetch("SELECT 1")
 
 
 async def _check_redis(request: Request) -> None:
@@ -49,9 +48,8 @@ async def _check_migrations(request: Request) -> None:
     head = code_head()
     if head is None:
         return
-    async with request.app.state.db.engine.connect() as conn:
-        current = (await conn.execute(text("SELECT warden_schema_version()"))).scalar()
-        await conn.rollback()
+    async with request.app.state.db.transaction() as tx:
+        current = (await tx.fetch("SELECT warden_schema_version() AS v"))[0]["v"]
     if current != head:
         raise LookupError(f"database at {current}, code expects {head}")
 
@@ -114,7 +112,7 @@ async def prometheus_metrics(request: Request) -> Response:
             slug="unauthorized",
             request=request,
         )
-    await metrics.refresh(state.db.engine, state.redis, state.settings.job_queue_name)
+    await metrics.refresh(state.db, state.redis, state.settings.job_queue_name)
     body, media_type = metrics.render()
     return Response(body, media_type=media_type)
 
