@@ -49,6 +49,25 @@ async def add_record(tx: Transaction, values: dict[str, Any]) -> None:
     )
 
 
+ITEMS = "audit.items"
+
+
+def note_item(
+    tx: Transaction, action: str, resource_type: str, resource_id: Any, state: Any
+) -> None:
+    """A call that changed several resources (a bulk approval) leaves, besides its own record,
+    one record per resource with its resulting `state`, so each one's history shows it."""
+    tx.info.setdefault(ITEMS, []).append((action, resource_type, resource_id, state))
+
+
+async def add_items(tx: Transaction, record: dict[str, Any]) -> None:
+    """The records `note_item` asked for, as children of the call's `record`."""
+    for action, resource_type, resource_id, state in tx.info.pop(ITEMS, ()):
+        item = {**record, "id": None, "action": action, "body": None}
+        item.update(resource_type=resource_type, resource_id=resource_id, state=state)
+        await add_record(tx, item)
+
+
 async def add_user_event(tx: Transaction, values: dict[str, Any]) -> None:
     """One event in the user's own security log (the user is the one in context)."""
     await tx.session.execute(insert(UserEvent).values(values))

@@ -243,6 +243,7 @@ async def get_workspace_session(
             await _record_on_primary(db, principal, record)
         else:
             await audit_log.add_record(tx, record)
+            await audit_log.add_items(tx, record)
 
 
 async def _record_on_primary(

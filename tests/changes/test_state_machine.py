@@ -204,3 +204,18 @@ async def test_lists_speak_the_query_language(fresh_team: Team) -> None:
     assert [c["id"] for c in r.json()["data"]] == [b["id"]]
     assert_problem(await team.call(team.viewer, "GET", "/changes?state=approvedish"), 400)
     assert_problem(await team.call(team.viewer, "GET", "/changes?colour=red"), 400)
+
+
+async def test_a_bulk_approval_shows_in_each_changes_history(team):
+    """Bulk approval changes several changes at once: each one's history shows its approval,
+    with the state it left, like a single approval does."""
+    ids = [(await team.submitted(team.engineer))["id"] for _ in range(2)]
+    r = await team.call(team.admin, "POST", "/changes/bulk-approve", {"ids": ids})
+    assert r.status_code == 200, r.text
+    assert [x["outcome"] for x in r.json()["results"]] == ["approved", "approved"]
+    for change_id in ids:
+        history = await team.call(team.owner, "GET", f"/history/change/{change_id}")
+        assert history.status_code == 200, history.text
+        entries = history.json()["data"]
+        assert [e["action"] for e in entries] == ["create", "submit", "approve"], entries
+        assert entries[-1]["changes"]["state"] == {"before": "submitted", "after": "approved"}

@@ -18,9 +18,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app.db.audit import note_item
 from app.db.models import ChangeApproval, ChangeRequest
 from app.errors import AppError, Conflict, Forbidden
 from app.jobs import NOTIFY_CHANGE
+from app.schemas.change_management import ChangeOut
+from app.security.audit import redact
 from app.security.principal import WorkspaceContext
 from app.services import notifications
 from app.services.changes.machine import ensure
@@ -96,7 +99,8 @@ async def bulk_approve(
 ) -> list[dict[str, Any]]:
     """Approve each change on its own (a refusal of one leaves the others as they are), in id
     order (two bulk approvals lock their changes in the same order, so they cannot deadlock);
-    answered per id, in the order asked."""
+    answered per id, in the order asked. Each approved change gets an audit record of its own
+    (with its new state), so its history shows the approval."""
     unique = list(dict.fromkeys(ids))
     results: dict[uuid.UUID, dict[str, Any]] = {}
     for change_id in sorted(unique):
@@ -104,6 +108,8 @@ async def bulk_approve(
             async with ctx.session.begin_nested():
                 change = await _decide(ctx, change_id, "approve", comment)
             results[change_id] = {"id": change_id, "outcome": "approved", "state": change.state}
+            after = ChangeOut.model_validate(await change_out(ctx, change)).model_dump(mode="json")
+            note_item(ctx.tx, "approve", "change", change.id, redact(after))
         except AppError as exc:
             state = exc.extra.get("state")
             results[change_id] = {
