@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logging import request_id_var, user_var, workspace_var
+from app.security.audit import request_path
 
 log = logging.getLogger("warden.access")
 # \Z, not $: `$` also matches before a trailing newline, which must not reach a header.
@@ -59,13 +60,14 @@ class RequestContextMiddleware:
             principal = scope.get("state", {}).get("principal")
             if principal is not None:
                 user_var.set(str(principal.user_id))
-                workspace_var.set(getattr(principal, "slug", None))
+                workspace = getattr(principal, "workspace_id", None)
+                workspace_var.set(str(workspace) if workspace else None)
             client = scope.get("client")
             log.info(
                 "request",
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": request_path(scope),
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),

@@ -188,8 +188,13 @@ async def _body(request: Request, route: Any) -> Any:
 
 
 def request_path(scope: Any) -> str:
-    """The request's path as `request.url.path` spells it, without building the URL."""
-    return str(scope["path"]).replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    """The request's path as `request.url.path` spells it, without building the URL; the value
+    of a path parameter that names a secret (an invitation's token) is replaced."""
+    path = str(scope["path"])
+    for name, value in (scope.get("path_params") or {}).items():
+        if _secret_key(str(name)) and value:
+            path = path.replace(str(value), REDACTED)
+    return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
 
 
 def client_fields(request: Request) -> dict[str, Any]:

@@ -68,6 +68,15 @@ async def test_invite_accept_and_the_token_is_spent(team: Team, api: Api, admin_
     got = await team.call(team.admin, "GET", f"/invitations/{invitation['id']}")
     assert (got.json()["state"], got.json()["accepted_by"]) == ("accepted", me["id"])
     assert_problem(await team.call(team.admin, "DELETE", f"/invitations/{invitation['id']}"), 409)
+    # The token is in the accepting request's path: no log keeps it (the user's own security
+    # log, denials of the second try).
+    secret = token.split(".")[-1]
+    async with admin_engine.connect() as conn:
+        for table in ("user_event", "audit_denial", "audit_record"):
+            kept = await conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE path LIKE :t"), {"t": f"%{secret}%"}
+            )
+            assert kept.scalar_one() == 0, table
 
 
 async def test_wrong_user_revoked_expired_and_forged_tokens_create_nothing(
