@@ -292,6 +292,7 @@ async def external_sign_in(
     async with db.transaction() as tx:
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
+        await notify_on_registration(tx)  # a person provisioned now hears of their invitations
         changes = await tx.fetch(
             "SELECT workspace_id, action FROM warden_idp_sync($1, $2, $3, $4)",
             list(identity.groups),
