@@ -4,8 +4,38 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.config import DEFAULT_JWT_SECRET, Settings
+from app.config import DEFAULT_JWT_SECRET, ConfigurationError, Settings
 from app.db.catalog import rls_problems, runtime_role_refusal
+
+MIN_SECRET_BYTES = 32
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """What makes the signing and keying secrets unfit outside development: the built-in
+    development secret (anyone can forge tokens, cursors and key hashes with it) or a short one."""
+    jwt = settings.jwt_secret.get_secret_value()
+    problems = []
+    if jwt == DEFAULT_JWT_SECRET and (settings.jwt_algorithm == "HS256" or not settings.secret_key):
+        problems.append(
+            "WARDEN_JWT_SECRET is the built-in development secret: set a random one of at least "
+            f"{MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+        )
+    elif settings.jwt_algorithm == "HS256" and len(jwt.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"WARDEN_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"WARDEN_SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes")
+    return problems
+
+
+def refuse_unsafe_start(settings: Settings) -> None:
+    """`warden serve` and `warden worker` outside development and test: one line naming the
+    secret to set, and no start."""
+    if settings.environment in ("development", "test"):
+        return
+    problems = secret_problems(settings)
+    if problems:
+        raise ConfigurationError(f"refusing to start in {settings.environment}: {problems[0]}")
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -14,16 +44,7 @@ def settings_problems(settings: Settings) -> list[str]:
         problems.append("WARDEN_DEBUG is on")
     if settings.environment != "production":
         problems.append(f"WARDEN_ENVIRONMENT is {settings.environment}, not production")
-    if (
-        settings.jwt_algorithm == "HS256"
-        and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
-    ):
-        problems.append("WARDEN_JWT_SECRET is the built-in development secret")
-    if settings.secret_key is None and settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
-        problems.append(
-            "WARDEN_SECRET_KEY is unset and WARDEN_JWT_SECRET is the development secret "
-            "(API keys and TOTP secrets would be keyed with it)"
-        )
+    problems += secret_problems(settings)
     if not settings.require_tls:
         problems.append("WARDEN_REQUIRE_TLS is off (set it once TLS terminates in front of Warden)")
     if settings.signup_enabled:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.checks import refuse_unsafe_start
 from app.config import ConfigurationError, Settings, explain, get_settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -49,6 +50,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     from app.main import create_app
 
     _require(settings, "database_url", "redis_url")
+    refuse_unsafe_start(settings)
     configure_logging("DEBUG" if settings.debug else "INFO")
     options: dict[str, object] = {
         "host": host,
@@ -81,6 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _require(settings, "database_url", "redis_url")
+    refuse_unsafe_start(settings)
     configure_logging("DEBUG" if settings.debug else "INFO")
     run = import_string(WORKER_ENTRY)
     result: int = run(settings, burst=args.burst)

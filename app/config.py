@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = None
+    redis_key_prefix: str = Field(
+        default="warden",
+        min_length=1,
+        description="prefix of Warden's Redis keys (installations sharing one Redis differ here)",
+    )
 
     # Background jobs (arq). Every job runs as the runtime role inside `with_rls_context`.
     job_queue_name: str = Field(default="warden:queue", description="arq queue (Redis key)")
@@ -126,10 +131,23 @@ class Settings(BaseSettings):
 
     # Authentication policy
     signup_enabled: bool = False
-    login_max_failures: int = 5
-    login_lockout_seconds: int = 900
+    login_max_failures: int = Field(
+        default=5, ge=1, description="password attempts per account and client address"
+    )
+    login_max_attempts_per_address: int = Field(
+        default=30, ge=1, description="failed password attempts per client address, any account"
+    )
+    login_lockout_seconds: int = Field(default=900, ge=1, description="the window of both limits")
+    denials_per_address_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="refused calls stored per client address and minute (more are only counted)",
+    )
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
+    password_hash_threads: int = Field(
+        default=0, ge=0, le=64, description="threads that hash passwords (0: cores - 1, at least 1)"
+    )
 
     # HTTP
     cors_origins: list[str] = []

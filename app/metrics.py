@@ -60,6 +60,10 @@ UNAVAILABLE = Counter(
 READY = Gauge(
     "warden_dependency_ready", "1 when the dependency answered the last /readyz", ["dependency"]
 )
+DENIALS_NOT_STORED = Counter(
+    "warden_denials_not_stored_total",
+    "Refused calls counted but not stored: their client address was over its denial rate",
+)
 TAKEOVERS = Counter(
     "warden_task_takeovers_total", "Running tasks taken over after their lease expired", ["job"]
 )

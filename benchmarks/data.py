@@ -18,7 +18,7 @@ import asyncpg
 
 from app.config import Settings
 from app.db.session import Database
-from app.security.passwords import hash_password
+from app.security.passwords import hash_password_sync
 from app.services import auth
 
 PASSWORD = "warden-bench-password"  # noqa: S105 - throwaway users in a throwaway database
@@ -102,7 +102,7 @@ async def generate(
             create_ws, ins_ws, ins_user, ins_member, ins_provider = _GENERATE
             await conn.execute(create_ws, workspaces)
             await conn.execute(ins_ws)
-            await conn.execute(ins_user, hash_password(settings, PASSWORD))
+            await conn.execute(ins_user, hash_password_sync(settings, PASSWORD))
             await conn.execute(ins_member, ROLE, json.dumps({"region": list(REGIONS)}))
             await conn.execute(ins_provider, per_workspace, list(REGIONS))
         await conn.execute("ANALYZE")

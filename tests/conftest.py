@@ -103,6 +103,8 @@ def make_settings(database: dict[str, str], servers: Servers, **overrides: Any) 
         # Each test database gets its own job queue: workers of concurrent test runs sharing
         # one Redis never take each other's jobs.
         "job_queue_name": f"warden:test:{database['name']}",
+        # ...and its own Redis keys (login throttling): nothing carries over between runs.
+        "redis_key_prefix": f"warden:test:{database['name']}",
         "worker_poll_delay": 0.05,
         # Small upload chunks: every import streams across several chunks.
         "upload_chunk_bytes": 4096,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.cli import main
-from app.config import Settings
+from app.config import DEFAULT_JWT_SECRET, Settings
 from app.seed import demo_report
 from tests.helpers import assert_problem, report_bytes, run_jobs, sample_report, upload_scan
 
@@ -27,12 +27,33 @@ def test_standard_database_urls_get_the_asyncpg_driver(given: str, used: str) ->
     assert settings.read_database_url == used
 
 
+PRODUCTION = {
+    "WARDEN_ENVIRONMENT": "production",
+    "WARDEN_DATABASE_URL": "postgresql://warden@127.0.0.1:1/warden",
+    "WARDEN_JWT_SECRET": "x" * 40,
+}
+DEFAULT_SECRET_REFUSAL = (
+    "refusing to start in production: WARDEN_JWT_SECRET is the built-in development secret"
+)
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
         ({"WARDEN_JWT_SECRET": "short"}, "WARDEN_JWT_SECRET must be at least 32 characters"),
         ({"WARDEN_DB_POOL_SIZE": "many"}, "WARDEN_DB_POOL_SIZE: Input should be a valid integer"),
         ({"WARDEN_DATABASE_URL": ""}, "WARDEN_DATABASE_URL is not set"),
+        (PRODUCTION | {"WARDEN_JWT_SECRET": DEFAULT_JWT_SECRET}, DEFAULT_SECRET_REFUSAL),
+        (
+            PRODUCTION
+            | {
+                "WARDEN_JWT_SECRET": DEFAULT_JWT_SECRET,  # keys cursors and API-key hashes
+                "WARDEN_JWT_ALGORITHM": "RS256",
+                "WARDEN_JWT_PUBLIC_KEY": "k",
+            },
+            DEFAULT_SECRET_REFUSAL,
+        ),
+        (PRODUCTION | {"WARDEN_SECRET_KEY": "short"}, "WARDEN_SECRET_KEY is shorter than 32"),
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "worker"])

@@ -102,7 +102,8 @@ async def claim(jc: JobContext) -> Claim:
             .values(
                 state="running",
                 attempts=Task.attempts + 1,
-                started_at=func.coalesce(Task.started_at, func.now()),
+                # (no clock inside COALESCE: Citus refuses it in an UPDATE)
+                started_at=Task.started_at if task.started_at is not None else func.now(),
                 lease_id=jc.lease_id,
                 lease_expires_at=func.now() + timedelta(seconds=lease),
                 leased_by=WORKER_NAME,

@@ -34,7 +34,8 @@ from app.db.session import Database
 from app.db.tenant import apply_context
 from app.db.transaction import Transaction
 from app.errors import Forbidden, MfaRequired, NotFound, Unauthorized
-from app.security import idempotency
+from app.metrics import DENIALS_NOT_STORED
+from app.security import idempotency, throttle
 from app.security.api_keys import KeyLimits, PresentedKey, looks_like_key, parse_key
 from app.security.audit import RESPONSE_KEY, call_values, client_fields, redact, request_path
 from app.security.keyring import same
@@ -257,6 +258,9 @@ async def _record_on_primary(
 
 
 DENIED_PREFIXES = ("/ws/", "/api/v1/platform/")
+# What a refused call may store of what its caller chose: ~1 KB of path, a slug's length.
+DENIED_PATH_CHARS = 1024
+DENIED_SLUG_CHARS = 64
 
 
 async def record_denial(request: Request, status: int, detail: str) -> None:
@@ -269,13 +273,24 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
         return
     actor = getattr(request.state, "actor_id", None)
     client = client_fields(request)
+    state = request.app.state
+    if not await throttle.within_rate(
+        state.redis,
+        state.settings,
+        "denials",
+        client["source_ip"],
+        state.settings.denials_per_address_per_minute,
+    ):
+        DENIALS_NOT_STORED.inc()
+        return
+    slug = request.path_params.get("slug")
     values = {
         "id": new_id(),
         "status": status,
         "reason": redact(detail[:300]),
         "method": request.method,
-        "path": redact(request_path(request.scope)),
-        "slug": redact(request.path_params.get("slug")),
+        "path": redact(request_path(request.scope)[:DENIED_PATH_CHARS]),
+        "slug": redact(slug[:DENIED_SLUG_CHARS] if isinstance(slug, str) else slug),
         "ip": client["source_ip"],
         "user_agent": client["user_agent"],
         "request_id": client["request_id"],

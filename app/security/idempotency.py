@@ -111,15 +111,19 @@ class _Table:
     @cached_property
     def insert(self) -> str:
         n = len(self.key)
-        columns = ", ".join((*self.key, "fingerprint", "method", "path", "expires_at"))
+        columns = ", ".join(
+            (*self.key, "fingerprint", "method", "path", "created_at", "expires_at")
+        )
         keys = ", ".join(f"${i}" for i in range(1, n + 1))
+        # The clock is read in VALUES only: Citus refuses non-immutable functions in DO UPDATE.
         return (
             f"INSERT INTO {self.name} ({columns}) VALUES ({keys}, ${n + 1}, ${n + 2}, ${n + 3}, "
-            f"now() + make_interval(secs => ${n + 4})) "
+            f"now(), now() + make_interval(secs => ${n + 4})) "
             f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "
             "fingerprint = EXCLUDED.fingerprint, method = EXCLUDED.method, path = EXCLUDED.path, "
-            "status = NULL, headers = NULL, body = NULL, created_at = now(), "
-            f"expires_at = EXCLUDED.expires_at WHERE {self.name}.expires_at <= now() RETURNING 1"
+            "status = NULL, headers = NULL, body = NULL, created_at = EXCLUDED.created_at, "
+            f"expires_at = EXCLUDED.expires_at "
+            f"WHERE {self.name}.expires_at <= EXCLUDED.created_at RETURNING 1"
         )
 
     @cached_property

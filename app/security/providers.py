@@ -94,7 +94,7 @@ class PasswordProvider:
                 "SELECT user_id, password_hash, is_active FROM warden_login_lookup($1)", lookup
             )
         stored: str | None = row["password_hash"] if row else None
-        if not verify_password(self.settings, stored, credentials.password):
+        if not await verify_password(self.settings, stored, credentials.password):
             return None
         if row is None or stored is None or not row["is_active"]:
             return None

@@ -195,6 +195,10 @@ def shaping_endpoint(
 
     @functools.wraps(endpoint)
     async def shaped_endpoint(*args: Any, **kwargs: Any) -> Any:
+        masked = hidden_provider_fields(current_rules.get())
+        # The values to mask are read before the endpoint writes anything: on Citus a definer
+        # function cannot read a shard this transaction's own role has modified.
+        values = await values_to_mask(resource, masked) if masked and resource else None
         content = await endpoint(*args, **kwargs)
         if isinstance(content, Response):
             return content
@@ -210,9 +214,8 @@ def shaping_endpoint(
             except ValidationError as exc:
                 raise ResponseValidationError(errors=exc.errors(include_url=False)) from None
             body = adapter.dump_json(value)
-        masked = hidden_provider_fields(rules)
-        if masked and resource is not None:
-            body = await mask_provider_values(body, resource, masked)
+        if values:
+            body = mask_provider_values(body, values)
         if about_resources:
             body = await mask_unseen_ids(body)
         response = Response(body, status_code=status_code or 200, media_type="application/json")
@@ -267,18 +270,24 @@ async def _provider_values(context: WorkspaceContext) -> frozenset[bytes]:
     return values
 
 
-async def mask_provider_values(body: bytes, resource: str, fields: frozenset[str]) -> bytes:
-    """`body` with every value of the hidden provider `fields` replaced by `MASK`, in a
-    response about a provider-linked `resource` (or about other resources: the audit log)."""
+async def values_to_mask(resource: str, fields: frozenset[str]) -> frozenset[bytes] | None:
+    """The values of the hidden provider `fields` to mask in a response about a
+    provider-linked `resource` (or about other resources: the audit log); None when such a
+    response names no provider."""
     entity = entity_named(resource)
     link = entity.__provider__ if entity is not None else None
     context = current_workspace.get()
     if link is None or not (link.column or link.by_reference) or context is None:
-        return body
+        return None
     if not fields <= MASKABLE:
         raise RuntimeError(f"no way to mask provider fields {sorted(fields - MASKABLE)}")
+    return await _provider_values(context)
+
+
+def mask_provider_values(body: bytes, values: frozenset[bytes]) -> bytes:
+    """`body` with every one of `values` replaced by `MASK`."""
     lowered = body.lower()
-    present = frozenset(v for v in await _provider_values(context) if v in lowered)
+    present = frozenset(v for v in values if v in lowered)
     if not present:  # a substring scan: usually nothing to mask
         return body
     return _boundary_pattern(present).sub(MASK.encode(), body)

@@ -120,7 +120,7 @@ async def register(
                         "id": user_id,
                         "email": email.lower(),
                         "name": name,
-                        "hash": hash_password(settings, password),
+                        "hash": await hash_password(settings, password),
                         "event": orjson.dumps(event, default=str).decode(),
                     },
                 )
@@ -183,7 +183,7 @@ async def _refuse_when_throttled(
     what: str,
     max_failures: int | None = None,
 ) -> None:
-    wait = await throttle.retry_after(redis, settings, key, ip, max_failures)
+    wait = await throttle.reserve(redis, settings, key, ip, max_failures)
     if wait:
         raise TooManyRequests(
             f"Too many failed {what}; try again later", headers={"Retry-After": str(wait)}
@@ -202,13 +202,10 @@ async def login(
     """Same body and (argon2-dominated) time for an unknown email and a wrong password. With
     MFA on, no login is started yet: the answer is a short-lived MFA token."""
     providers = providers or configured(settings)
+    # A wrong password keeps its reserved attempt counted; a right one gives it back.
     await _refuse_when_throttled(redis, settings, email, client.ip, "logins")
     async with db.transaction() as tx:
-        try:
-            identity = await providers.authenticate(tx, PasswordCredentials(email, password))
-        except Unauthorized:
-            await throttle.record_failure(redis, settings, email, client.ip)
-            raise
+        identity = await providers.authenticate(tx, PasswordCredentials(email, password))
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
         if identity.needs_rehash:
@@ -216,7 +213,7 @@ async def login(
             await tx.session.execute(
                 update(User)
                 .where(User.id == user_id)
-                .values(password_hash=hash_password(settings, password))
+                .values(password_hash=await hash_password(settings, password))
             )
         if await mfa.is_on(tx.session, user_id):
             await _event(tx, client, user_id, "login_password")
@@ -227,7 +224,7 @@ async def login(
             challenge = None
             tokens = await _start_family(tx, settings, user_id, client)
             await _event(tx, client, user_id, "login")
-    await throttle.clear_failures(redis, email, client.ip)
+    await throttle.succeeded(redis, settings, email, client.ip)
     return challenge or tokens
 
 
@@ -396,10 +393,12 @@ async def change_password(
     email = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
     await _refuse_when_throttled(redis, settings, email, client.ip, "attempts")
     rows = await ctx.tx.fetch("SELECT password_hash FROM warden_login_lookup($1)", email)
-    if not verify_password(settings, rows[0]["password_hash"] if rows else None, current):
-        await throttle.record_failure(redis, settings, email, client.ip)
-        raise BadRequest("The current password is wrong")
+    if not await verify_password(settings, rows[0]["password_hash"] if rows else None, current):
+        raise BadRequest("The current password is wrong")  # the attempt stays counted
     await session.execute(
-        update(User).where(User.id == user_id).values(password_hash=hash_password(settings, new))
+        update(User)
+        .where(User.id == user_id)
+        .values(password_hash=await hash_password(settings, new))
     )
     await _revoke(session, AuthSession.user_id == user_id)
+    await throttle.succeeded(redis, settings, email, client.ip)

@@ -119,16 +119,14 @@ async def verify(
     """Check a TOTP code (or, once TOTP is on, a recovery code, which is used up), throttled
     per user. A TOTP code's time step is recorded, so the same code never passes twice."""
     key = f"mfa:{user_id}"
-    wait = await throttle.retry_after(redis, settings, key, None, settings.mfa_max_failures)
+    wait = await throttle.reserve(redis, settings, key, None, settings.mfa_max_failures)
     if wait:
         raise TooManyRequests(
             "Too many wrong codes; try again later", headers={"Retry-After": str(wait)}
         )
     ok = await _accept(session, settings, user_id, code, pending)
     if ok:
-        await throttle.clear_failures(redis, key, None)
-    else:
-        await throttle.record_failure(redis, settings, key, None)
+        await throttle.succeeded(redis, settings, key, None, per_address=False)
     return ok
 
 

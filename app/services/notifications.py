@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -193,7 +194,8 @@ async def mark_read(ctx: UserContext, notification_id: uuid.UUID) -> dict[str, A
     stmt = (
         update(Notification)
         .where(Notification.id == notification_id, *_visible(ctx.principal.user_id))
-        .values(read_at=func.coalesce(Notification.read_at, func.now()))
+        # The clock as a value: Citus refuses a non-immutable function inside COALESCE.
+        .values(read_at=func.coalesce(Notification.read_at, datetime.now(UTC)))
         .returning(Notification)
         .execution_options(synchronize_session=False)
     )

@@ -3,6 +3,7 @@ strict registration input, and sign-up that can be switched off."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import statistics
 import time
@@ -149,6 +150,46 @@ async def test_success_resets_the_failure_count(api: Api, app: Any, settings: Se
         for _ in range(2):
             for _ in range(below):
                 assert_problem(await _login(c, user.email, "not the password"), 401)
+            assert (await _login(c, user.email, PASSWORD)).status_code == 200
+
+
+async def test_concurrent_guesses_are_checked_at_most_max_failures_times(
+    api: Api, app: Any, settings: Settings
+) -> None:
+    """Thirty wrong passwords at once for one account: the limit holds under the race (the
+    attempt is reserved atomically before the password is checked)."""
+    user = await api.user("race")
+    async with client_for(app, "10.6.0.1") as c:
+        answers = await asyncio.gather(*(_login(c, user.email, f"guess {i}") for i in range(30)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(401) == settings.login_max_failures, codes
+        assert codes.count(429) == 30 - settings.login_max_failures, codes
+        assert_problem(await _login(c, user.email, PASSWORD), 429)
+
+
+async def test_random_emails_from_one_address_are_limited_per_address(
+    app: Any, settings: Settings
+) -> None:
+    """Spraying new emails does not get around the per-account limit: failures per client
+    address are limited too, and another address is not affected."""
+    limit = settings.login_max_attempts_per_address
+    async with client_for(app, "10.7.0.1") as c:
+        answers = await asyncio.gather(
+            *(_login(c, _email("spray"), PASSWORD) for _ in range(limit + 10))
+        )
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(401) == limit, codes
+        assert codes.count(429) == 10, codes
+    async with client_for(app, "10.7.0.2") as c:
+        assert_problem(await _login(c, _email("elsewhere"), PASSWORD), 401)
+
+
+async def test_successes_do_not_use_up_the_address_limit(
+    api: Api, app: Any, settings: Settings
+) -> None:
+    user = await api.user("often")
+    async with client_for(app, "10.8.0.1") as c:
+        for _ in range(settings.login_max_attempts_per_address + 3):
             assert (await _login(c, user.email, PASSWORD)).status_code == 200
 
 

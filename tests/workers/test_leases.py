@@ -69,7 +69,7 @@ async def _findings(admin_engine, task_id) -> int:
 
 
 DEAD = (
-    "state = 'running', attempts = :attempts, lease_id = gen_random_uuid(), "
+    f"state = 'running', attempts = :attempts, lease_id = '{uuid.uuid4()}', "
     "lease_expires_at = now() - interval '1 second', leased_by = 'gone:1'"
 )
 
@@ -118,7 +118,7 @@ async def test_a_live_lease_keeps_another_delivery_waiting(api, client, settings
     await _set_task(
         admin_engine,
         task["id"],
-        "state = 'running', attempts = 1, lease_id = gen_random_uuid(), "
+        f"state = 'running', attempts = 1, lease_id = '{uuid.uuid4()}', "
         "lease_expires_at = now() + interval '1.5 seconds', leased_by = 'alive:1'",
     )
     started = time.monotonic()
@@ -140,7 +140,7 @@ async def superseded(jc, ctx) -> dict[str, Any]:
     async with seen["admin"].begin() as conn:
         await conn.execute(
             text(
-                "UPDATE task SET lease_id = gen_random_uuid(), leased_by = 'other:2' WHERE id = :t"
+                f"UPDATE task SET lease_id = '{uuid.uuid4()}', leased_by = 'other:2' WHERE id = :t"
             ),
             {"t": jc.task_id},
         )
@@ -208,7 +208,7 @@ async def test_the_heartbeat_renews_the_lease_and_stops_a_job_that_lost_it(
         key = f"arq:in-progress:{(await _outbox_id(admin_engine, task_id))}"
         await asyncio.sleep(1.2)  # longer than a lease: arq's mark is renewed too
         assert await arq_pool.pttl(key) > 0
-        await _set_task(admin_engine, task_id, "lease_id = gen_random_uuid()")
+        await _set_task(admin_engine, task_id, f"lease_id = '{uuid.uuid4()}'")
         taken = time.monotonic()
         await asyncio.wait_for(seen["stopped"].wait(), 10)
         assert time.monotonic() - taken < 2  # stopped at the next beat, not after 30 s
