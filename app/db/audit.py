@@ -1,9 +1,11 @@
 """Writing the audit trail's rows: one record per workspace call, one event per call outside a
 workspace, one denial per refused call.
 
-Invariant: the runtime role may only INSERT the content columns of a record (never its id
-source, time or chain columns: those come from the database and the sealer) and writes denials
-only through `warden_record_denial`, under the actor in context.
+Invariant: the runtime role inserts into none of these tables. A record, an event and a denial
+are written by a definer function that takes its id and time from the database and its
+workspace and user from the transaction's context (a record naming another is refused), so a
+compromised process can neither backdate nor misattribute one; the chain columns are the
+sealer's.
 """
 
 from __future__ import annotations
@@ -11,42 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
 
-from app.db.base import new_id
-from app.db.models import UserEvent
-from app.db.roles import RUNTIME_COLUMN_PRIVILEGES
 from app.db.transaction import Transaction
 
-# The columns a request writes: what the runtime role may INSERT (every content column, pinned
-# against the table by a test) but `created_at`, the server's `now()`.
-RECORD_COLUMNS = tuple(
-    c for c in RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"] if c != "created_at"
-)
-_JSON_COLUMNS = frozenset({"path_params", "query_params", "body", "state"})
-_INSERT_RECORD = "INSERT INTO audit_record ({}) VALUES ({})".format(
-    ", ".join(RECORD_COLUMNS),
-    ", ".join(
-        f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}"
-        for i, c in enumerate(RECORD_COLUMNS, start=1)
-    ),
-)
+_APPEND_RECORD = "SELECT warden_audit_append($1::jsonb)"
+_USER_EVENT = "SELECT warden_user_event($1::jsonb)"
 
 
-def _jsonb(value: Any) -> str | None:
-    """JSON text for a JSONB parameter; None stays SQL NULL (no value, not JSON null)."""
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+def _json(values: dict[str, Any]) -> str:
+    clean = {k: v for k, v in values.items() if k not in ("id", "created_at")}
+    return orjson.dumps(clean, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 async def add_record(tx: Transaction, values: dict[str, Any]) -> None:
-    """One audit record, in the unit of work's transaction: one prepared INSERT on its
-    connection (the statement is the same for every call, so it is planned once per
-    connection)."""
-    row = {**values, "id": values.get("id") or new_id()}
-    await tx.execute(
-        _INSERT_RECORD,
-        *(_jsonb(row.get(c)) if c in _JSON_COLUMNS else row.get(c) for c in RECORD_COLUMNS),
-    )
+    """One audit record, in the unit of work's transaction, of the workspace and by the user
+    in context (one prepared statement, planned once per connection)."""
+    await tx.execute(_APPEND_RECORD, _json(values))
 
 
 ITEMS = "audit.items"
@@ -63,18 +45,17 @@ def note_item(
 async def add_items(tx: Transaction, record: dict[str, Any]) -> None:
     """The records `note_item` asked for, as children of the call's `record`."""
     for action, resource_type, resource_id, state in tx.info.pop(ITEMS, ()):
-        item = {**record, "id": None, "action": action, "body": None}
+        item = {**record, "action": action, "body": None}
         item.update(resource_type=resource_type, resource_id=resource_id, state=state)
         await add_record(tx, item)
 
 
 async def add_user_event(tx: Transaction, values: dict[str, Any]) -> None:
     """One event in the user's own security log (the user is the one in context)."""
-    await tx.session.execute(insert(UserEvent).values(values))
+    await tx.execute(_USER_EVENT, _json(values))
 
 
 _DENIAL_ARGS = (
-    "id",
     "status",
     "reason",
     "method",

@@ -26,13 +26,17 @@ DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
     "app_user": (),  # SELECT and UPDATE per column below; created by warden_register_user()
-    "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
-    # Append-only: records are written by requests and never changed by them. Sealing and
-    # retention go through the definer functions below; cuts and denials are written only there.
-    "audit_record": ("SELECT",),  # INSERT per column below: never the chain columns
+    # Created only through warden_create_workspace(); UPDATE per column below: never the
+    # deletion mark (warden_mark_workspace_deleted() sets it, nothing clears it).
+    "workspace": ("SELECT",),
+    # Append-only: records, events and denials are written only through definer functions
+    # that take the id, the time and the actor from the database and the context; sealing,
+    # retention and verification go through definer functions too.
+    "audit_record": ("SELECT",),
     "audit_cut": ("SELECT",),
+    "audit_head": ("SELECT",),
     "audit_denial": ("SELECT",),
-    "user_event": ("SELECT", "INSERT"),
+    "user_event": ("SELECT",),
     # Keys: the runtime role never reads a secret's hash back (the lookup goes through
     # warden_api_key_context); it may write a key once and revoke it.
     "api_key": (),
@@ -78,28 +82,7 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "INSERT": ("workspace_id", "created_by", "secret_hash", *_KEY_COLUMNS),
         "UPDATE": ("revoked_at",),
     },
-    "audit_record": {
-        "INSERT": (
-            "workspace_id",
-            "id",
-            "user_id",
-            "created_at",
-            "action",
-            "method",
-            "path",
-            "path_params",
-            "query_params",
-            "body",
-            "state",
-            "resource_type",
-            "resource_id",
-            "status",
-            "api_key_id",
-            "source_ip",
-            "user_agent",
-            "request_id",
-        ),
-    },
+    "workspace": {"UPDATE": ("name", "audit_retention_days", "require_mfa", "updated_at")},
 }
 
 
@@ -227,9 +210,29 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     # audit records, never their content; retention removes a sealed prefix and records the cut.
     DefinerFunction(
         "warden_audit_seal(integer)",
-        reads=("audit_record", "audit_cut"),
-        updates=(("audit_record", ("seq", "prev_hash", "hash", "sealed_at")),),
+        reads=("audit_record", "audit_head"),
+        inserts=("audit_head",),
+        updates=(
+            ("audit_record", ("seq", "prev_hash", "hash", "sealed_at")),
+            ("audit_head", ("seq", "hash", "sealed_at")),
+        ),
     ),
+    # Writing the trail: the id, the time and the actor come from the database and the context.
+    DefinerFunction("warden_audit_append(jsonb)", reads=(), inserts=("audit_record",)),
+    DefinerFunction("warden_user_event(jsonb)", reads=(), inserts=("user_event",)),
+    # Verification advances only the verified position, and only after checking up to it.
+    DefinerFunction(
+        "warden_audit_verify(boolean)",
+        reads=("audit_record", "audit_cut", "audit_head"),
+        updates=(("audit_head", ("verified_seq", "verified_hash", "verified_at")),),
+    ),
+    # The deletion mark, set once; the deletions whose grace period is over.
+    DefinerFunction(
+        "warden_mark_workspace_deleted(uuid)",
+        reads=("workspace",),
+        updates=(("workspace", ("deleted_at", "deleted_by")),),
+    ),
+    DefinerFunction("warden_deletions_due(integer)", reads=("workspace",)),
     DefinerFunction(
         "warden_audit_retention(integer, integer)",
         reads=("workspace", "audit_record", "audit_denial", "user_event"),
@@ -237,7 +240,7 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         deletes=("audit_record", "audit_denial", "user_event"),
     ),
     DefinerFunction(
-        "warden_record_denial(uuid, integer, text, text, text, text, text, text, text)",
+        "warden_record_denial(integer, text, text, text, text, text, text, text)",
         reads=(),
         inserts=("audit_denial",),
     ),
