@@ -81,7 +81,9 @@ async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
 async def seal_audit(ctx: dict[str, Any]) -> int:
     """Link newly committed audit records into their workspace's hash chain (every few seconds,
     so requests never wait on a per-workspace lock); each new head is signed and published."""
-    return await audit_chain.seal_pending(ctx["db"], settings=ctx["settings"], redis=ctx["redis"])
+    return await audit_chain.seal_pending(
+        ctx["db"], settings=ctx.get("settings"), redis=ctx.get("redis")
+    )
 
 
 @outage_tolerant

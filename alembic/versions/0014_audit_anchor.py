@@ -393,8 +393,25 @@ def _verify_function() -> None:
                 v_prev := r.hash;
             END LOOP;
             checked := v_n;
+            -- The head's own record must still be there (or be the last retention cut), also
+            -- when nothing was sealed since the last verification.
+            IF v_head_seq IS NOT NULL THEN
+                v_hash := NULL;
+                SELECT a.hash INTO v_hash FROM public.audit_record a
+                 WHERE a.workspace_id = v_ws AND a.seq = v_head_seq;
+                IF v_hash IS NULL AND v_cut_seq = v_head_seq THEN
+                    v_hash := v_cut_hash;
+                END IF;
+                IF v_hash IS NULL THEN
+                    SELECT coalesce(max(a.seq), v_cut_seq, 0) INTO v_seq FROM public.audit_record a
+                     WHERE a.workspace_id = v_ws AND a.seq <= v_head_seq;
+                END IF;
+            END IF;
             IF v_seq < coalesce(v_head_seq, 0) THEN
                 problem := 'tail';
+                prior_seq := v_seq;
+            ELSIF v_head_seq IS NOT NULL AND v_hash IS DISTINCT FROM v_head_hash THEN
+                problem := 'head';
                 prior_seq := v_seq;
             ELSIF v_head_seq IS NOT NULL AND v_prev IS DISTINCT FROM v_head_hash THEN
                 problem := 'head';

@@ -457,9 +457,11 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         privileges = RUNTIME_TABLE_PRIVILEGES.get(table, DML)
         if privileges:
             await conn.execute(text(f"GRANT {', '.join(privileges)} ON {t} TO {rt}"))
-        for privilege, columns in RUNTIME_COLUMN_PRIVILEGES.get(table, {}).items():
-            cols = ", ".join(quote_ident(c) for c in columns)
-            await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
+        for privilege, listed in RUNTIME_COLUMN_PRIVILEGES.get(table, {}).items():
+            columns = await _existing_columns(conn, table, listed)  # fewer at an earlier revision
+            if columns:
+                cols = ", ".join(quote_ident(c) for c in columns)
+                await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
 
     for fn in DEFINER_FUNCTIONS:
         exists = await conn.execute(text("SELECT to_regprocedure(:f)"), {"f": fn.signature})
@@ -484,6 +486,20 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
                 await conn.execute(
                     text(f"GRANT UPDATE ({cols}) ON {quote_ident(table)} TO {owner}")
                 )
+
+
+async def _existing_columns(
+    conn: AsyncConnection, table: str, columns: tuple[str, ...]
+) -> list[str]:
+    rows = await conn.execute(
+        text(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attnum > 0 AND NOT attisdropped AND attname = ANY (:c)"
+        ),
+        {"t": f"public.{quote_ident(table)}", "c": list(columns)},
+    )
+    found = set(rows.scalars())
+    return [c for c in columns if c in found]
 
 
 async def _definer_owned(conn: AsyncConnection) -> list[str]:
