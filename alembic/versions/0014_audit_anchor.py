@@ -70,15 +70,13 @@ def upgrade() -> None:
     op.execute("ALTER TABLE audit_head NO FORCE ROW LEVEL SECURITY")
     op.execute("""
         INSERT INTO audit_head (workspace_id, seq, hash, sealed_at)
-        SELECT a.workspace_id, a.seq, a.hash, a.sealed_at FROM audit_record a
-        WHERE a.seq IS NOT NULL AND (a.workspace_id, a.seq) IN (
-            SELECT b.workspace_id, max(b.seq) FROM audit_record b
-            WHERE b.seq IS NOT NULL GROUP BY b.workspace_id)""")
+        SELECT DISTINCT ON (a.workspace_id) a.workspace_id, a.seq, a.hash, a.sealed_at
+        FROM audit_record a WHERE a.seq IS NOT NULL
+        ORDER BY a.workspace_id, a.seq DESC""")
     op.execute("""
         INSERT INTO audit_head (workspace_id, seq, hash, sealed_at)
-        SELECT c.workspace_id, c.up_to_seq, c.last_hash, c.cut_at FROM audit_cut c
-        WHERE (c.workspace_id, c.up_to_seq) IN (
-            SELECT d.workspace_id, max(d.up_to_seq) FROM audit_cut d GROUP BY d.workspace_id)
+        SELECT DISTINCT ON (c.workspace_id) c.workspace_id, c.up_to_seq, c.last_hash, c.cut_at
+        FROM audit_cut c ORDER BY c.workspace_id, c.up_to_seq DESC
         ON CONFLICT (workspace_id) DO NOTHING""")
     for table in ("audit_record", "audit_cut", "audit_head"):
         op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")

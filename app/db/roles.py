@@ -458,9 +458,9 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         if privileges:
             await conn.execute(text(f"GRANT {', '.join(privileges)} ON {t} TO {rt}"))
         for privilege, listed in RUNTIME_COLUMN_PRIVILEGES.get(table, {}).items():
-            columns = await _existing_columns(conn, table, listed)  # fewer at an earlier revision
-            if columns:
-                cols = ", ".join(quote_ident(c) for c in columns)
+            present = await _existing_columns(conn, table, listed)  # fewer at an earlier revision
+            if present:
+                cols = ", ".join(quote_ident(c) for c in present)
                 await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
 
     for fn in DEFINER_FUNCTIONS:
@@ -475,9 +475,11 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         for table in (t for t in fn.reads if t in existing):  # an earlier revision has fewer
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
         for privilege, names in (("INSERT", fn.inserts), ("DELETE", fn.deletes)):
-            for table in names:
+            for table in (t for t in names if t in existing):
                 await conn.execute(text(f"GRANT {privilege} ON {quote_ident(table)} TO {owner}"))
         for update in fn.updates:
+            if (update if isinstance(update, str) else update[0]) not in existing:
+                continue
             if isinstance(update, str):
                 await conn.execute(text(f"GRANT UPDATE ON {quote_ident(update)} TO {owner}"))
             else:
