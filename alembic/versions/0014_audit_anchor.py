@@ -3,11 +3,12 @@ and events written only under the context's user, an irreversible workspace dele
 trail may be purged, a chain head that never restarts, and incremental verification.
 
 - `audit_record`, `audit_denial` and `user_event` take `id` (UUIDv7 from the clock) and
-  `created_at` from the database. The runtime role writes records and events only through
-  `warden_audit_append` / `warden_user_event`, which take workspace and user from the context
-  (a record naming another refuses), and denials through `warden_record_denial`, which no longer
-  takes an id. (A column-level INSERT grant cannot leave out the defaulted columns on Citus,
-  where the row reaches the shards with every column spelled out.)
+  `created_at` from the database. The runtime role may not INSERT those two columns of records
+  and events (app.db.roles); a trigger fills them and refuses a row by any user but the one in
+  context. They have no column default: on Citus a defaulted column reaches the shards spelled
+  out, where a column grant without it fails; a column left out reaches them as NULL, which the
+  trigger (on every shard) fills. Denials go through `warden_record_denial`, which no longer
+  takes an id (nor does registration's first event).
 - `audit_head` (one row per workspace, kept when its records are purged) holds the chain's head,
   which the sealer continues from, and the position the last verification reached. Only the
   definer role writes it.
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 
 from alembic import op
+from app.db.citus import CITUS_SQL
 from app.db.rls import Scope, create_table
 
 revision = "0014_audit_anchor"
@@ -48,8 +50,7 @@ CONTEXT_USER = "nullif(current_setting('app.current_user_id', true), '')::uuid"
 
 
 def upgrade() -> None:
-    for table in ("audit_record", "audit_denial", "user_event"):
-        op.execute(f"ALTER TABLE {table} ALTER COLUMN id SET DEFAULT {UUID7}")
+    op.execute(f"ALTER TABLE audit_denial ALTER COLUMN id SET DEFAULT {UUID7}")
     op.add_column("workspace", sa.Column("deleted_by", UUID(as_uuid=True)))
     create_table(
         "audit_head",
@@ -87,63 +88,61 @@ def upgrade() -> None:
 
 
 def _write_functions() -> None:
-    # A record of the workspace in context, by the user in context; id and time are the
-    # database's. A record naming another workspace or user is refused (an app bug, or a
-    # forgery), never silently re-attributed.
+    # A record's (or an event's) id and time are the database's, and its user the one in
+    # context. Roles that may bypass row security (the definer, the owner restoring a dump)
+    # keep what they write; the runtime role cannot write `id` or `created_at` at all.
     op.execute(f"""
-        CREATE FUNCTION warden_audit_append(p jsonb)
-        RETURNS uuid
-        LANGUAGE plpgsql VOLATILE {DEFINER} AS $$
+        CREATE FUNCTION warden_audit_stamp()
+        RETURNS trigger
+        LANGUAGE plpgsql {SEARCH_PATH} AS $$
         DECLARE
-            v_ws uuid := {CONTEXT_WS};
-            v_user uuid := {CONTEXT_USER};
-            v_id uuid := {UUID7};
+            v_trusted boolean;
         BEGIN
-            IF v_ws IS NULL OR v_user IS NULL THEN
-                RAISE EXCEPTION 'no workspace and user in context' USING ERRCODE = '42501';
-            END IF;
-            IF (p ? 'workspace_id' AND (p->>'workspace_id')::uuid IS DISTINCT FROM v_ws)
-               OR (p ? 'user_id' AND (p->>'user_id')::uuid IS DISTINCT FROM v_user) THEN
-                RAISE EXCEPTION 'an audit record names the workspace and user in context'
+            SELECT r.rolsuper OR r.rolbypassrls INTO v_trusted
+              FROM pg_catalog.pg_roles r WHERE r.rolname = current_user;
+            v_trusted := coalesce(v_trusted, false) OR pg_catalog.pg_has_role(
+                current_user,
+                (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID),
+                'MEMBER');
+            IF NOT v_trusted AND NEW.user_id IS DISTINCT FROM {CONTEXT_USER} THEN
+                RAISE EXCEPTION 'a % row is written by the user in context', TG_TABLE_NAME
                     USING ERRCODE = '42501';
             END IF;
-            INSERT INTO public.audit_record (workspace_id, id, user_id, action, method, path,
-                path_params, query_params, body, state, resource_type, resource_id, status,
-                api_key_id, source_ip, user_agent, request_id)
-            VALUES (v_ws, v_id, v_user, p->>'action', p->>'method', p->>'path',
-                coalesce(nullif(p->'path_params', 'null'::jsonb), '{{}}'::jsonb),
-                coalesce(nullif(p->'query_params', 'null'::jsonb), '{{}}'::jsonb),
-                nullif(p->'body', 'null'::jsonb), nullif(p->'state', 'null'::jsonb),
-                p->>'resource_type', (p->>'resource_id')::uuid, (p->>'status')::integer,
-                (p->>'api_key_id')::uuid, p->>'source_ip', p->>'user_agent', p->>'request_id');
-            RETURN v_id;
+            IF NEW.id IS NULL THEN
+                NEW.id := {UUID7};
+            END IF;
+            IF NEW.created_at IS NULL THEN
+                NEW.created_at := now();
+            END IF;
+            RETURN NEW;
         END
         $$""")
+    bind = op.get_bind()
+    if bind.execute(sa.text(CITUS_SQL)).scalar():
+        # The trigger runs on each shard; Citus propagates it, and the function, to them.
+        op.execute("SET LOCAL citus.enable_unsafe_triggers TO on")
+    for table in ("audit_record", "user_event"):
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN created_at DROP DEFAULT")
+        op.execute(
+            f"CREATE TRIGGER warden_audit_stamp BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION warden_audit_stamp()"
+        )
+    # As in 0006, but the first event's id is the database's, not the caller's.
     op.execute(f"""
-        CREATE FUNCTION warden_user_event(p jsonb)
-        RETURNS uuid
+        CREATE OR REPLACE FUNCTION warden_register_user(
+            p_id uuid, p_email text, p_name text, p_password_hash text, p_event jsonb)
+        RETURNS void
         LANGUAGE plpgsql VOLATILE {DEFINER} AS $$
-        DECLARE
-            v_user uuid := {CONTEXT_USER};
-            v_id uuid := {UUID7};
         BEGIN
-            IF v_user IS NULL THEN
-                RAISE EXCEPTION 'no user in context' USING ERRCODE = '42501';
-            END IF;
-            IF p ? 'user_id' AND (p->>'user_id')::uuid IS DISTINCT FROM v_user THEN
-                RAISE EXCEPTION 'a security event names the user in context'
-                    USING ERRCODE = '42501';
-            END IF;
-            INSERT INTO public.user_event (user_id, id, action, method, path, path_params,
-                query_params, body, resource_type, resource_id, status, api_key_id, source_ip,
-                user_agent, request_id)
-            VALUES (v_user, v_id, p->>'action', p->>'method', p->>'path',
-                coalesce(nullif(p->'path_params', 'null'::jsonb), '{{}}'::jsonb),
-                coalesce(nullif(p->'query_params', 'null'::jsonb), '{{}}'::jsonb),
-                nullif(p->'body', 'null'::jsonb), p->>'resource_type',
-                (p->>'resource_id')::uuid, (p->>'status')::integer, (p->>'api_key_id')::uuid,
-                p->>'source_ip', p->>'user_agent', p->>'request_id');
-            RETURN v_id;
+            INSERT INTO public.app_user (id, email, name, password_hash)
+            VALUES (p_id, lower(p_email), p_name, p_password_hash);
+            INSERT INTO public.user_event (user_id, id, action, method, path, body,
+                                           resource_type, status, source_ip, user_agent,
+                                           request_id)
+            VALUES (p_id, {UUID7}, 'register', left(p_event->>'method', 10),
+                    p_event->>'path', nullif(p_event->'body', 'null'::jsonb), 'auth',
+                    (p_event->>'status')::integer, left(p_event->>'source_ip', 64),
+                    left(p_event->>'user_agent', 400), left(p_event->>'request_id', 64));
         END
         $$""")
     op.execute(

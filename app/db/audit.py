@@ -1,11 +1,10 @@
 """Writing the audit trail's rows: one record per workspace call, one event per call outside a
 workspace, one denial per refused call.
 
-Invariant: the runtime role inserts into none of these tables. A record, an event and a denial
-are written by a definer function that takes its id and time from the database and its
-workspace and user from the transaction's context (a record naming another is refused), so a
-compromised process can neither backdate nor misattribute one; the chain columns are the
-sealer's.
+Invariant: the runtime role may only INSERT the content columns of a record or an event: their
+id and time are set by the database (a trigger, which also refuses a record by any user but
+the one in context), the chain columns by the sealer; denials are written only through
+`warden_record_denial`, under the actor in context.
 """
 
 from __future__ import annotations
@@ -14,21 +13,44 @@ from typing import Any
 
 import orjson
 
+from app.db.roles import RUNTIME_COLUMN_PRIVILEGES
 from app.db.transaction import Transaction
 
-_APPEND_RECORD = "SELECT warden_audit_append($1::jsonb)"
-_USER_EVENT = "SELECT warden_user_event($1::jsonb)"
+# The columns a request writes: what the runtime role may INSERT (every content column, pinned
+# against the table by a test).
+RECORD_COLUMNS = RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"]
+EVENT_COLUMNS = RUNTIME_COLUMN_PRIVILEGES["user_event"]["INSERT"]
+_JSON_COLUMNS = frozenset({"path_params", "query_params", "body", "state"})
 
 
-def _json(values: dict[str, Any]) -> str:
-    clean = {k: v for k, v in values.items() if k not in ("id", "created_at")}
-    return orjson.dumps(clean, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return "INSERT INTO {} ({}) VALUES ({})".format(
+        table,
+        ", ".join(columns),
+        ", ".join(
+            f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}"
+            for i, c in enumerate(columns, start=1)
+        ),
+    )
+
+
+_INSERT_RECORD = _insert("audit_record", RECORD_COLUMNS)
+_INSERT_EVENT = _insert("user_event", EVENT_COLUMNS)
+
+
+def _jsonb(value: Any) -> str | None:
+    """JSON text for a JSONB parameter; None stays SQL NULL (no value, not JSON null)."""
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def add_record(tx: Transaction, values: dict[str, Any]) -> None:
-    """One audit record, in the unit of work's transaction, of the workspace and by the user
-    in context (one prepared statement, planned once per connection)."""
-    await tx.execute(_APPEND_RECORD, _json(values))
+    """One audit record, in the unit of work's transaction: one prepared INSERT on its
+    connection (the statement is the same for every call, so it is planned once per
+    connection)."""
+    await tx.execute(
+        _INSERT_RECORD,
+        *(_jsonb(values.get(c)) if c in _JSON_COLUMNS else values.get(c) for c in RECORD_COLUMNS),
+    )
 
 
 ITEMS = "audit.items"
@@ -52,7 +74,11 @@ async def add_items(tx: Transaction, record: dict[str, Any]) -> None:
 
 async def add_user_event(tx: Transaction, values: dict[str, Any]) -> None:
     """One event in the user's own security log (the user is the one in context)."""
-    await tx.execute(_USER_EVENT, _json(values))
+    values = {"path_params": {}, "query_params": {}, **values}
+    await tx.execute(
+        _INSERT_EVENT,
+        *(_jsonb(values.get(c)) if c in _JSON_COLUMNS else values.get(c) for c in EVENT_COLUMNS),
+    )
 
 
 _DENIAL_ARGS = (

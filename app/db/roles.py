@@ -29,9 +29,10 @@ RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     # Created only through warden_create_workspace(); UPDATE per column below: never the
     # deletion mark (warden_mark_workspace_deleted() sets it, nothing clears it).
     "workspace": ("SELECT",),
-    # Append-only: records, events and denials are written only through definer functions
-    # that take the id, the time and the actor from the database and the context; sealing,
-    # retention and verification go through definer functions too.
+    # Append-only: records and events are written by requests and never changed by them; their
+    # id and time are the database's (INSERT per column below). Sealing, retention and
+    # verification go through the definer functions below; cuts, heads and denials are written
+    # only there.
     "audit_record": ("SELECT",),
     "audit_cut": ("SELECT",),
     "audit_head": ("SELECT",),
@@ -81,6 +82,45 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "SELECT": ("workspace_id", "created_by", *_KEY_COLUMNS),
         "INSERT": ("workspace_id", "created_by", "secret_hash", *_KEY_COLUMNS),
         "UPDATE": ("revoked_at",),
+    },
+    # Never the id or the time (set by a trigger), nor the chain columns.
+    "audit_record": {
+        "INSERT": (
+            "workspace_id",
+            "user_id",
+            "action",
+            "method",
+            "path",
+            "path_params",
+            "query_params",
+            "body",
+            "state",
+            "resource_type",
+            "resource_id",
+            "status",
+            "api_key_id",
+            "source_ip",
+            "user_agent",
+            "request_id",
+        ),
+    },
+    "user_event": {
+        "INSERT": (
+            "user_id",
+            "action",
+            "method",
+            "path",
+            "path_params",
+            "query_params",
+            "body",
+            "resource_type",
+            "resource_id",
+            "status",
+            "api_key_id",
+            "source_ip",
+            "user_agent",
+            "request_id",
+        ),
     },
     "workspace": {"UPDATE": ("name", "audit_retention_days", "require_mfa", "updated_at")},
 }
@@ -217,9 +257,6 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
             ("audit_head", ("seq", "hash", "sealed_at")),
         ),
     ),
-    # Writing the trail: the id, the time and the actor come from the database and the context.
-    DefinerFunction("warden_audit_append(jsonb)", reads=(), inserts=("audit_record",)),
-    DefinerFunction("warden_user_event(jsonb)", reads=(), inserts=("user_event",)),
     # Verification advances only the verified position, and only after checking up to it.
     DefinerFunction(
         "warden_audit_verify(boolean)",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -97,11 +96,11 @@ async def test_the_runtime_role_cannot_forge_or_rewrite_records(
     backdated = datetime(2020, 1, 1, tzinfo=UTC)
     params = {"w": ws.id, "u": owner_id, "o": other_id, "t": backdated}
     for sql in (
-        # A chosen id and time, or no id and time at all: no INSERT on the table.
+        # A chosen id or time: no INSERT on those columns.
         "INSERT INTO audit_record (workspace_id, id, user_id, created_at, action, method, path, "
         "status) VALUES (:w, '00000000-0000-7000-8000-000000000001', :u, :t, 'x', 'GET', '/', 200)",
-        "INSERT INTO audit_record (workspace_id, user_id, action, method, path, status) "
-        "VALUES (:w, :u, 'x', 'GET', '/', 200)",
+        "INSERT INTO audit_record (workspace_id, id, user_id, action, method, path, status) "
+        "VALUES (:w, '00000000-0000-7000-8000-000000000001', :u, 'x', 'GET', '/', 200)",
         "UPDATE audit_record SET body = '{}' WHERE workspace_id = :w",
         "DELETE FROM audit_record WHERE workspace_id = :w",
         "UPDATE audit_head SET seq = 0 WHERE workspace_id = :w",
@@ -111,40 +110,37 @@ async def test_the_runtime_role_cannot_forge_or_rewrite_records(
         "UPDATE workspace SET deleted_at = now() WHERE id = :w",
     ):
         await _refused(runtime_engine, ws.id, owner_id, sql, params, "permission denied")
-    # Through the append function: another user, another workspace are refused ...
-    for forged in ({"user_id": other_id}, {"workspace_id": str(uuid.uuid4())}):
-        record = {"action": "x", "method": "GET", "path": "/", "status": 200, **forged}
-        await _refused(
-            runtime_engine,
-            ws.id,
-            owner_id,
-            "SELECT warden_audit_append(CAST(:p AS jsonb))",
-            {"p": orjson.dumps(record).decode()},
-            "names the workspace and user in context",
-        )
+    # Another user than the one in context: refused, for a record and for an event.
     await _refused(
         runtime_engine,
         ws.id,
         owner_id,
-        "SELECT warden_user_event(CAST(:p AS jsonb))",
-        {"p": orjson.dumps({"user_id": other_id, "action": "login"}).decode()},
-        "names the user in context",
+        "INSERT INTO audit_record (workspace_id, user_id, action, method, path, status) "
+        "VALUES (:w, :o, 'x', 'GET', '/', 200)",
+        params,
+        "written by the user in context",
     )
-    # ... and an id or time it passes is ignored: the database's are used.
+    await _refused(
+        runtime_engine,
+        ws.id,
+        owner_id,
+        "INSERT INTO user_event (user_id, action, method, path, status) "
+        "VALUES (:o, 'login', 'POST', '/', 200)",
+        params,
+        "row-level security|written by the user in context",
+    )
+    # The user in context: written, with the database's id and time.
     async with attacker(runtime_engine, ws.id, owner_id) as conn:
-        forged = {"id": "00000000-0000-7000-8000-000000000002", "created_at": backdated}
-        record = {"action": "x", "method": "GET", "path": "/", "status": 200, **forged}
-        new_id = (
-            await conn.execute(
-                text("SELECT warden_audit_append(CAST(:p AS jsonb))"),
-                {"p": orjson.dumps(record).decode()},
-            )
-        ).scalar_one()
-    row = next(r for r in await records(admin_engine, ws.id) if r["id"] == new_id)
-    assert str(new_id) != forged["id"] and row["created_at"] > datetime.now(UTC) - timedelta(
-        minutes=5
-    )
-    assert str(row["user_id"]) == owner_id
+        await conn.execute(
+            text(
+                "INSERT INTO audit_record (workspace_id, user_id, action, method, path, status) "
+                "VALUES (:w, :u, 'forged', 'GET', '/', 200)"
+            ),
+            params,
+        )
+    row = next(r for r in await records(admin_engine, ws.id) if r["action"] == "forged")
+    assert row["created_at"] > datetime.now(UTC) - timedelta(minutes=5)
+    assert str(row["user_id"]) == owner_id and row["id"].version == 7
 
 
 @asynccontextmanager

@@ -248,5 +248,5 @@ async def test_a_scoped_list_is_five_round_trips(api, client, sent, database):
     assert "warden_request_context" in sent[0]
     assert sent[1].startswith("BEGIN; SET LOCAL ")
     assert sent[2].lstrip().upper().startswith("SELECT") and "provider" in sent[2]
-    assert sent[3].startswith("SELECT warden_audit_append(")
+    assert sent[3].startswith("INSERT INTO audit_record ")
     assert sent[4] == "COMMIT"
