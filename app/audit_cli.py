@@ -88,13 +88,14 @@ async def _verify_one(
 ) -> dict[str, Any]:
     async with db.transaction() as tx:
         await apply_context(tx, uuid.UUID(anchor.workspace_id), NOBODY)
-        ctx = _Context(tx.session, uuid.UUID(anchor.workspace_id))
+        ctx = _Context(tx, uuid.UUID(anchor.workspace_id))
         try:
             result = await audit_chain.verify_chain(
                 ctx,  # type: ignore[arg-type]
                 full=full,
                 settings=settings,
                 anchor=anchor,
+                db=db,
             )
         except audit_chain.VerificationRunning:
             return {"workspace_id": anchor.workspace_id, "ok": False, "busy": True}
@@ -105,15 +106,19 @@ async def _verify_one(
 
 
 class _Context:
-    """What verification reads of a workspace context: the session and the workspace."""
+    """What verification uses of a workspace context: the transaction and the workspace."""
 
-    def __init__(self, session: Any, workspace_id: uuid.UUID) -> None:
-        self.session = session
+    def __init__(self, tx: Any, workspace_id: uuid.UUID) -> None:
+        self.tx = tx
         self.workspace_id = workspace_id
+
+    @property
+    def session(self) -> Any:
+        return self.tx.session
 
 
 async def _verify(settings: Settings, file: Path | None, wanted: str | None, full: bool) -> int:
-    db = Database.from_settings(settings, pool_size=1)
+    db = Database.from_settings(settings, pool_size=2)  # the check, and recording its position
     redis = Redis.from_url(str(settings.redis_url)) if file is None else None
     try:
         if file is not None:

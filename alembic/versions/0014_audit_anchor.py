@@ -85,6 +85,7 @@ def upgrade() -> None:
     _deletion_functions()
     _seal_function()
     _verify_function()
+    _verified_function()
 
 
 def _write_functions() -> None:
@@ -320,8 +321,8 @@ def _verify_function() -> None:
     # The chain of the workspace in context, from the last verified position (or, with
     # p_full, from its first record or last retention cut) up to the head: every record's
     # seq follows, links to the previous hash and hashes to its content, and the records end
-    # at the head. On success the position advances to the head. One run per workspace at a
-    # time: another gets SQLSTATE 55P03 at once.
+    # at the head. Reads only (on Citus a request's later writes must not meet placements
+    # another role modified). One run per workspace at a time: another gets SQLSTATE 55P03.
     op.execute(f"""
         CREATE FUNCTION warden_audit_verify(p_full boolean)
         RETURNS TABLE (checked bigint, from_seq bigint, head_seq bigint, head_hash bytea,
@@ -413,12 +414,34 @@ def _verify_function() -> None:
             ELSIF v_head_seq IS NOT NULL AND v_prev IS DISTINCT FROM v_head_hash THEN
                 problem := 'head';
                 prior_seq := v_seq;
-            ELSIF v_head_seq IS NOT NULL AND NOT pg_is_in_recovery() THEN
-                UPDATE public.audit_head h
-                   SET verified_seq = v_seq, verified_hash = v_prev, verified_at = now()
-                 WHERE h.workspace_id = v_ws;
             END IF;
             RETURN NEXT;
+        END
+        $$""")
+
+
+def _verified_function() -> None:
+    # The position a successful verification reached, recorded after its transaction: only
+    # forward, only up to the head, and only a (seq, hash) the chain holds.
+    op.execute(f"""
+        CREATE FUNCTION warden_audit_verified(p_workspace_id uuid, p_seq bigint, p_hash bytea)
+        RETURNS boolean
+        LANGUAGE plpgsql VOLATILE {DEFINER} AS $$
+        BEGIN
+            PERFORM FROM public.audit_record a
+             WHERE a.workspace_id = p_workspace_id AND a.seq = p_seq AND a.hash = p_hash;
+            IF NOT FOUND THEN
+                PERFORM FROM public.audit_cut c WHERE c.workspace_id = p_workspace_id
+                   AND c.up_to_seq = p_seq AND c.last_hash = p_hash;
+                IF NOT FOUND THEN
+                    RETURN false;
+                END IF;
+            END IF;
+            UPDATE public.audit_head h
+               SET verified_seq = p_seq, verified_hash = p_hash, verified_at = now()
+             WHERE h.workspace_id = p_workspace_id AND h.seq >= p_seq
+               AND (h.verified_seq IS NULL OR h.verified_seq <= p_seq);
+            RETURN FOUND;
         END
         $$""")
 

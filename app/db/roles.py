@@ -257,9 +257,13 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
             ("audit_head", ("seq", "hash", "sealed_at")),
         ),
     ),
-    # Verification advances only the verified position, and only after checking up to it.
+    # Verification reads; the position it reached is recorded after its transaction, only
+    # forward and only at a (seq, hash) the chain holds.
     DefinerFunction(
-        "warden_audit_verify(boolean)",
+        "warden_audit_verify(boolean)", reads=("audit_record", "audit_cut", "audit_head")
+    ),
+    DefinerFunction(
+        "warden_audit_verified(uuid, bigint, bytea)",
         reads=("audit_record", "audit_cut", "audit_head"),
         updates=(("audit_head", ("verified_seq", "verified_hash", "verified_at")),),
     ),

@@ -102,7 +102,7 @@ async def verify_audit(
         anchor = None
     try:
         result = await audit_chain.verify_chain(
-            ctx, full=full, settings=state.settings, anchor=anchor
+            ctx, full=full, settings=state.settings, anchor=anchor, db=state.db
         )
     except audit_chain.VerificationRunning:
         raise Conflict(

@@ -120,10 +120,13 @@ async def verify_chain(
     full: bool = False,
     settings: Settings | None = None,
     anchor: audit_anchor.Anchor | None = None,
+    db: Database | None = None,
 ) -> dict[str, Any]:
     """Check the workspace's chain from the last verified position (`full`: from its first
     remaining record, or the last retention cut) to its head, and against `anchor` when one is
     given; report the first broken link, if any, and how many records are not sealed yet.
+    With `db`, a chain found intact has its verified position moved to its head once this
+    transaction commits (in a transaction of its own, on the primary).
     `VerificationRunning` when another verification of the workspace is under way."""
     session = ctx.session
     ws = {"ws": ctx.workspace_id}
@@ -173,6 +176,16 @@ async def verify_chain(
             "seq": walk.prior_seq,
             "reason": _REASONS[walk.problem].format(prior=walk.prior_seq, head=head_seq),
         }
+    if broken is None and head_seq is not None and db is not None:
+        workspace_id, head_hash = ctx.workspace_id, walk.head_hash
+
+        async def record_position() -> None:
+            async with db.transaction() as own:
+                await own.execute(
+                    "SELECT warden_audit_verified($1, $2, $3)", workspace_id, head_seq, head_hash
+                )
+
+        ctx.tx.after_commit(record_position)
     anchored = None
     if anchor is not None and settings is not None:
         anchored = await audit_anchor.check(settings, session, anchor)
