@@ -106,7 +106,7 @@ def _write_functions() -> None:
                 (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID),
                 'MEMBER');
             IF NOT v_trusted AND NEW.user_id IS DISTINCT FROM {CONTEXT_USER} THEN
-                RAISE EXCEPTION 'a % row is written by the user in context', TG_TABLE_NAME
+                RAISE EXCEPTION 'an audit row is written by the user in context'
                     USING ERRCODE = '42501';
             END IF;
             IF NEW.id IS NULL THEN
