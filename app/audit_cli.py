@@ -100,7 +100,7 @@ async def _verify_one(
         except audit_chain.VerificationRunning:
             return {"workspace_id": anchor.workspace_id, "ok": False, "busy": True}
     reasons = [result["first_broken"]["reason"]] if result["first_broken"] else []
-    if result["anchor"] and not result["anchor"]["ok"]:
+    if result["anchor"] and result["anchor"]["ok"] is False:
         reasons.append(result["anchor"]["reason"])
     return {"workspace_id": anchor.workspace_id, **result, "reasons": reasons}
 

@@ -365,6 +365,14 @@ def _verify_function() -> None:
             from_seq := v_seq;
             head_seq := v_head_seq;
             head_hash := v_head_hash;
+            -- A dropped workspace keeps only its head: nothing to walk.
+            PERFORM FROM public.workspace w WHERE w.id = v_ws;
+            IF NOT FOUND THEN
+                checked := 0;
+                problem := 'deleted';
+                RETURN NEXT;
+                RETURN;
+            END IF;
             FOR r IN SELECT * FROM public.audit_record a
                      WHERE a.workspace_id = v_ws AND a.seq > v_seq
                        AND a.seq <= coalesce(v_head_seq, 0)

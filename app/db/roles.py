@@ -260,7 +260,8 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     # Verification reads; the position it reached is recorded after its transaction, only
     # forward and only at a (seq, hash) the chain holds.
     DefinerFunction(
-        "warden_audit_verify(boolean)", reads=("audit_record", "audit_cut", "audit_head")
+        "warden_audit_verify(boolean)",
+        reads=("workspace", "audit_record", "audit_cut", "audit_head"),
     ),
     DefinerFunction(
         "warden_audit_verified(uuid, bigint, bytea)",

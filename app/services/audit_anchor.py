@@ -153,6 +153,9 @@ async def check(settings: Settings, session: AsyncSession, anchor: Anchor) -> di
     ).one_or_none()
     if head is None or head.seq < anchor.seq:
         at = head.seq if head else 0
+        if (await session.execute(text("SELECT pg_is_in_recovery()"))).scalar():
+            out.update(ok=None, note=f"not checked: this replica's head (seq {at}) lags")
+            return out
         out["reason"] = (
             f"the chain was truncated: the anchor of {anchor.at} says its head was seq "
             f"{anchor.seq}, the database's head is seq {at}"
@@ -165,6 +168,14 @@ async def check(settings: Settings, session: AsyncSession, anchor: Anchor) -> di
         )
     ).scalar_one_or_none()
     if found is None:
+        gone = (
+            await session.execute(
+                text("SELECT NOT EXISTS (SELECT FROM workspace WHERE id = :ws)"), ws
+            )
+        ).scalar()
+        if gone:
+            out.update(ok=True, note="the workspace was deleted and its trail purged")
+            return out
         cut = (
             await session.execute(
                 text(

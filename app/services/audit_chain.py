@@ -176,7 +176,8 @@ async def verify_chain(
             "seq": walk.prior_seq,
             "reason": _REASONS[walk.problem].format(prior=walk.prior_seq, head=head_seq),
         }
-    if broken is None and head_seq is not None and db is not None:
+    deleted = walk.problem == "deleted"  # its trail purged; only the chain's head remains
+    if broken is None and not deleted and head_seq is not None and db is not None:
         workspace_id, head_hash = ctx.workspace_id, walk.head_hash
 
         async def record_position() -> None:
@@ -190,7 +191,7 @@ async def verify_chain(
     if anchor is not None and settings is not None:
         anchored = await audit_anchor.check(settings, session, anchor)
     return {
-        "ok": broken is None and (anchored is None or anchored["ok"]),
+        "ok": broken is None and (anchored is None or anchored["ok"] is not False),
         "mode": "full" if full else "incremental",
         "checked": walk.checked,
         "verified_from": walk.from_seq,
@@ -204,5 +205,6 @@ async def verify_chain(
             else None
         ),
         "first_broken": broken,
+        "deleted": deleted,
         "anchor": anchored,
     }

@@ -211,12 +211,13 @@ async def test_mark_purge_unmark_cannot_erase_a_live_trail(
 
 
 async def test_a_deletion_keeps_the_trail_through_the_grace_period_then_finishes(
-    api, client, app, ws, settings, admin_engine
+    api, client, app, ws, settings, admin_engine, capsys, tmp_path, cli_env
 ):
     from workers.cron import finish_deletions
 
     await _calls(api, ws, 2)
     await _seal(app)
+    anchors = await _export(capsys, tmp_path, ws)
     async with grace(admin_engine, 24):
         r = await client.delete(f"/api/v1/workspaces/{ws.slug}", headers=ws.owner.headers)
         assert r.status_code == 202, r.text
@@ -239,6 +240,9 @@ async def test_a_deletion_keeps_the_trail_through_the_grace_period_then_finishes
             )
         ).one()
     assert left[0] == 0 and left[1] >= 2
+    # An anchor of a workspace deleted since is no failure.
+    code, out = await _cli(capsys, "audit", "verify", "--anchor", str(anchors))
+    assert code == 0 and "deleted" in out[0]["anchor"]["note"], out
 
 
 async def test_sequence_numbers_continue_after_every_record_is_cut(
