@@ -17,8 +17,10 @@ needs it. A trigger would be weaker here: it lives on the same table the owner c
 it would still leave the runtime role an UPDATE privilege to guard.
 
 Retention removes only a sealed prefix of a chain and records the cut (last removed seq and
-hash), so verification continues from the new first record. Both jobs are plain coroutines for
-the worker's cron to call.
+hash), so verification continues from the new first record. Each chain's head is kept apart
+(`audit_head`), so sequence numbers never restart, and published, signed, at every seal (see
+`audit_anchor`). Verification is incremental, from the last position found intact. Both jobs
+are plain coroutines for the worker's cron to call.
 """
 
 from __future__ import annotations

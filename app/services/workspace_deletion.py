@@ -6,7 +6,8 @@ statements also name the workspace explicitly). The tables and their order come 
 live catalog — every table with a `workspace_id`, children before the tables their foreign keys
 point at — so a table added later is purged without touching this module. The member rows, and
 what they reference, go last, removed by the final `warden_drop_workspace()` with the workspace
-row, because the job re-checks its user's membership before each batch.
+row, because the job re-checks its user's membership before each batch. The audit trail goes
+only once the deletion is older than the grace period the database enforces (`TrailKept`).
 """
 
 from __future__ import annotations
