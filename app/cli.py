@@ -123,6 +123,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             settings.database_url,
             settings.definer_role,
             settings.platform_role,
+            audit_purge_grace_hours=settings.audit_purge_grace_hours,
         )
     )
     print(
@@ -468,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
+    from app.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 

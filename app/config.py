@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         default=3, ge=1, le=24, description="monthly finding partitions kept ready ahead"
     )
     workspace_delete_batch: int = Field(default=5000, ge=1, description="rows per deletion batch")
+    audit_purge_grace_hours: int = Field(
+        default=168,
+        ge=0,
+        le=24 * 3650,
+        description="a deleted workspace's audit trail is kept this long (set by warden migrate)",
+    )
 
     # Change management
     invitation_ttl_hours: int = Field(

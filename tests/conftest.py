@@ -47,7 +47,8 @@ async def database(servers: Servers) -> AsyncIterator[dict[str, Any]]:
         .render_as_string(hide_password=False)
     )
     try:
-        await migrate(admin_url, runtime_url, definer, platform)
+        # Deleted workspaces go at once (the tamper tests set a grace period themselves).
+        await migrate(admin_url, runtime_url, definer, platform, audit_purge_grace_hours=0)
         yield {
             "admin_url": admin_url,
             "runtime_url": runtime_url,
@@ -103,7 +104,7 @@ def make_settings(database: dict[str, str], servers: Servers, **overrides: Any) 
         # Each test database gets its own job queue: workers of concurrent test runs sharing
         # one Redis never take each other's jobs.
         "job_queue_name": f"warden:test:{database['name']}",
-        # ...and its own Redis keys (login throttling): nothing carries over between runs.
+        # ...and its own Redis keys (throttling, audit anchors): nothing carries over.
         "redis_key_prefix": f"warden:test:{database['name']}",
         "worker_poll_delay": 0.05,
         # Small upload chunks: every import streams across several chunks.

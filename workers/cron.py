@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from arq.typing import WorkerCoroutine
 
 from app.config import Settings
+from app.jobs import DELETE_WORKSPACE
 from app.services import audit_chain, maintenance, outbox
 from app.unavailable import log_failure, unavailable
 
@@ -79,8 +80,10 @@ async def task_retention(ctx: dict[str, Any]) -> dict[str, int]:
 @outage_tolerant
 async def seal_audit(ctx: dict[str, Any]) -> int:
     """Link newly committed audit records into their workspace's hash chain (every few seconds,
-    so requests never wait on a per-workspace lock)."""
-    return await audit_chain.seal_pending(ctx["db"])
+    so requests never wait on a per-workspace lock); each new head is signed and published."""
+    return await audit_chain.seal_pending(
+        ctx["db"], settings=ctx.get("settings"), redis=ctx.get("redis")
+    )
 
 
 @outage_tolerant
@@ -88,3 +91,40 @@ async def audit_retention(ctx: dict[str, Any]) -> dict[str, Any]:
     """Remove audit records past each workspace's retention, recording the cut."""
     result = await audit_chain.apply_retention(ctx["db"])
     return {"removed": result.removed, "cuts": [[str(w), seq] for w, seq in result.cuts]}
+
+
+@outage_tolerant
+async def finish_deletions(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Deleted workspaces past the audit trail's grace period: their trail, then the workspace
+    row, removed as the member who asked for the deletion (re-checked as in the job)."""
+    from workers.context import Refused, with_rls_context
+    from workers.jobs.workspaces import remove_workspace
+
+    db, settings = ctx["db"], ctx["settings"]
+    async with db.transaction() as tx:
+        due = await tx.fetch("SELECT workspace_id, deleted_by FROM warden_deletions_due(100)")
+    done: dict[str, Any] = {}
+    for row in due:
+        if row["deleted_by"] is None:
+            continue
+
+        def transaction(ws: Any = row["workspace_id"], user: Any = row["deleted_by"]) -> Any:
+            return with_rls_context(
+                db,
+                ws,
+                user,
+                DELETE_WORKSPACE.permission,
+                allow_deleted_workspace=True,
+                unrestricted=True,
+            )
+
+        async def progress(detail: dict[str, Any]) -> None:
+            return None
+
+        try:
+            done[str(row["workspace_id"])] = await remove_workspace(
+                transaction, settings.workspace_delete_batch, progress
+            )
+        except Refused as exc:
+            log.warning("deleted workspace %s left: %s", row["workspace_id"], exc)
+    return done

@@ -23,6 +23,7 @@ from app.db.session import Database
 from app.jobs import (
     CRON_AUDIT_RETENTION,
     CRON_AUDIT_SEAL,
+    CRON_FINISH_DELETIONS,
     CRON_IDEMPOTENCY,
     CRON_PARTITIONS,
     CRON_RETENTION,
@@ -175,6 +176,7 @@ class WorkerSettings:
             timeout=60,
         ),
         cron(cron_jobs.prune_idempotency_keys, name=CRON_IDEMPOTENCY, minute=47, timeout=600),
+        cron(cron_jobs.finish_deletions, name=CRON_FINISH_DELETIONS, minute=27, timeout=1800),
     ]
     on_startup = startup
     on_shutdown = shutdown

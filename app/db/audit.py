@@ -1,9 +1,10 @@
 """Writing the audit trail's rows: one record per workspace call, one event per call outside a
 workspace, one denial per refused call.
 
-Invariant: the runtime role may only INSERT the content columns of a record (never its id
-source, time or chain columns: those come from the database and the sealer) and writes denials
-only through `warden_record_denial`, under the actor in context.
+Invariant: the runtime role may only INSERT the content columns of a record or an event: their
+id and time are set by the database (a trigger, which also refuses a record by any user but
+the one in context), the chain columns by the sealer; denials are written only through
+`warden_record_denial`, under the actor in context.
 """
 
 from __future__ import annotations
@@ -11,26 +12,30 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
 
-from app.db.base import new_id
-from app.db.models import UserEvent
 from app.db.roles import RUNTIME_COLUMN_PRIVILEGES
 from app.db.transaction import Transaction
 
 # The columns a request writes: what the runtime role may INSERT (every content column, pinned
-# against the table by a test) but `created_at`, the server's `now()`.
-RECORD_COLUMNS = tuple(
-    c for c in RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"] if c != "created_at"
-)
+# against the table by a test).
+RECORD_COLUMNS = RUNTIME_COLUMN_PRIVILEGES["audit_record"]["INSERT"]
+EVENT_COLUMNS = RUNTIME_COLUMN_PRIVILEGES["user_event"]["INSERT"]
 _JSON_COLUMNS = frozenset({"path_params", "query_params", "body", "state"})
-_INSERT_RECORD = "INSERT INTO audit_record ({}) VALUES ({})".format(
-    ", ".join(RECORD_COLUMNS),
-    ", ".join(
-        f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}"
-        for i, c in enumerate(RECORD_COLUMNS, start=1)
-    ),
-)
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return "INSERT INTO {} ({}) VALUES ({})".format(
+        table,
+        ", ".join(columns),
+        ", ".join(
+            f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}"
+            for i, c in enumerate(columns, start=1)
+        ),
+    )
+
+
+_INSERT_RECORD = _insert("audit_record", RECORD_COLUMNS)
+_INSERT_EVENT = _insert("user_event", EVENT_COLUMNS)
 
 
 def _jsonb(value: Any) -> str | None:
@@ -42,10 +47,9 @@ async def add_record(tx: Transaction, values: dict[str, Any]) -> None:
     """One audit record, in the unit of work's transaction: one prepared INSERT on its
     connection (the statement is the same for every call, so it is planned once per
     connection)."""
-    row = {**values, "id": values.get("id") or new_id()}
     await tx.execute(
         _INSERT_RECORD,
-        *(_jsonb(row.get(c)) if c in _JSON_COLUMNS else row.get(c) for c in RECORD_COLUMNS),
+        *(_jsonb(values.get(c)) if c in _JSON_COLUMNS else values.get(c) for c in RECORD_COLUMNS),
     )
 
 
@@ -63,18 +67,21 @@ def note_item(
 async def add_items(tx: Transaction, record: dict[str, Any]) -> None:
     """The records `note_item` asked for, as children of the call's `record`."""
     for action, resource_type, resource_id, state in tx.info.pop(ITEMS, ()):
-        item = {**record, "id": None, "action": action, "body": None}
+        item = {**record, "action": action, "body": None}
         item.update(resource_type=resource_type, resource_id=resource_id, state=state)
         await add_record(tx, item)
 
 
 async def add_user_event(tx: Transaction, values: dict[str, Any]) -> None:
     """One event in the user's own security log (the user is the one in context)."""
-    await tx.session.execute(insert(UserEvent).values(values))
+    values = {"path_params": {}, "query_params": {}, **values}
+    await tx.execute(
+        _INSERT_EVENT,
+        *(_jsonb(values.get(c)) if c in _JSON_COLUMNS else values.get(c) for c in EVENT_COLUMNS),
+    )
 
 
 _DENIAL_ARGS = (
-    "id",
     "status",
     "reason",
     "method",

@@ -30,6 +30,7 @@ LOCAL_TABLES = frozenset({"alembic_version"})
 # Within one transaction, Citus must use one connection per node once a table with a foreign
 # key to a reference table was touched; DDL on many distributed tables needs it from the start.
 SEQUENTIAL = "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
+UNSAFE_TRIGGERS = "SET LOCAL citus.enable_unsafe_triggers TO on"
 
 
 def is_citus(conn: Connection) -> bool:
@@ -149,6 +150,8 @@ def distribute_schema(conn: Connection) -> list[str]:
     if not tables:
         return []
     conn.execute(text(SEQUENTIAL))
+    # The audit trail's tables carry a row trigger (their id, time and user), run on each shard.
+    conn.execute(text(UNSAFE_TRIGGERS))
     keys = conn.execute(_FOREIGN_KEYS, {"oids": [r.oid for r in tables]}).all()
     for key in keys:
         conn.execute(text(f'ALTER TABLE public."{key.tbl}" DROP CONSTRAINT "{key.conname}"'))

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from alembic import command
 from app.db.citus import distribute_schema
@@ -38,8 +39,10 @@ async def migrate(
     definer_role: str,
     platform_role: str,
     revision: str = "head",
+    audit_purge_grace_hours: int | None = None,
 ) -> None:
-    """Bring schema, roles and grants of the admin URL's database up to `revision`."""
+    """Bring schema, roles and grants of the admin URL's database up to `revision`; set the
+    grace period before a deleted workspace's audit trail may be purged (None: keep it)."""
     runtime = make_url(runtime_url)
     if not runtime.username:
         raise RuntimeError("the runtime database URL must name its role")
@@ -56,8 +59,23 @@ async def migrate(
             await conn.run_sync(distribute_schema)
         async with engine.begin() as conn:
             await apply_privileges(conn, roles)
+            if audit_purge_grace_hours is not None:
+                await set_purge_grace(conn, audit_purge_grace_hours)
     finally:
         await engine.dispose()
+
+
+PURGE_GRACE_FUNCTIONS = ("warden_purge_audit(uuid, integer)", "warden_deletions_due(integer)")
+
+
+async def set_purge_grace(conn: AsyncConnection, hours: int) -> None:
+    """The grace period is a setting of the definer functions themselves: the runtime role,
+    which may SET any custom setting in its session, cannot change what they read."""
+    for fn in PURGE_GRACE_FUNCTIONS:
+        if (await conn.execute(text("SELECT to_regprocedure(:f)"), {"f": fn})).scalar():
+            await conn.execute(
+                text(f"ALTER FUNCTION {fn} SET warden.audit_purge_grace = '{int(hours)} hours'")
+            )
 
 
 async def ensure_database(admin_url: str) -> None:

@@ -26,13 +26,18 @@ DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
     "app_user": (),  # SELECT and UPDATE per column below; created by warden_register_user()
-    "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
-    # Append-only: records are written by requests and never changed by them. Sealing and
-    # retention go through the definer functions below; cuts and denials are written only there.
-    "audit_record": ("SELECT",),  # INSERT per column below: never the chain columns
+    # Created only through warden_create_workspace(); UPDATE per column below: never the
+    # deletion mark (warden_mark_workspace_deleted() sets it, nothing clears it).
+    "workspace": ("SELECT",),
+    # Append-only: records and events are written by requests and never changed by them; their
+    # id and time are the database's (INSERT per column below). Sealing, retention and
+    # verification go through the definer functions below; cuts, heads and denials are written
+    # only there.
+    "audit_record": ("SELECT",),
     "audit_cut": ("SELECT",),
+    "audit_head": ("SELECT",),
     "audit_denial": ("SELECT",),
-    "user_event": ("SELECT", "INSERT"),
+    "user_event": ("SELECT",),
     # Keys: the runtime role never reads a secret's hash back (the lookup goes through
     # warden_api_key_context); it may write a key once and revoke it.
     "api_key": (),
@@ -78,12 +83,11 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "INSERT": ("workspace_id", "created_by", "secret_hash", *_KEY_COLUMNS),
         "UPDATE": ("revoked_at",),
     },
+    # Never the id or the time (set by a trigger), nor the chain columns.
     "audit_record": {
         "INSERT": (
             "workspace_id",
-            "id",
             "user_id",
-            "created_at",
             "action",
             "method",
             "path",
@@ -100,6 +104,25 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
             "request_id",
         ),
     },
+    "user_event": {
+        "INSERT": (
+            "user_id",
+            "action",
+            "method",
+            "path",
+            "path_params",
+            "query_params",
+            "body",
+            "resource_type",
+            "resource_id",
+            "status",
+            "api_key_id",
+            "source_ip",
+            "user_agent",
+            "request_id",
+        ),
+    },
+    "workspace": {"UPDATE": ("name", "audit_retention_days", "require_mfa", "updated_at")},
 }
 
 
@@ -227,9 +250,31 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     # audit records, never their content; retention removes a sealed prefix and records the cut.
     DefinerFunction(
         "warden_audit_seal(integer)",
-        reads=("audit_record", "audit_cut"),
-        updates=(("audit_record", ("seq", "prev_hash", "hash", "sealed_at")),),
+        reads=("audit_record", "audit_head"),
+        inserts=("audit_head",),
+        updates=(
+            ("audit_record", ("seq", "prev_hash", "hash", "sealed_at")),
+            ("audit_head", ("seq", "hash", "sealed_at")),
+        ),
     ),
+    # Verification reads; the position it reached is recorded after its transaction, only
+    # forward and only at a (seq, hash) the chain holds.
+    DefinerFunction(
+        "warden_audit_verify(boolean)",
+        reads=("workspace", "audit_record", "audit_cut", "audit_head"),
+    ),
+    DefinerFunction(
+        "warden_audit_verified(uuid, bigint, bytea)",
+        reads=("audit_record", "audit_cut", "audit_head"),
+        updates=(("audit_head", ("verified_seq", "verified_hash", "verified_at")),),
+    ),
+    # The deletion mark, set once; the deletions whose grace period is over.
+    DefinerFunction(
+        "warden_mark_workspace_deleted(uuid)",
+        reads=("workspace",),
+        updates=(("workspace", ("deleted_at", "deleted_by")),),
+    ),
+    DefinerFunction("warden_deletions_due(integer)", reads=("workspace",)),
     DefinerFunction(
         "warden_audit_retention(integer, integer)",
         reads=("workspace", "audit_record", "audit_denial", "user_event"),
@@ -237,7 +282,7 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
         deletes=("audit_record", "audit_denial", "user_event"),
     ),
     DefinerFunction(
-        "warden_record_denial(uuid, integer, text, text, text, text, text, text, text)",
+        "warden_record_denial(integer, text, text, text, text, text, text, text)",
         reads=(),
         inserts=("audit_denial",),
     ),
@@ -454,9 +499,11 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         privileges = RUNTIME_TABLE_PRIVILEGES.get(table, DML)
         if privileges:
             await conn.execute(text(f"GRANT {', '.join(privileges)} ON {t} TO {rt}"))
-        for privilege, columns in RUNTIME_COLUMN_PRIVILEGES.get(table, {}).items():
-            cols = ", ".join(quote_ident(c) for c in columns)
-            await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
+        for privilege, listed in RUNTIME_COLUMN_PRIVILEGES.get(table, {}).items():
+            present = await _existing_columns(conn, table, listed)  # fewer at an earlier revision
+            if present:
+                cols = ", ".join(quote_ident(c) for c in present)
+                await conn.execute(text(f"GRANT {privilege} ({cols}) ON {t} TO {rt}"))
 
     for fn in DEFINER_FUNCTIONS:
         exists = await conn.execute(text("SELECT to_regprocedure(:f)"), {"f": fn.signature})
@@ -470,9 +517,11 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
         for table in (t for t in fn.reads if t in existing):  # an earlier revision has fewer
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))
         for privilege, names in (("INSERT", fn.inserts), ("DELETE", fn.deletes)):
-            for table in names:
+            for table in (t for t in names if t in existing):
                 await conn.execute(text(f"GRANT {privilege} ON {quote_ident(table)} TO {owner}"))
         for update in fn.updates:
+            if (update if isinstance(update, str) else update[0]) not in existing:
+                continue
             if isinstance(update, str):
                 await conn.execute(text(f"GRANT UPDATE ON {quote_ident(update)} TO {owner}"))
             else:
@@ -481,6 +530,20 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
                 await conn.execute(
                     text(f"GRANT UPDATE ({cols}) ON {quote_ident(table)} TO {owner}")
                 )
+
+
+async def _existing_columns(
+    conn: AsyncConnection, table: str, columns: tuple[str, ...]
+) -> list[str]:
+    rows = await conn.execute(
+        text(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attnum > 0 AND NOT attisdropped AND attname = ANY (:c)"
+        ),
+        {"t": f"public.{quote_ident(table)}", "c": list(columns)},
+    )
+    found = set(rows.scalars())
+    return [c for c in columns if c in found]
 
 
 async def _definer_owned(conn: AsyncConnection) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
+from redis.exceptions import RedisError
 
-from app.errors import BadRequest, Forbidden
+from app.errors import BadRequest, Conflict, Forbidden
 from app.query import DistinctQuery, ListQuery, distinct
 from app.schemas.audit import AuditOut, HistoryEntryOut, VerifyOut
 from app.schemas.common import DistinctPage, Page
@@ -16,7 +17,7 @@ from app.security.audit import AuditedRoute, describe_route
 from app.security.deps import require
 from app.security.principal import WorkspaceContext
 from app.security.shaping import unseen_ids
-from app.services import audit, audit_chain
+from app.services import audit, audit_anchor, audit_chain
 from app.services.audit import AUDIT, HISTORY
 
 router = APIRouter(prefix="/ws/{slug}/api/v1", tags=["audit"], route_class=AuditedRoute)
@@ -69,18 +70,47 @@ async def distinct_audit(
 
 
 @router.get("/audit/verify", response_model=VerifyOut)
-async def verify_audit(ctx: Reader) -> dict[str, Any]:
-    """Check the workspace's hash chain: every sealed record's hash matches its content and
-    the previous record's hash, with no gap, from the first record (or the last retention cut).
-    Reports the first broken link and how many records are not sealed yet. The chain spans
-    every record, so it takes a role that sees the whole workspace: its counts would tell a
-    reader limited by groups or grants of activity on what they may not see."""
+async def verify_audit(
+    request: Request,
+    ctx: Reader,
+    full: Annotated[
+        bool,
+        Query(
+            description="Re-hash the whole chain, not only what was sealed since the last "
+            "verification (owners only; one verification per workspace at a time)"
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    """Check the workspace's hash chain: every sealed record since the last verified position
+    (or, with `full`, since the first record or the last retention cut) hashes to its content
+    and links to the previous one, with no gap and none missing before the head; and the
+    database agrees with the latest signed anchor published outside it (a truncated or
+    replaced tail). Reports the first broken link and how many records are not sealed yet. The
+    chain spans every record, so it takes a role that sees the whole workspace: its counts
+    would tell a reader limited by groups or grants of activity on what they may not see."""
     if not ctx.principal.unrestricted:
         raise Forbidden(
             "Verifying the chain takes a role that sees the whole workspace (its counts cover "
             "every record)"
         )
-    return await audit_chain.verify_chain(ctx)
+    if full and not ctx.principal.is_owner:
+        raise Forbidden("A full verification takes the owner role")
+    state = request.app.state
+    try:
+        anchor = await audit_anchor.latest(state.settings, state.redis, ctx.workspace_id)
+    except RedisError:
+        anchor = None
+    try:
+        result = await audit_chain.verify_chain(
+            ctx, full=full, settings=state.settings, anchor=anchor, db=state.db
+        )
+    except audit_chain.VerificationRunning:
+        raise Conflict(
+            "A verification of this workspace is running; try again when it is done"
+        ) from None
+    if result["anchor"] is None:
+        result["anchor"] = {"ok": None, "note": "no anchor published for this workspace yet"}
+    return result
 
 
 @router.get(

@@ -130,20 +130,38 @@ class ChainCut(Output):
 
 
 class BrokenLink(Output):
-    id: uuid.UUID
+    id: uuid.UUID | None = Field(description="The broken record (none when records are missing)")
     seq: int
     reason: str
 
 
+class AnchorCheck(Output):
+    seq: int | None = None
+    hash: str | None = None
+    at: str | None = Field(default=None, description="When the anchored head was sealed")
+    ok: bool | None = Field(description="The database agrees with the anchor; null: not checked")
+    reason: str | None = None
+    note: str | None = None
+
+
 class VerifyOut(Output):
     __resource__ = "audit"
-    ok: bool = Field(description="No broken link among the sealed records")
+    ok: bool = Field(
+        description="No broken link among the sealed records, none missing at the "
+        "end, and (when there is one) the latest anchor agrees"
+    )
+    mode: str = Field(description="`incremental` (from the last verified position) or `full`")
+    checked: int = Field(description="Records re-hashed by this verification")
+    verified_from: int = Field(description="The seq this verification started after")
     sealed: int
     unsealed: int = Field(description="Committed records the sealer has not linked yet")
     first_seq: int | None
     head: ChainHead | None = Field(description="The last sealed record; keep its hash to anchor")
     cut: ChainCut | None = Field(description="The last retention cut the chain continues from")
     first_broken: BrokenLink | None
+    anchor: AnchorCheck | None = Field(
+        description="The check against the latest anchor published outside the database"
+    )
 
 
 class WorkspaceSettingsOut(Output):

@@ -29,7 +29,6 @@ from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from app.db import audit as audit_log
-from app.db.base import new_id
 from app.db.session import Database
 from app.db.tenant import apply_context
 from app.db.transaction import Transaction
@@ -285,7 +284,6 @@ async def record_denial(request: Request, status: int, detail: str) -> None:
         return
     slug = request.path_params.get("slug")
     values = {
-        "id": new_id(),
         "status": status,
         "reason": redact(detail[:300]),
         "method": request.method,

@@ -17,8 +17,10 @@ needs it. A trigger would be weaker here: it lives on the same table the owner c
 it would still leave the runtime role an UPDATE privilege to guard.
 
 Retention removes only a sealed prefix of a chain and records the cut (last removed seq and
-hash), so verification continues from the new first record. Both jobs are plain coroutines for
-the worker's cron to call.
+hash), so verification continues from the new first record. Each chain's head is kept apart
+(`audit_head`), so sequence numbers never restart, and published, signed, at every seal (see
+`audit_anchor`). Verification is incremental, from the last position found intact. Both jobs
+are plain coroutines for the worker's cron to call.
 """
 
 from __future__ import annotations
@@ -27,24 +29,44 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from app.config import Settings
 from app.db.session import Database
 from app.security.principal import WorkspaceContext
+from app.services import audit_anchor
+from app.unavailable import causes
+
+BUSY = "55P03"  # warden_audit_verify: another verification of the workspace is running
 
 
-async def seal_pending(db: Database, batch_size: int = 500, max_rounds: int = 100) -> int:
+async def seal_pending(
+    db: Database,
+    batch_size: int = 500,
+    max_rounds: int = 100,
+    *,
+    settings: Settings | None = None,
+    redis: Redis | None = None,
+) -> int:
     """Link committed, unsealed records into their workspace chains; the number sealed.
 
     Each round is one short transaction sealing up to `batch_size` records per workspace; it
-    stops when a round seals nothing (everything sealed, or held by a concurrent sealer)."""
+    stops when a round seals nothing (everything sealed, or held by a concurrent sealer). With
+    `settings`, each new head is signed and published (log line, and Redis when given) after
+    its round commits."""
     total = 0
     for _ in range(max_rounds):
         async with db.transaction() as tx:
             rows = await tx.fetch(
-                "SELECT workspace_id, sealed FROM warden_audit_seal($1)", batch_size
+                "SELECT workspace_id, sealed, head_seq, head_hash, sealed_at, from_seq, "
+                "from_hash FROM warden_audit_seal($1)",
+                batch_size,
             )
-            sealed = sum(r["sealed"] for r in rows)
+        sealed = sum(r["sealed"] for r in rows)
+        if settings is not None and rows:
+            await audit_anchor.publish(settings, redis, list(rows))
         total += sealed
         if sealed == 0:
             break
@@ -81,61 +103,57 @@ async def apply_retention(
     return RetentionResult(removed, cuts)
 
 
-_BROKEN_SQL = text(r"""
-    WITH cut AS (
-        SELECT c.up_to_seq, c.last_hash FROM audit_cut c WHERE c.workspace_id = :ws
-        ORDER BY c.up_to_seq DESC LIMIT 1
-    ), chain AS (
-        SELECT a.id, a.seq, a.prev_hash, a.hash,
-               sha256(convert_to(warden_audit_canonical(to_jsonb(a)), 'UTF8')
-                      || coalesce(a.prev_hash, '\x'::bytea)) AS computed,
-               coalesce(lag(a.seq) OVER w, (SELECT up_to_seq FROM cut), 0) AS prior_seq,
-               CASE WHEN row_number() OVER w = 1 THEN (SELECT last_hash FROM cut)
-                    ELSE lag(a.hash) OVER w END AS prior_hash
-        FROM audit_record a WHERE a.workspace_id = :ws AND a.seq IS NOT NULL
-        WINDOW w AS (ORDER BY a.seq)
-    )
-    SELECT id, seq, prior_seq,
-           CASE WHEN seq <> prior_seq + 1 THEN 'gap'
-                WHEN prev_hash IS DISTINCT FROM prior_hash THEN 'link'
-                WHEN hash IS DISTINCT FROM computed THEN 'content' END AS problem
-    FROM chain
-    WHERE seq <> prior_seq + 1 OR prev_hash IS DISTINCT FROM prior_hash
-       OR hash IS DISTINCT FROM computed
-    ORDER BY seq LIMIT 1
-""")
-
 _REASONS = {
     "gap": "records are missing: the sequence jumps from {prior} to {seq}",
     "link": "the record does not link to the previous record's hash",
     "content": "the record's content does not match its hash (changed after sealing)",
+    "tail": "records are missing at the end: the chain stops at seq {prior}, its head is {head}",
+    "head": "the last record's hash is not the chain head's (the tail was replaced)",
 }
 
 
-async def verify_chain(ctx: WorkspaceContext) -> dict[str, Any]:
-    """Walk the workspace's chain from its first remaining record (or the last retention cut)
-    and report the first broken link, if any, and how many records are not sealed yet."""
+class VerificationRunning(Exception):  # noqa: N818 - an outcome, not a failure
+    """Another verification of the workspace holds its lock."""
+
+
+async def verify_chain(
+    ctx: WorkspaceContext,
+    *,
+    full: bool = False,
+    settings: Settings | None = None,
+    anchor: audit_anchor.Anchor | None = None,
+    db: Database | None = None,
+) -> dict[str, Any]:
+    """Check the workspace's chain from the last verified position (`full`: from its first
+    remaining record, or the last retention cut) to its head, and against `anchor` when one is
+    given; report the first broken link, if any, and how many records are not sealed yet.
+    With `db`, a chain found intact has its verified position moved to its head once this
+    transaction commits (in a transaction of its own, on the primary).
+    `VerificationRunning` when another verification of the workspace is under way."""
     session = ctx.session
     ws = {"ws": ctx.workspace_id}
+    try:
+        async with session.begin_nested():
+            walk = (
+                await session.execute(
+                    text("SELECT * FROM warden_audit_verify(:full)"), {"full": full}
+                )
+            ).one()
+    except DBAPIError as exc:
+        if any(getattr(c, "sqlstate", None) == BUSY for c in causes(exc)):
+            raise VerificationRunning() from None
+        raise
+    # Index-only reads (the first seq, the unsealed records): no scan of the sealed chain.
     counts = (
         await session.execute(
             text(
-                "SELECT count(*) FILTER (WHERE seq IS NOT NULL) AS sealed, "
-                "count(*) FILTER (WHERE hash IS NULL) AS unsealed, min(seq) AS first_seq "
-                "FROM audit_record WHERE workspace_id = :ws"
+                "SELECT (SELECT min(seq) FROM audit_record WHERE workspace_id = :ws) AS first_seq, "
+                "(SELECT count(*) FROM audit_record WHERE workspace_id = :ws AND hash IS NULL) "
+                "AS unsealed"
             ),
             ws,
         )
     ).one()
-    head = (
-        await session.execute(
-            text(
-                "SELECT seq, hash FROM audit_record WHERE workspace_id = :ws "
-                "AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            ),
-            ws,
-        )
-    ).one_or_none()
     cut = (
         await session.execute(
             text(
@@ -145,25 +163,50 @@ async def verify_chain(ctx: WorkspaceContext) -> dict[str, Any]:
             ws,
         )
     ).one_or_none()
-    broken = (await session.execute(_BROKEN_SQL, ws)).one_or_none()
+    head_seq = walk.head_seq
+    first = counts.first_seq
+    broken = None
+    if walk.problem in ("gap", "link", "content"):
+        broken = {
+            "id": walk.broken_id,
+            "seq": walk.broken_seq,
+            "reason": _REASONS[walk.problem].format(prior=walk.prior_seq, seq=walk.broken_seq),
+        }
+    elif walk.problem in ("tail", "head"):
+        broken = {
+            "id": None,
+            "seq": walk.prior_seq,
+            "reason": _REASONS[walk.problem].format(prior=walk.prior_seq, head=head_seq),
+        }
+    deleted = walk.problem == "deleted"  # its trail purged; only the chain's head remains
+    if broken is None and not deleted and head_seq is not None and db is not None:
+        workspace_id, head_hash = ctx.workspace_id, walk.head_hash
+
+        async def record_position() -> None:
+            async with db.transaction() as own:
+                await own.execute(
+                    "SELECT warden_audit_verified($1, $2, $3)", workspace_id, head_seq, head_hash
+                )
+
+        ctx.tx.after_commit(record_position)
+    anchored = None
+    if anchor is not None and settings is not None:
+        anchored = await audit_anchor.check(settings, session, anchor)
     return {
-        "ok": broken is None,
-        "sealed": counts.sealed,
+        "ok": broken is None and (anchored is None or anchored["ok"] is not False),
+        "mode": "full" if full else "incremental",
+        "checked": walk.checked,
+        "verified_from": walk.from_seq,
+        "sealed": (head_seq - (first or head_seq + 1) + 1) if head_seq else 0,
         "unsealed": counts.unsealed,
-        "first_seq": counts.first_seq,
-        "head": {"seq": head.seq, "hash": head.hash.hex() if head.hash else None} if head else None,
+        "first_seq": first,
+        "head": {"seq": head_seq, "hash": walk.head_hash.hex()} if head_seq else None,
         "cut": (
             {"up_to_seq": cut.up_to_seq, "last_hash": cut.last_hash.hex(), "cut_at": cut.cut_at}
             if cut
             else None
         ),
-        "first_broken": (
-            {
-                "id": broken.id,
-                "seq": broken.seq,
-                "reason": _REASONS[broken.problem].format(prior=broken.prior_seq, seq=broken.seq),
-            }
-            if broken
-            else None
-        ),
+        "first_broken": broken,
+        "deleted": deleted,
+        "anchor": anchored,
     }

@@ -109,7 +109,7 @@ async def register(
     runtime role cannot insert users (so it can never create a platform admin), and on Citus
     the event's shard would not see a user another role's connection has just added."""
     user_id = new_id()
-    event = {**_event_values(client, user_id, "register", status=201), "id": new_id()}
+    event = _event_values(client, user_id, "register", status=201)
     async with db.transaction() as tx:
         await apply_context(tx, None, user_id)
         try:

@@ -6,7 +6,8 @@ statements also name the workspace explicitly). The tables and their order come 
 live catalog — every table with a `workspace_id`, children before the tables their foreign keys
 point at — so a table added later is purged without touching this module. The member rows, and
 what they reference, go last, removed by the final `warden_drop_workspace()` with the workspace
-row, because the job re-checks its user's membership before each batch.
+row, because the job re-checks its user's membership before each batch. The audit trail goes
+only once the deletion is older than the grace period the database enforces (`TrailKept`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.db.roles import quote_ident
 from app.security.principal import WorkspaceContext
+from app.unavailable import causes
 
 LAST = "membership"
 # Removed by `warden_drop_workspace()` itself, with the workspace row: the member rows and what
@@ -25,7 +28,10 @@ LAST = "membership"
 DROPPED_WITH_WORKSPACE = frozenset({"membership", "custom_role"})
 GLOBAL = frozenset({"workspace"})
 # Append-only for the runtime role: removed through `warden_purge_audit()` instead.
-APPEND_ONLY = frozenset({"audit_record", "audit_cut"})
+# The chain's head outlives the workspace (sequence numbers never restart, and it is the last
+# word on the trail); the runtime role cannot remove it.
+APPEND_ONLY = frozenset({"audit_record", "audit_cut", "audit_head"})
+KEPT = "55000"  # warden_purge_audit: the deletion is younger than the grace period
 
 _TABLES = text("""
     SELECT c.relname AS name,
@@ -101,11 +107,22 @@ async def delete_batch(ctx: WorkspaceContext, table: PurgeTable, limit: int) -> 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+class TrailKept(Exception):  # noqa: N818 - an outcome, not a failure
+    """The deleted workspace's audit trail is kept until its grace period is over."""
+
+
 async def purge_audit_batch(ctx: WorkspaceContext, limit: int) -> int:
-    """Remove up to `limit` of the deleted workspace's audit records (then its retention cuts)."""
-    result = await ctx.session.execute(
-        text("SELECT warden_purge_audit(:ws, :n)"), {"ws": ctx.workspace_id, "n": limit}
-    )
+    """Remove up to `limit` of the deleted workspace's audit records (then its retention cuts);
+    `TrailKept` while the deletion is younger than the grace period the database enforces."""
+    try:
+        result = await ctx.session.execute(
+            text("SELECT warden_purge_audit(:ws, :n)"), {"ws": ctx.workspace_id, "n": limit}
+        )
+    except DBAPIError as exc:
+        for cause in causes(exc):
+            if getattr(cause, "sqlstate", None) == KEPT:
+                raise TrailKept(getattr(cause, "message", None) or str(cause)) from None
+        raise
     return int(result.scalar_one())
 
 

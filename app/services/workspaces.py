@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text
@@ -53,17 +52,16 @@ async def request_deletion(ctx: WorkspaceContext) -> Task:
             "Deleting the workspace takes seeing all of it: the 'unlimited_visibility' "
             "permission and no row grant"
         )
-    workspace = (
-        await ctx.session.execute(
-            select(Workspace).where(Workspace.id == ctx.workspace_id).with_for_update()
-        )
-    ).scalar_one()
-    workspace.deleted_at = datetime.now(UTC)
+    # The mark is the database's to set (once; nothing clears it), so the audit trail, which
+    # may be purged only some time after it, cannot be erased from a live workspace.
+    await ctx.session.execute(
+        text("SELECT warden_mark_workspace_deleted(:id)"), {"id": ctx.workspace_id}
+    )
     return await tasks.start(
         ctx,
         DELETE_WORKSPACE,
         resource_type="workspace",
-        resource_id=workspace.id,
+        resource_id=ctx.workspace_id,
     )
 
 

@@ -1,9 +1,9 @@
 """The audit trail: workspace records (hash-chained), retention cuts, per-actor denials and
 per-user security events.
 
-The runtime role may only INSERT and SELECT `audit_record` and `user_event`, and only SELECT
-`audit_cut` and `audit_denial`; sealing, retention and denial writes go through the narrow
-definer functions of migration 0004.
+The runtime role only SELECTs these tables (and `audit_head`, each chain's head and last
+verified position); records, events and denials are written, sealed, verified and removed by
+the narrow definer functions of migrations 0004 and 0015.
 """
 
 from __future__ import annotations
