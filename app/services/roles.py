@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import CustomRole, Membership, ProviderGroup, RoleProviderGroup, User
+from app.db.models import CustomRole, Membership, ProviderGroup, RoleProviderGroup
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import CustomRoleCreate, CustomRoleUpdate
 from app.security.escalation import Access, ensure_within
 from app.security.permissions import BUILTIN_ROLES, RoleSpec, UnknownPermission, validate_keys
 from app.security.principal import WorkspaceContext
+from app.services.users import MEMBER_USER
 
 ASSIGNABLE_BASES = tuple(r for r in BUILTIN_ROLES if r != "platform_admin")
 
@@ -177,8 +178,12 @@ async def _holders(ctx: WorkspaceContext, role_id: uuid.UUID) -> list[dict[str, 
     """Members holding the role, with their effective attributes (the user's, overlaid by the
     membership's)."""
     rows = await ctx.session.execute(
-        select(Membership.user_id, Membership.attributes, User.attributes.label("user_attributes"))
-        .join(User, User.id == Membership.user_id)
+        select(
+            Membership.user_id,
+            Membership.attributes,
+            MEMBER_USER.c.attributes.label("user_attributes"),
+        )
+        .join(MEMBER_USER, MEMBER_USER.c.user_id == Membership.user_id)
         .where(Membership.custom_role_id == role_id)
     )
     return [

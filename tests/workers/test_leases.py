@@ -230,21 +230,21 @@ async def test_a_stopped_job_lets_go_of_its_task(api, settings, db, arq_pool, ad
 
 
 async def test_the_sweep_redelivers_the_job_of_an_expired_lease_redis_lost(
-    api, client, settings, db, arq_pool, admin_engine
+    api, client, settings, db, maintenance_db, arq_pool, admin_engine
 ):
     _, _, task = await _upload(api, client)
     outbox_id = await _outbox_id(admin_engine, task["id"])
     await arq_pool.zrem(settings.job_queue_name, str(outbox_id))  # a Redis that lost it
     await arq_pool.delete(f"arq:job:{outbox_id}")
     await _set_task(admin_engine, task["id"], DEAD, attempts=1)
-    assert outbox_id in {p.id for p in await outbox.expired_leases(db)}
-    ctx = {"db": db, "redis": arq_pool, "settings": settings}
+    assert outbox_id in {p.id for p in await outbox.expired_leases(maintenance_db)}
+    ctx = {"maintenance_db": maintenance_db, "redis": arq_pool, "settings": settings}
     assert await cron.take_over_expired_tasks(ctx) >= 1
     await run_jobs(settings)
     row = await _task(admin_engine, task["id"])
     assert (row.state, row.attempts) == ("succeeded", 2)
     assert await _findings(admin_engine, task["id"]) == 5
-    assert outbox_id not in {p.id for p in await outbox.expired_leases(db)}
+    assert outbox_id not in {p.id for p in await outbox.expired_leases(maintenance_db)}
 
 
 def test_arq_marks_a_job_in_progress_for_one_lease(settings):
