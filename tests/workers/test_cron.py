@@ -116,11 +116,8 @@ async def test_default_partition_is_watched_and_emptied(
         {"settings": settings, "maintenance_db": maintenance_db}
     )
     assert watched["default_partition_rows"] == 1
-    async with runtime_engine.connect() as conn:
-        name = (
-            await conn.execute(text("SELECT warden_create_finding_partition(:m)"), {"m": far})
-        ).scalar_one()
-        await conn.commit()
+    async with maintenance_db.transaction() as tx:
+        name = (await tx.fetch("SELECT warden_create_finding_partition($1) AS n", far))[0]["n"]
     assert name == partition_name(far)
     watched = await cron.maintain_partitions(
         {"settings": settings, "maintenance_db": maintenance_db}

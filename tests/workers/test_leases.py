@@ -11,7 +11,10 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.jobs import IMPORT_SCAN
 from app.services import outbox
@@ -276,10 +279,10 @@ async def _outbox_id(admin_engine, task_id) -> uuid.UUID:
         ).scalar_one()
 
 
-async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_engine):
+async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_engine, database):
     """PL/pgSQL definer functions with a search_path ending in pg_temp; the takeover sweep's
-    only reads (ids and a job name), the runtime role may call them but reaches the tables
-    only through them."""
+    only reads (ids and a job name); the maintenance role may call them but reaches no table,
+    the runtime role may not call them."""
     async with admin_engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -299,6 +302,14 @@ async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_en
     sweep = found["warden_expired_task_leases"]
     assert sweep.provolatile in ("s", b"s")  # reads only (STABLE)
     assert sweep.result == "TABLE(id uuid, workspace_id uuid, user_id uuid, job text)"
+    maintenance = create_async_engine(database["maintenance_url"])
+    try:
+        async with maintenance.connect() as conn:
+            await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await conn.execute(text("SELECT count(*) FROM task"))
+    finally:
+        await maintenance.dispose()
     async with runtime_engine.connect() as conn:
-        await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))
-        assert (await conn.execute(text("SELECT count(*) FROM task"))).scalar_one() == 0
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))
