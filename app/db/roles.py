@@ -1,7 +1,10 @@
 """Database roles and privileges, reconciled by `warden migrate` after Alembic has run.
 
 Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
-the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
+the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER), EXECUTE on the definer
+functions except the maintenance ones, and no TEMPORARY on the database. The maintenance role
+(optional here; the worker's cron jobs need it) can log in, owns nothing, holds no table
+privilege and may EXECUTE only `MAINTENANCE_FUNCTIONS`. The definer role cannot
 log in (on Citus it can, with a secret only the nodes know: Citus reaches other nodes as the
 function's owner); it owns the narrow SECURITY DEFINER functions and may read (or, for
 workspace creation, the outbox, tasks, audit sealing, retention and denials, write) exactly the
