@@ -337,6 +337,8 @@ async def _login_problems(
             names=list(LARGE_OBJECT_FUNCTIONS),
         )
         problems += [f"{label} may execute large-object function {x['fn']}" for x in large]
+    if await node_kind(conn) == "worker":
+        return problems  # the app's sessions are on the coordinator, where the timeouts are
     settings = await conn.execute(
         text(
             "SELECT s.setconfig FROM pg_db_role_setting s "

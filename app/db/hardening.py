@@ -9,6 +9,7 @@
   SET`), which only their owner can change;
 - the runtime role's `statement_timeout` and `idle_in_transaction_session_timeout` (defaults a
   session may lower or raise: they stop runaway work, not a determined attacker);
+- no temporary tables (TEMPORARY on the database revoked from PUBLIC and the login roles);
 - no large objects: their functions are revoked from PUBLIC in the database (nothing in Warden
   uses them; a large object is storage outside every table and policy).
 
@@ -25,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
+from app.db.citus import node_kind
 from app.db.roles import Roles, quote_ident, quote_literal
 
 # Every server-side large-object function (all their overloads), revoked from PUBLIC.
@@ -98,10 +100,13 @@ async def ensure_maintenance_role(conn: AsyncConnection, role: str, password: st
 
 
 async def apply_limits(conn: AsyncConnection, roles: Roles, limits: DatabaseLimits) -> None:
-    """The runtime role's timeouts in this database, the maintenance functions' floors, and
-    no large objects for anyone but their owner (a superuser)."""
+    """The runtime role's timeouts in this database, the maintenance functions' floors, no
+    temporary tables for anyone but superusers and no large objects for anyone but their owner
+    (a superuser): on every node of a Citus cluster, where the login roles exist too."""
     database = quote_ident((await conn.execute(text("SELECT current_database()"))).scalar_one())
     rt = quote_ident(roles.runtime)
+    logins = ", ".join(quote_ident(r) for r in (roles.runtime, roles.maintenance) if r)
+    revokes = [f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, {logins}"]
     for name, value in (
         ("statement_timeout", limits.statement_timeout_ms),
         ("idle_in_transaction_session_timeout", limits.idle_in_transaction_timeout_ms),
@@ -121,8 +126,22 @@ async def apply_limits(conn: AsyncConnection, roles: Roles, limits: DatabaseLimi
         ),
         {"names": list(LARGE_OBJECT_FUNCTIONS)},
     )
-    for signature in functions.scalars():
-        await conn.execute(text(f"REVOKE EXECUTE ON FUNCTION {signature} FROM PUBLIC"))
+    revokes += [f"REVOKE EXECUTE ON FUNCTION {f} FROM PUBLIC" for f in functions.scalars()]
+    for statement in revokes:
+        await conn.execute(text(statement))
+    if await node_kind(conn) == "coordinator":
+        for statement in revokes:
+            failed = (
+                await conn.execute(
+                    text(
+                        "SELECT nodename, nodeport, result FROM run_command_on_workers(:c) "
+                        "WHERE NOT success"
+                    ),
+                    {"c": statement},
+                )
+            ).all()
+            if failed:
+                raise RuntimeError(f"could not run {statement!r} on the workers: {failed}")
 
 
 @asynccontextmanager

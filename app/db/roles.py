@@ -452,11 +452,8 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
     database = (await conn.execute(text("SELECT current_database()"))).scalar_one()
     mt = quote_ident(roles.maintenance) if roles.maintenance else None
     logins = f"{rt}, {mt}" if mt else rt
+    # CONNECT only (no TEMPORARY: app.db.hardening revokes it from PUBLIC too).
     await conn.execute(text(f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {logins}"))
-    # No temporary tables: nothing needs them, and a temporary object can shadow a name.
-    await conn.execute(
-        text(f"REVOKE TEMPORARY ON DATABASE {quote_ident(database)} FROM PUBLIC, {logins}")
-    )
     await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {logins}, {df}, {pf}"))
     await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     # Only for warden_create_finding_partition (new partitions of a table it owns).
