@@ -160,6 +160,13 @@ async def runtime_engine(database: dict[str, str]) -> AsyncIterator[AsyncEngine]
 
 
 @pytest.fixture(scope="session")
+async def maintenance_engine(database: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database["maintenance_url"])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
 async def maintenance_db(settings: Settings) -> AsyncIterator[Database]:
     """The worker's cron pool: the maintenance role, the only one that runs upkeep."""
     from workers.settings import maintenance_database
