@@ -337,8 +337,6 @@ async def _login_problems(
             names=list(LARGE_OBJECT_FUNCTIONS),
         )
         problems += [f"{label} may execute large-object function {x['fn']}" for x in large]
-    if await node_kind(conn) == "worker":
-        return problems  # the app's sessions are on the coordinator, where the timeouts are
     settings = await conn.execute(
         text(
             "SELECT s.setconfig FROM pg_db_role_setting s "
@@ -360,11 +358,12 @@ async def _maintenance_problems(
     """The maintenance role holds nothing but EXECUTE on the maintenance functions."""
     tables = await _rows(
         conn,
-        """
+        f"""
         SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
           AND has_table_privilege(:r, c.oid,
                 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+          AND {NOT_EXTENSION.format(catalog="pg_class", oid="c.oid")}
         """,
         r=role,
     )

@@ -106,7 +106,8 @@ async def apply_limits(conn: AsyncConnection, roles: Roles, limits: DatabaseLimi
     database = quote_ident((await conn.execute(text("SELECT current_database()"))).scalar_one())
     rt = quote_ident(roles.runtime)
     logins = ", ".join(quote_ident(r) for r in (roles.runtime, roles.maintenance) if r)
-    revokes = [f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, {logins}"]
+    # Citus propagates this one (and ALTER ROLE … IN DATABASE) to the workers itself.
+    await conn.execute(text(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, {logins}"))
     for name, value in (
         ("statement_timeout", limits.statement_timeout_ms),
         ("idle_in_transaction_session_timeout", limits.idle_in_transaction_timeout_ms),
@@ -126,7 +127,7 @@ async def apply_limits(conn: AsyncConnection, roles: Roles, limits: DatabaseLimi
         ),
         {"names": list(LARGE_OBJECT_FUNCTIONS)},
     )
-    revokes += [f"REVOKE EXECUTE ON FUNCTION {f} FROM PUBLIC" for f in functions.scalars()]
+    revokes = [f"REVOKE EXECUTE ON FUNCTION {f} FROM PUBLIC" for f in functions.scalars()]
     for statement in revokes:
         await conn.execute(text(statement))
     if await node_kind(conn) == "coordinator":

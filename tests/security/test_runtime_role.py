@@ -13,9 +13,10 @@ attributes (one row per guessed id: no listing). Knowing a user's exact email, i
 password hash through the login lookup (`warden_login_lookup`, which login needs: the hash is
 verified in the application; argon2id keeps it expensive to attack offline) and, with that hash,
 set a new one through the compare-and-swap (`warden_change_password`). Knowing a pair of a
-workspace and one of its members' ids, it can list that workspace's members. The role's
-`statement_timeout` and `idle_in_transaction_session_timeout` are defaults a session may change:
-they stop runaway work, not an attacker.
+workspace and one of its members' ids, it can list that workspace's members, and with a user's
+id that user's workspaces: each step needs an id already in hand (nothing lists at once). The
+role's `statement_timeout` and `idle_in_transaction_session_timeout` are defaults a session may
+change: they stop runaway work, not an attacker.
 """
 
 from __future__ import annotations
