@@ -11,13 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db.models import CustomRole, Membership
 from app.errors import Conflict, NotFound
-from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
+from app.query import DistinctQuery, Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import MemberUpdate
 from app.security.escalation import Access
 from app.security.permissions import ROLE_NAMES
 from app.security.principal import WorkspaceContext
 from app.services.roles import ensure_caller_may_give, resolve_role, role_access
-from app.services.users import MEMBER_USER, member_users, user_by_email
+from app.services.users import MEMBER_USER, member_identities, member_user_params, user_by_email
 
 
 def _member_select() -> Any:
@@ -53,16 +53,19 @@ MEMBERS = Resource(
 
 
 async def list_members(ctx: WorkspaceContext, query: ListQuery) -> list[dict[str, Any]]:
-    result = await ctx.session.execute(query.statement())
+    result = await ctx.session.execute(query.statement(), await member_user_params(ctx))
     return [dict(r) for r in result.mappings()]
 
 
+async def distinct_members(ctx: WorkspaceContext, query: DistinctQuery) -> dict[str, Any]:
+    """`app.query.distinct` for members: the statement joins the members' identity."""
+    result = await ctx.session.execute(query.statement(), await member_user_params(ctx))
+    return query.page(list(result.scalars()))
+
+
 async def get_member(ctx: WorkspaceContext, user_id: uuid.UUID) -> dict[str, Any]:
-    row = (
-        (await ctx.session.execute(_member_select().where(Membership.user_id == user_id)))
-        .mappings()
-        .one_or_none()
-    )
+    stmt = _member_select().where(Membership.user_id == user_id)
+    row = (await ctx.session.execute(stmt, await member_user_params(ctx))).mappings().one_or_none()
     if row is None:
         raise NotFound("Member not found")
     return dict(row)
@@ -137,9 +140,8 @@ async def _owners_besides(ctx: WorkspaceContext, user_id: uuid.UUID) -> int:
 
 
 async def _user_attributes(ctx: WorkspaceContext, member: Membership) -> dict[str, Any]:
-    users = member_users([member.user_id])
-    stmt = select(users.c.attributes).where(users.c.user_id == member.user_id)
-    return dict((await ctx.session.execute(stmt)).scalar_one_or_none() or {})
+    rows = await member_identities(ctx, [member.user_id])
+    return dict(rows[0].attributes or {}) if rows else {}
 
 
 async def _member_access(

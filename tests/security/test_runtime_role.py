@@ -335,3 +335,31 @@ async def test_an_idle_transaction_is_ended(database, short_limits):
             await conn.fetchval("SELECT 1")
     finally:
         await conn.close()
+
+
+async def test_the_member_list_reads_identity_through_the_narrow_function(api, client):
+    """Names and emails of a workspace's members come from `warden_member_users`: sorted,
+    filtered, searched, listed distinct and paged as before, and only the workspace's own."""
+    owner, a, b, outsider = [await api.user(n) for n in ("owner", "anna", "bert", "outsider")]
+    slug = await api.workspace(owner)
+    await api.workspace(outsider)
+    for member in (a, b):
+        await api.add_member(owner, slug, member, "viewer")
+    base, h = f"/ws/{slug}/api/v1/members", owner.headers
+    listed = (await client.get(base, params={"sort": "-name"}, headers=h)).json()["data"]
+    assert [m["name"] for m in listed] == ["owner", "bert", "anna"]
+    assert {m["email"] for m in listed} == {owner.email, a.email, b.email}
+    only = (await client.get(base, params={"email": a.email}, headers=h)).json()["data"]
+    assert [m["name"] for m in only] == ["anna"]
+    found = (await client.post(f"{base}/search/name", json=["bert"], headers=h)).json()["data"]
+    assert [m["email"] for m in found] == [b.email]
+    distinct = (await client.get(f"{base}/distinct/email", headers=h)).json()["data"]
+    assert sorted(distinct) == sorted([owner.email, a.email, b.email])
+    assert outsider.email not in distinct
+    page = (await client.get(base, params={"limit": 1, "sort": "name"}, headers=h)).json()
+    second = await client.get(
+        base, params={"limit": 1, "sort": "name", "cursor": page["next_cursor"]}, headers=h
+    )
+    assert [m["name"] for m in page["data"] + second.json()["data"]] == ["anna", "bert"]
+    one = (await client.get(f"{base}/{b.id}", headers=h)).json()
+    assert (one["name"], one["email"]) == ("bert", b.email)
