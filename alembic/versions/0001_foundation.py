@@ -20,12 +20,8 @@ DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, public"
 
 def _timestamps() -> list[sa.Column]:
     return [
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     ]
 
 
@@ -56,15 +52,15 @@ def upgrade() -> None:
 
     op.create_table(
         "membership",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("app_user.id"), nullable=False),
         sa.Column("role", sa.String(40)),
         sa.Column("custom_role_id", UUID(as_uuid=True)),
         *_timestamps(),
         sa.PrimaryKeyConstraint("workspace_id", "user_id"),
-        sa.CheckConstraint("(role IS NULL) <> (custom_role_id IS NULL)", name="exactly_one_role"),
+        sa.CheckConstraint(
+            "(role IS NULL) <> (custom_role_id IS NULL)", name="exactly_one_role"
+        ),
     )
     op.create_index("ix_membership_user_id", "membership", ["user_id"])
     scope_table("membership", Scope.WORKSPACE)
@@ -88,9 +84,7 @@ def upgrade() -> None:
 
     op.create_table(
         "provider",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("id", UUID(as_uuid=True), nullable=False),
         sa.Column("provider_type", sa.String(20), nullable=False),
         sa.Column("uid", sa.String(300), nullable=False),
@@ -111,9 +105,7 @@ def upgrade() -> None:
 
     op.create_table(
         "provider_group",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("id", UUID(as_uuid=True), nullable=False),
         sa.Column("name", sa.String(100), nullable=False),
         *_timestamps(),
@@ -124,9 +116,7 @@ def upgrade() -> None:
 
     op.create_table(
         "provider_group_member",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("provider_group_id", UUID(as_uuid=True), nullable=False),
         sa.Column("provider_id", UUID(as_uuid=True), nullable=False),
         sa.PrimaryKeyConstraint("workspace_id", "provider_group_id", "provider_id"),

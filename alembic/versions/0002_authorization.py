@@ -38,20 +38,14 @@ def upgrade() -> None:
 
     op.create_table(
         "custom_role",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("id", UUID(as_uuid=True), nullable=False),
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("inherits_from", sa.String(40), nullable=False),
         sa.Column("grants", ARRAY(sa.Text), nullable=False, server_default="{}"),
         sa.Column("revokes", ARRAY(sa.Text), nullable=False, server_default="{}"),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("workspace_id", "id"),
         sa.UniqueConstraint("workspace_id", "name"),
         sa.CheckConstraint("inherits_from <> 'platform_admin'", name="no_platform_admin_base"),
@@ -69,9 +63,7 @@ def upgrade() -> None:
     # built-in role name or a custom role id.
     op.create_table(
         "role_provider_group",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("role_key", sa.String(40), nullable=False),
         sa.Column("provider_group_id", UUID(as_uuid=True), nullable=False),
         sa.PrimaryKeyConstraint("workspace_id", "role_key", "provider_group_id"),

@@ -92,9 +92,7 @@ def upgrade() -> None:
     op.create_index("ix_task_workspace_id_state", "task", ["workspace_id", "state"])
     op.create_index("ix_task_finished_at", "task", ["finished_at"])
     op.create_index(
-        "ix_task_running_updated_at",
-        "task",
-        ["updated_at"],
+        "ix_task_running_updated_at", "task", ["updated_at"],
         postgresql_where=sa.text("state = 'running'"),
     )
     scope_table("task", Scope.WORKSPACE_PROVIDER)
@@ -118,9 +116,7 @@ def upgrade() -> None:
     )
     # The sweeper's scan (through warden_outbox_pending): only rows still to deliver.
     op.create_index(
-        "ix_outbox_undone_created_at",
-        "outbox",
-        ["created_at"],
+        "ix_outbox_undone_created_at", "outbox", ["created_at"],
         postgresql_where=sa.text("done_at IS NULL"),
     )
     op.create_index("ix_outbox_workspace_id_task_id", "outbox", ["workspace_id", "task_id"])

@@ -62,8 +62,7 @@ def upgrade() -> None:
         sa.Column("audit_retention_days", sa.Integer, server_default=sa.text("365")),
     )
     op.create_check_constraint(
-        "audit_retention_days_range",
-        "workspace",
+        "audit_retention_days_range", "workspace",
         "audit_retention_days IS NULL OR audit_retention_days BETWEEN 1 AND 36500",
     )
 
@@ -82,17 +81,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("workspace_id", "seq"),
     )
     op.create_index(
-        "ix_audit_record_workspace_id_resource_id_id",
-        "audit_record",
+        "ix_audit_record_workspace_id_resource_id_id", "audit_record",
         ["workspace_id", "resource_id", "id"],
     )
     op.create_index(
         "ix_audit_record_workspace_id_created_at", "audit_record", ["workspace_id", "created_at"]
     )
     op.create_index(
-        "ix_audit_record_unsealed",
-        "audit_record",
-        ["workspace_id", "id"],
+        "ix_audit_record_unsealed", "audit_record", ["workspace_id", "id"],
         postgresql_where=sa.text("hash IS NULL"),
     )
     scope_table("audit_record", Scope.WORKSPACE)

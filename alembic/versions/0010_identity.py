@@ -149,9 +149,7 @@ def _tables() -> None:
 
     op.create_table(
         "service_key",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("id", UUID(as_uuid=True), nullable=False),
         sa.Column("created_by", UUID(as_uuid=True), sa.ForeignKey("app_user.id"), nullable=False),
         *_key_columns(),
@@ -189,9 +187,7 @@ def _tables() -> None:
 
     op.create_table(
         "idp_group_mapping",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False),
         sa.Column("id", UUID(as_uuid=True), nullable=False),
         sa.Column("group_name", sa.String(200), nullable=False),
         sa.Column("role", sa.String(40)),

@@ -37,9 +37,8 @@ def _key_columns() -> list[sa.Column]:
         sa.Column("status", sa.SmallInteger),
         sa.Column("headers", JSONB),
         sa.Column("body", sa.LargeBinary),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+                  nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     ]
 
@@ -49,17 +48,14 @@ def upgrade() -> None:
     op.add_column("task", sa.Column("lease_expires_at", sa.DateTime(timezone=True)))
     op.add_column("task", sa.Column("leased_by", sa.String(200)))
     op.create_index(
-        "ix_task_running_lease_expires_at",
-        "task",
-        ["lease_expires_at"],
+        "ix_task_running_lease_expires_at", "task", ["lease_expires_at"],
         postgresql_where=sa.text("state = 'running'"),
     )
 
     op.create_table(
         "idempotency_key",
-        sa.Column(
-            "workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"), nullable=False
-        ),
+        sa.Column("workspace_id", UUID(as_uuid=True), sa.ForeignKey("workspace.id"),
+                  nullable=False),
         sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("app_user.id"), nullable=False),
         *_key_columns(),
         sa.PrimaryKeyConstraint("workspace_id", "user_id", "key"),
