@@ -28,7 +28,7 @@ DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # (and, without its RLS policy, fails the catalog check).
 RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
-    "app_user": (),  # SELECT and UPDATE per column below; created by warden_register_user()
+    "app_user": (),  # SELECT per column below (its own row); created by warden_register_user()
     "workspace": ("SELECT", "UPDATE"),  # created only through warden_create_workspace()
     # Append-only: records are written by requests and never changed by them. Sealing and
     # retention go through the definer functions below; cuts and denials are written only there.
