@@ -53,13 +53,21 @@ def settings_problems(settings: Settings) -> list[str]:
         problems.append("WARDEN_DATABASE_URL is not set")
     if not settings.redis_url:
         problems.append("WARDEN_REDIS_URL is not set")
+    if not settings.maintenance_database_url:
+        problems.append(
+            "WARDEN_MAINTENANCE_DATABASE_URL is not set (the worker's cron jobs need it)"
+        )
+    elif settings.database_url and settings.maintenance_role == settings.runtime_role:
+        problems.append("WARDEN_MAINTENANCE_DATABASE_URL names the runtime role")
     return problems
 
 
 async def run_checks(settings: Settings, *, rls: bool, database_urls: list[str]) -> list[str]:
     problems = settings_problems(settings)
-    if settings.database_url:
-        engine = create_async_engine(settings.database_url)
+    for url in (settings.database_url, settings.maintenance_database_url):
+        if not url:
+            continue
+        engine = create_async_engine(url)
         try:
             async with engine.connect() as conn:
                 reason = await runtime_role_refusal(conn)
@@ -78,7 +86,9 @@ async def run_checks(settings: Settings, *, rls: bool, database_urls: list[str])
                 async with engine.connect() as conn:
                     problems += [
                         f"{url.split('@')[-1]}: {p}"
-                        for p in await rls_problems(conn, settings.runtime_role)
+                        for p in await rls_problems(
+                            conn, settings.runtime_role, settings.maintenance_role
+                        )
                     ]
             finally:
                 await engine.dispose()

@@ -82,7 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.logging import configure_logging
 
     settings = _settings()
-    _require(settings, "database_url", "redis_url")
+    _require(settings, "database_url", "redis_url", "maintenance_database_url")
     refuse_unsafe_start(settings)
     configure_logging("DEBUG" if settings.debug else "INFO")
     run = import_string(WORKER_ENTRY)
@@ -108,12 +108,18 @@ def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.db.hardening import DatabaseLimits
     from app.db.migrate import migrate
 
     settings = _settings()
-    if not settings.admin_database_url or not settings.database_url:
+    if (
+        not settings.admin_database_url
+        or not settings.database_url
+        or not settings.maintenance_database_url
+    ):
         print(
-            "warden migrate needs WARDEN_ADMIN_DATABASE_URL and WARDEN_DATABASE_URL",
+            "warden migrate needs WARDEN_ADMIN_DATABASE_URL, WARDEN_DATABASE_URL and "
+            "WARDEN_MAINTENANCE_DATABASE_URL",
             file=sys.stderr,
         )
         return 2
@@ -124,11 +130,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             settings.definer_role,
             settings.platform_role,
             audit_purge_grace_hours=settings.audit_purge_grace_hours,
+            maintenance_url=settings.maintenance_database_url,
+            limits=DatabaseLimits.from_settings(settings),
         )
     )
     print(
-        f"migrated; runtime role {settings.runtime_role}, function owners "
-        f"{settings.definer_role} and {settings.platform_role}"
+        f"migrated; runtime role {settings.runtime_role}, maintenance role "
+        f"{settings.maintenance_role}, function owners {settings.definer_role} and "
+        f"{settings.platform_role}"
     )
     return 0
 
@@ -156,10 +165,12 @@ def _set_platform_admin(settings: Settings, email: str, value: bool) -> int:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from app.db.hardening import owner_sees_every_user
+
     async def run() -> int:
         engine = create_async_engine(str(settings.admin_database_url))
         try:
-            async with engine.begin() as conn:
+            async with engine.begin() as conn, owner_sees_every_user(conn):
                 result = await conn.execute(
                     text("UPDATE app_user SET is_platform_admin = :v WHERE email = lower(:e)"),
                     {"v": value, "e": email},
@@ -256,10 +267,14 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
     path = data_dir / "secrets.json"
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())
+        if "maintenance_password" not in stored:  # a data folder from an earlier version
+            stored["maintenance_password"] = secrets.token_urlsafe(18)
+            path.write_text(json.dumps(stored))
         return stored
     values = {
         "jwt_secret": secrets.token_urlsafe(48),
         "runtime_password": secrets.token_urlsafe(18),
+        "maintenance_password": secrets.token_urlsafe(18),
     }
     path.write_text(json.dumps(values))
     path.chmod(0o600)
@@ -271,6 +286,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     and run the worker (a second process)."""
     from sqlalchemy.engine import make_url
 
+    from app.db.hardening import DatabaseLimits
     from app.db.migrate import ensure_database, migrate
     from app.embedded import EmbeddedPostgres, EmbeddedRedis
     from app.seed import seed_demo
@@ -298,6 +314,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
             env["WARDEN_DATABASE_URL"] = admin.set(
                 username="warden_app", password=stored["runtime_password"]
             ).render_as_string(hide_password=False)
+            env.setdefault(
+                "WARDEN_MAINTENANCE_DATABASE_URL",
+                admin.set(
+                    username="warden_maintenance", password=stored["maintenance_password"]
+                ).render_as_string(hide_password=False),
+            )
         if not env.get("WARDEN_REDIS_URL"):
             _say("Starting embedded Redis")
             rd = EmbeddedRedis(data_dir)
@@ -316,6 +338,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     str(settings.database_url),
                     settings.definer_role,
                     settings.platform_role,
+                    maintenance_url=settings.maintenance_database_url,
+                    limits=DatabaseLimits.from_settings(settings),
                 )
             )
         _say("Seeding the demo workspaces (a scan is imported by the worker once it starts)")

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # the admin URL's user owns the schema and runs migrations.
     database_url: str | None = None
     admin_database_url: str | None = None
+    # The worker's cron jobs (cross-workspace upkeep) connect as this role: it may only EXECUTE
+    # the maintenance functions, which the runtime role may not.
+    maintenance_database_url: str | None = None
     read_database_url: str | None = None
     definer_role: str = Field(
         default="warden_definer",
@@ -46,6 +49,13 @@ class Settings(BaseSettings):
 
     db_connect_timeout: float = Field(
         default=5.0, gt=0, description="seconds to open a database connection before giving up"
+    )
+    # Set on the runtime role by `warden migrate` (ALTER ROLE ... IN DATABASE ... SET).
+    db_statement_timeout_ms: int = Field(
+        default=30000, ge=100, description="longest statement the runtime role may run"
+    )
+    db_idle_in_transaction_timeout_ms: int = Field(
+        default=60000, ge=100, description="longest the runtime role may sit idle in a transaction"
     )
 
     redis_url: str | None = None
@@ -177,7 +187,9 @@ class Settings(BaseSettings):
     )
     worker_metrics_host: str = "127.0.0.1"
 
-    @field_validator("database_url", "admin_database_url", "read_database_url")
+    @field_validator(
+        "database_url", "admin_database_url", "read_database_url", "maintenance_database_url"
+    )
     @classmethod
     def _asyncpg_driver(cls, value: str | None) -> str | None:
         """Standard `postgres://` and `postgresql://` URLs get the driver Warden uses."""
@@ -210,6 +222,16 @@ class Settings(BaseSettings):
         name = make_url(self.database_url).username
         if not name:
             raise RuntimeError("WARDEN_DATABASE_URL must name the runtime role as its user")
+        return name
+
+    @property
+    def maintenance_role(self) -> str | None:
+        """The maintenance role's name, from its URL (None when the URL is not set)."""
+        if not self.maintenance_database_url:
+            return None
+        name = make_url(self.maintenance_database_url).username
+        if not name:
+            raise RuntimeError("WARDEN_MAINTENANCE_DATABASE_URL must name the maintenance role")
         return name
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,7 +46,7 @@ from app.security import idempotency
 from app.security.deps import record_denial
 from app.security.providers import BearerSignIns, configured
 from app.services import outbox
-from app.unavailable import log_failure, retry_while_unavailable
+from app.unavailable import retry_while_unavailable
 
 log = logging.getLogger("warden.main")
 
@@ -63,21 +61,6 @@ Use **Authorize** with your email and password (OAuth2 password flow) to try the
 
 class UnsafeDatabaseRole(RuntimeError):
     pass
-
-
-async def _relay_leftovers(app: FastAPI) -> int:
-    """On startup, send jobs a previous process committed but never handed to Redis."""
-    settings = app.state.settings
-    try:
-        return await outbox.sweep(
-            app.state.db,
-            app.state.arq,
-            settings.job_queue_name,
-            settings.outbox_redeliver_seconds,
-        )
-    except Exception as exc:  # noqa: BLE001 - the worker's sweeper retries; serving must go on
-        log_failure(log, "startup outbox relay failed", exc)
-        return 0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -95,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ConnectionPool.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=1),
             default_queue_name=settings.job_queue_name,
         )
-        startup_relay: asyncio.Task[int] | None = None
+        # Jobs a previous process committed but never handed to Redis are the worker's to send
+        # (its startup and its sweeper, as the maintenance role): the runtime role sees no
+        # workspace's outbox without that workspace's context.
         try:
 
             async def role_refusal() -> str | None:
@@ -113,13 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.db = db
             app.state.redis = redis
             app.state.arq = arq
-            startup_relay = asyncio.create_task(_relay_leftovers(app))
             yield
         finally:
-            if startup_relay is not None:
-                startup_relay.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await startup_relay
             await arq.aclose(close_connection_pool=True)
             await redis.aclose()
             await db.dispose()

@@ -82,9 +82,11 @@ async def _flag_platform_admin(admin_url: str) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from app.db.hardening import owner_sees_every_user
+
     engine = create_async_engine(admin_url)
     try:
-        async with engine.begin() as conn:
+        async with engine.begin() as conn, owner_sees_every_user(conn):
             await conn.execute(
                 text("UPDATE app_user SET is_platform_admin = true WHERE email = :e"),
                 {"e": PLATFORM_ADMIN},

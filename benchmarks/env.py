@@ -3,7 +3,7 @@
 PostgreSQL: `--database-url`, else `BENCH_DATABASE_URL`, else the machine's default server
 (postgresql://postgres@127.0.0.1:5432/postgres); when none answers, an embedded server
 (`app.embedded`) in a temporary folder. Redis likewise (`BENCH_REDIS_URL`, default
-redis://127.0.0.1:6379/0). The database and its four roles get unique names, are migrated with
+redis://127.0.0.1:6379/0). The database and its five roles get unique names, are migrated with
 the real migrations, and are dropped at the end.
 """
 
@@ -104,6 +104,8 @@ class BenchDatabase:
     definer_role: str
     platform_role: str
     bypass_role: str
+    maintenance_url: str = ""  # the worker's cron role (may run only the upkeep functions)
+    maintenance_role: str = ""
 
     def dsn(self, which: str) -> str:
         """asyncpg DSN for 'admin', 'runtime' or 'bypass'."""
@@ -119,7 +121,10 @@ async def bench_database(servers: Servers) -> AsyncIterator[BenchDatabase]:
     """A fresh database migrated to head, its roles, and a BYPASSRLS reader; dropped at exit."""
     server = make_url(sqlalchemy_url(servers.postgres_url))
     name = _unique("warden_bench")
-    roles = {k: _unique(f"warden_bench_{k}") for k in ("app", "definer", "platform", "bypass")}
+    roles = {
+        k: _unique(f"warden_bench_{k}")
+        for k in ("app", "definer", "platform", "bypass", "maintenance")
+    }
     password = secrets.token_hex(12)
     root = await asyncpg.connect(asyncpg_dsn(servers.postgres_url))
     await root.execute(f"CREATE DATABASE {quote_ident(name)}")
@@ -137,9 +142,17 @@ async def bench_database(servers: Servers) -> AsyncIterator[BenchDatabase]:
         definer_role=roles["definer"],
         platform_role=roles["platform"],
         bypass_role=roles["bypass"],
+        maintenance_url=url(roles["maintenance"]),
+        maintenance_role=roles["maintenance"],
     )
     try:
-        await migrate(db.admin_url, db.runtime_url, db.definer_role, db.platform_role)
+        await migrate(
+            db.admin_url,
+            db.runtime_url,
+            db.definer_role,
+            db.platform_role,
+            maintenance_url=db.maintenance_url,
+        )
         conn = await asyncpg.connect(db.dsn("admin"))
         try:
             bypass = quote_ident(db.bypass_role)

@@ -136,6 +136,7 @@ def server_env(db: BenchDatabase, redis_url: str) -> dict[str, str]:
     return {
         "WARDEN_ENVIRONMENT": "production",
         "WARDEN_DATABASE_URL": db.runtime_url,
+        "WARDEN_MAINTENANCE_DATABASE_URL": db.maintenance_url,
         "WARDEN_REDIS_URL": redis_url,
         "WARDEN_JWT_SECRET": secrets.token_urlsafe(48),
         "WARDEN_ACCESS_TOKEN_TTL_SECONDS": "86400",  # a long run must not outlive its tokens

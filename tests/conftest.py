@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import Settings
 from app.db.migrate import migrate
+from app.db.session import Database
 from app.main import create_app
 from tests import cluster
 from tests.helpers import Api
@@ -29,12 +30,13 @@ def servers() -> Iterator[Servers]:
 
 @pytest.fixture(scope="session")
 async def database(servers: Servers) -> AsyncIterator[dict[str, Any]]:
-    """A fresh database with its own runtime and definer roles, migrated to head: on the
-    PostgreSQL server, or on every node of the Citus cluster when `TEST_CITUS_URL` is set."""
+    """A fresh database with its own runtime, maintenance and definer roles, migrated to head:
+    on the PostgreSQL server, or on every node of the Citus cluster when `TEST_CITUS_URL` is
+    set."""
     name = unique("warden_test")
     runtime, definer = unique("warden_app"), unique("warden_definer")
-    platform = unique("warden_platform")
-    roles = [runtime, definer, platform]
+    platform, maintenance = unique("warden_platform"), unique("warden_maintenance")
+    roles = [runtime, maintenance, definer, platform]
     password = secrets.token_hex(12)
     if servers.citus_url:
         node_urls = await cluster.create_database(servers.citus_url, name)
@@ -46,13 +48,27 @@ async def database(servers: Servers) -> AsyncIterator[dict[str, Any]]:
         .set(username=runtime, password=password)
         .render_as_string(hide_password=False)
     )
+    maintenance_url = (
+        make_url(admin_url)
+        .set(username=maintenance, password=secrets.token_hex(12))
+        .render_as_string(hide_password=False)
+    )
     try:
         # Deleted workspaces go at once (the tamper tests set a grace period themselves).
-        await migrate(admin_url, runtime_url, definer, platform, audit_purge_grace_hours=0)
+        await migrate(
+            admin_url,
+            runtime_url,
+            definer,
+            platform,
+            audit_purge_grace_hours=0,
+            maintenance_url=maintenance_url,
+        )
         yield {
             "admin_url": admin_url,
             "runtime_url": runtime_url,
             "runtime_role": runtime,
+            "maintenance_url": maintenance_url,
+            "maintenance_role": maintenance,
             "definer_role": definer,
             "platform_role": platform,
             "name": name,
@@ -93,6 +109,7 @@ def make_settings(database: dict[str, str], servers: Servers, **overrides: Any) 
         "environment": "test",
         "database_url": database["runtime_url"],
         "admin_database_url": database["admin_url"],
+        "maintenance_database_url": database["maintenance_url"],
         "definer_role": database["definer_role"],
         "platform_role": database["platform_role"],
         "redis_url": servers.redis_url,
@@ -150,3 +167,20 @@ async def runtime_engine(database: dict[str, str]) -> AsyncIterator[AsyncEngine]
     engine = create_async_engine(database["runtime_url"])
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def maintenance_engine(database: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database["maintenance_url"])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def maintenance_db(settings: Settings) -> AsyncIterator[Database]:
+    """The worker's cron pool: the maintenance role, the only one that runs upkeep."""
+    from workers.settings import maintenance_database
+
+    db = maintenance_database(settings)
+    yield db
+    await db.dispose()

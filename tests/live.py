@@ -32,6 +32,11 @@ def env_for(settings, **extra: str) -> dict[str, str]:
             "WARDEN_JOB_QUEUE_NAME": f"{settings.job_queue_name}:e2e:{uuid.uuid4().hex[:8]}",
             "WARDEN_WORKER_POLL_DELAY": "0.1",
             "PYTHONPATH": str(ROOT),
+            **(
+                {"WARDEN_MAINTENANCE_DATABASE_URL": settings.maintenance_database_url}
+                if settings.maintenance_database_url
+                else {}
+            ),
             **extra,
         }
     )

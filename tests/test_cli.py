@@ -55,9 +55,12 @@ async def test_migrate_is_idempotent(database, admin_engine):
         database["runtime_url"],
         database["definer_role"],
         database["platform_role"],
+        maintenance_url=database["maintenance_url"],
     )
     async with admin_engine.connect() as conn:
-        assert await rls_problems(conn, database["runtime_role"]) == []
+        assert (
+            await rls_problems(conn, database["runtime_role"], database["maintenance_role"]) == []
+        )
         head = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     from alembic.script import ScriptDirectory
 

@@ -19,7 +19,7 @@ from arq.worker import Function, func
 from app import metrics
 from app.config import Settings, get_settings
 from app.db.catalog import runtime_role_refusal
-from app.db.session import Database
+from app.db.session import Database, make_engine
 from app.jobs import (
     CRON_AUDIT_RETENTION,
     CRON_AUDIT_SEAL,
@@ -112,13 +112,25 @@ async def observed(
         )
 
 
+def maintenance_database(settings: Settings) -> Database:
+    """The cron jobs' own small pool, as the maintenance role."""
+    if not settings.maintenance_database_url:
+        raise RuntimeError("WARDEN_MAINTENANCE_DATABASE_URL is not set")
+    return Database(make_engine(settings.maintenance_database_url, settings, pool_size=2))
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     db = Database.from_settings(settings, pool_size=settings.worker_max_jobs * 2 + 2)
+    maintenance = maintenance_database(settings)
 
     async def role_refusal() -> str | None:
-        async with db.engine.connect() as conn:
-            return await runtime_role_refusal(conn)
+        for engine in (db.engine, maintenance.engine):
+            async with engine.connect() as conn:
+                reason = await runtime_role_refusal(conn)
+            if reason:
+                return reason
+        return None
 
     # Started while the database is down (or restarting): wait for it.
     reason = await retry_while_unavailable(
@@ -129,16 +141,19 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     if reason:
         await db.dispose()
+        await maintenance.dispose()
         raise UnsafeDatabaseRole(f"refusing to run jobs: {reason}")
     ctx["db"] = db
+    ctx["maintenance_db"] = maintenance
     # Jobs that jobs write (e.g. notifications) are sent when their transaction commits.
     db.relay = outbox.Relay(db, ctx["redis"], settings.job_queue_name)
     metrics.watch_pool(db.engine, "worker")
+    metrics.watch_pool(maintenance.engine, "maintenance")
     ctx["metrics_server"] = await metrics_server.start(ctx, settings)
     try:
         await cron_jobs.maintain_partitions(ctx)
         sent = await outbox.sweep(
-            db, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
+            maintenance, ctx["redis"], settings.job_queue_name, settings.outbox_redeliver_seconds
         )
         if sent:
             log.info("delivered %d jobs left in the outbox", sent)
@@ -153,9 +168,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     server = ctx.pop("metrics_server", None)
     if server is not None:
         server.close()
-    db = ctx.pop("db", None)
-    if db is not None:
-        await db.dispose()
+    for name in ("db", "maintenance_db"):
+        db = ctx.pop(name, None)
+        if db is not None:
+            await db.dispose()
 
 
 class WorkerSettings:

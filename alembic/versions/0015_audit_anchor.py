@@ -20,7 +20,7 @@ trail may be purged, a chain head that never restarts, and incremental verificat
   one run per workspace at a time.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 """
 
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ from app.db.citus import CITUS_SQL
 from app.db.rls import Scope, create_table
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,11 @@ Reads the catalog of one database and lists every violation of SPEC section 2. A
 means: every table is either on the short global list or scoped with RLS enabled + forced and
 exactly the one expected permissive policy; no restrictive policy exists; keys between scoped
 tables carry `workspace_id`; the runtime role cannot bypass anything; views run as the invoker;
-SECURITY DEFINER functions pin `search_path`; partitions carry the same enabled + forced RLS and
-policy as any scoped table, and the runtime role holds no privilege on them.
+SECURITY DEFINER functions pin `search_path` with `pg_temp` last; partitions carry the same
+enabled + forced RLS and policy as any scoped table, and the runtime role holds no privilege on
+them. Beyond tables (`app.db.hardening`): only the maintenance role may execute the maintenance
+functions, and it may do nothing else; no login role (nor PUBLIC) may create temporary tables
+or use large objects; the runtime role has its statement and idle-in-transaction timeouts.
 
 On a Citus node the same holds for every shard the node stores (Citus hides them from
 `pg_class`; the check reveals them and judges each by its table), the extension's own objects
@@ -19,12 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.citus import distribution_problems, node_kind, reveal_shards
+from app.db.hardening import LARGE_OBJECT_FUNCTIONS
 from app.db.rls import POLICY_NAME, expected_scopes, normalize_predicate
+from app.db.roles import MAINTENANCE_FUNCTIONS
 
 # Tables without tenant scope, each for a reason.
 GLOBAL_TABLES = {
     "alembic_version": "migration bookkeeping; the runtime role has no privilege on it",
-    "app_user": "identity is global; password_hash is not readable by the runtime role",
 }
 
 FORBIDDEN_PRIVILEGES = ("TRUNCATE", "REFERENCES", "TRIGGER")
@@ -40,7 +44,10 @@ async def _rows(conn: AsyncConnection, sql: str, **params: object) -> list:
     return list((await conn.execute(text(sql), params)).mappings().all())
 
 
-async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
+async def rls_problems(
+    conn: AsyncConnection, runtime_role: str, maintenance_role: str | None = None
+) -> list[str]:
+    """Every violation; the maintenance role's own checks only when it is named."""
     problems: list[str] = []
     node = await node_kind(conn)
     if node == "coordinator":
@@ -113,6 +120,7 @@ async def rls_problems(conn: AsyncConnection, runtime_role: str) -> list[str]:
     problems += await _key_problems(conn, scoped)
     problems += await _role_problems(conn, runtime_role)
     problems += await _object_problems(conn)
+    problems += await _login_problems(conn, runtime_role, maintenance_role)
     return problems
 
 
@@ -237,6 +245,152 @@ async def _object_problems(conn: AsyncConnection) -> list[str]:
     problems += [
         f"SECURITY DEFINER function {d['proname']} does not pin search_path" for d in definers
     ]
+    paths = await _rows(
+        conn,
+        f"""
+        SELECT p.proname, substring(cfg FROM '^search_path=(.*)$') AS path
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
+             unnest(p.proconfig) cfg
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosecdef
+          AND cfg LIKE 'search_path=%'
+          AND {NOT_EXTENSION.format(catalog="pg_proc", oid="p.oid")}
+        """,
+    )
+    for p in paths:
+        schemas = [part.strip().strip('"') for part in p["path"].split(",")]
+        if schemas[-1] != "pg_temp":
+            problems.append(
+                f"SECURITY DEFINER function {p['proname']} does not put pg_temp last in its "
+                f"search_path ({p['path']})"
+            )
+    return problems
+
+
+TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout")
+
+
+async def _login_problems(
+    conn: AsyncConnection, runtime_role: str, maintenance_role: str | None
+) -> list[str]:
+    """What the login roles may do beyond tables: the maintenance functions (the maintenance
+    role's alone), temporary tables and large objects (nobody's), the runtime role's timeouts,
+    and the maintenance role's lack of anything else."""
+    problems: list[str] = []
+    maintenance = sorted(MAINTENANCE_FUNCTIONS)
+    logins = [("runtime", runtime_role)]
+    if maintenance_role:
+        found = await _rows(
+            conn,
+            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles "
+            "WHERE rolname = :r",
+            r=maintenance_role,
+        )
+        if not found:
+            problems.append(f"maintenance role {maintenance_role} does not exist")
+            maintenance_role = None
+        else:
+            for attribute, held in found[0].items():
+                if held:
+                    problems.append(f"maintenance role {maintenance_role} has {attribute[3:]}")
+            logins.append(("maintenance", maintenance_role))
+    for fn in maintenance:
+        if (await conn.execute(text("SELECT to_regprocedure(:f)"), {"f": fn})).scalar() is None:
+            continue  # an earlier revision
+        held = (
+            await _rows(
+                conn,
+                "SELECT has_function_privilege(:r, :f, 'EXECUTE') AS rt, "
+                "has_function_privilege('public', :f, 'EXECUTE') AS pub",
+                r=runtime_role,
+                f=fn,
+            )
+        )[0]
+        if held["rt"]:
+            problems.append(f"runtime role {runtime_role} may execute maintenance function {fn}")
+        if held["pub"]:
+            problems.append(f"PUBLIC may execute maintenance function {fn}")
+        if maintenance_role:
+            ok = await conn.execute(
+                text("SELECT has_function_privilege(:r, :f, 'EXECUTE')"),
+                {"r": maintenance_role, "f": fn},
+            )
+            if not ok.scalar():
+                problems.append(f"maintenance role {maintenance_role} may not execute {fn}")
+    if maintenance_role:
+        problems += await _maintenance_problems(conn, maintenance_role, maintenance)
+    for kind, role in [*logins, ("PUBLIC", "public")]:
+        label = "PUBLIC" if kind == "PUBLIC" else f"{kind} role {role}"
+        temp = await conn.execute(
+            text("SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')"),
+            {"r": role},
+        )
+        if temp.scalar():
+            problems.append(f"{label} may create temporary tables")
+        large = await _rows(
+            conn,
+            """
+            SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
+            WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY (:names)
+              AND has_function_privilege(:r, p.oid, 'EXECUTE')
+            """,
+            r=role,
+            names=list(LARGE_OBJECT_FUNCTIONS),
+        )
+        problems += [f"{label} may execute large-object function {x['fn']}" for x in large]
+    settings = await conn.execute(
+        text(
+            "SELECT s.setconfig FROM pg_db_role_setting s "
+            "JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE r.rolname = :r AND d.datname = current_database()"
+        ),
+        {"r": runtime_role},
+    )
+    configured = dict(item.split("=", 1) for item in (settings.scalar() or []) if "=" in item)
+    for name in TIMEOUTS:
+        if configured.get(name, "0") in ("0", ""):
+            problems.append(f"runtime role {runtime_role} has no {name} in this database")
+    return problems
+
+
+async def _maintenance_problems(
+    conn: AsyncConnection, role: str, maintenance: list[str]
+) -> list[str]:
+    """The maintenance role holds nothing but EXECUTE on the maintenance functions."""
+    tables = await _rows(
+        conn,
+        f"""
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+          AND has_table_privilege(:r, c.oid,
+                'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+          AND {NOT_EXTENSION.format(catalog="pg_class", oid="c.oid")}
+        """,
+        r=role,
+    )
+    problems = [f"maintenance role {role} has privileges on {t['relname']}" for t in tables]
+    others = await _rows(
+        conn,
+        f"""
+        SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+          AND has_function_privilege(:r, p.oid, 'EXECUTE')
+          AND p.oid NOT IN (SELECT to_regprocedure(x)::oid
+                            FROM unnest(CAST(:maintenance AS text[])) x
+                            WHERE to_regprocedure(x) IS NOT NULL)
+          AND {NOT_EXTENSION.format(catalog="pg_proc", oid="p.oid")}
+        """,
+        r=role,
+        maintenance=maintenance,
+    )
+    problems += [f"maintenance role {role} may execute {o['fn']}" for o in others]
+    owned = await _rows(
+        conn,
+        "SELECT c.relname AS name FROM pg_class c JOIN pg_roles o ON o.oid = c.relowner "
+        "WHERE o.rolname = :r UNION ALL SELECT p.proname FROM pg_proc p "
+        "JOIN pg_roles o ON o.oid = p.proowner WHERE o.rolname = :r",
+        r=role,
+    )
+    problems += [f"maintenance role {role} owns {o['name']}" for o in owned]
     return problems
 
 

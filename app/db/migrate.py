@@ -1,5 +1,6 @@
 """`warden migrate`: roles (on Citus, and their logins between nodes), then Alembic (as the
-owner), then (on Citus) the distribution of tables still local, then privileges."""
+owner), then (on Citus) the distribution of tables still local, then privileges and limits
+(`app.db.hardening`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from alembic import command
 from app.db.citus import distribute_schema
+from app.db.hardening import DatabaseLimits, apply_limits, ensure_maintenance_role
 from app.db.roles import Roles, apply_privileges, ensure_roles, node_logins
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,17 +42,34 @@ async def migrate(
     platform_role: str,
     revision: str = "head",
     audit_purge_grace_hours: int | None = None,
+    *,
+    maintenance_url: str | None = None,
+    limits: DatabaseLimits | None = None,
 ) -> None:
     """Bring schema, roles and grants of the admin URL's database up to `revision`; set the
-    grace period before a deleted workspace's audit trail may be purged (None: keep it)."""
+    grace period before a deleted workspace's audit trail may be purged (None: keep it).
+    Without `maintenance_url` no maintenance role is made, and nobody may run the maintenance
+    functions (the worker's cron jobs need it)."""
     runtime = make_url(runtime_url)
     if not runtime.username:
         raise RuntimeError("the runtime database URL must name its role")
-    roles = Roles(runtime=runtime.username, definer=definer_role, platform=platform_role)
+    maintenance = make_url(maintenance_url) if maintenance_url else None
+    if maintenance is not None and not maintenance.username:
+        raise RuntimeError("the maintenance database URL must name its role")
+    if maintenance is not None and maintenance.username == runtime.username:
+        raise RuntimeError("the maintenance role must not be the runtime role")
+    roles = Roles(
+        runtime=runtime.username,
+        definer=definer_role,
+        platform=platform_role,
+        maintenance=maintenance.username if maintenance is not None else None,
+    )
     engine = create_async_engine(admin_url)
     try:
         async with engine.begin() as conn:
             await ensure_roles(conn, roles, runtime.password)
+            if maintenance is not None and maintenance.username:
+                await ensure_maintenance_role(conn, maintenance.username, maintenance.password)
         async with engine.begin() as conn:
             await node_logins(conn, roles, runtime.password)
         async with engine.begin() as conn:
@@ -61,6 +80,7 @@ async def migrate(
             await apply_privileges(conn, roles)
             if audit_purge_grace_hours is not None:
                 await set_purge_grace(conn, audit_purge_grace_hours)
+            await apply_limits(conn, roles, limits or DatabaseLimits())
     finally:
         await engine.dispose()
 

@@ -48,6 +48,8 @@ class Scope(enum.Enum):
     WORKSPACE_USER = f"{WORKSPACE_PREDICATE} AND {USER_PREDICATE}"
     # The workspace table itself: a workspace sees only its own row.
     WORKSPACE_ROW = f"id = {_setting_uuid(WORKSPACE_SETTING)}"
+    # The user table: a user sees (and the runtime role may reach) only their own row.
+    USER_ROW = f"id = {_setting_uuid(USER_SETTING)}"
     # Tables hanging off a provider (a `provider_id` column), and the provider table itself:
     # the workspace, and provider-group visibility.
     WORKSPACE_PROVIDER = f"{WORKSPACE_PREDICATE} AND {_visible('provider_id')}"
@@ -62,7 +64,7 @@ class Scope(enum.Enum):
     def distribution_column(self) -> str | None:
         """On Citus, the column a table under this policy is distributed by (None: a reference
         table, replicated to every node)."""
-        if self is Scope.WORKSPACE_ROW:
+        if self in (Scope.WORKSPACE_ROW, Scope.USER_ROW):
             return None
         return "user_id" if self is Scope.USER else "workspace_id"
 
@@ -75,6 +77,8 @@ def expected_scopes(
     member."""
     if table == "workspace":
         return {Scope.WORKSPACE_ROW}
+    if table == "app_user":
+        return {Scope.USER_ROW}
     if table == "provider":
         return {Scope.PROVIDER_ROW}
     if "workspace_id" in columns and "provider_id" in columns:

@@ -1,7 +1,10 @@
 """Database roles and privileges, reconciled by `warden migrate` after Alembic has run.
 
 Invariant: the runtime role can log in, owns nothing, is NOSUPERUSER/NOBYPASSRLS and holds only
-the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER). The definer role cannot
+the DML privileges listed here (never TRUNCATE, REFERENCES or TRIGGER), EXECUTE on the definer
+functions except the maintenance ones, and no TEMPORARY on the database. The maintenance role
+(optional here; the worker's cron jobs need it) can log in, owns nothing, holds no table
+privilege and may EXECUTE only `MAINTENANCE_FUNCTIONS`. The definer role cannot
 log in (on Citus it can, with a secret only the nodes know: Citus reaches other nodes as the
 function's owner); it owns the narrow SECURITY DEFINER functions and may read (or, for
 workspace creation, the outbox, tasks, audit sealing, retention and denials, write) exactly the
@@ -25,7 +28,7 @@ DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # (and, without its RLS policy, fails the catalog check).
 RUNTIME_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "alembic_version": (),
-    "app_user": (),  # SELECT and UPDATE per column below; created by warden_register_user()
+    "app_user": (),  # SELECT per column below (its own row); created by warden_register_user()
     # Created only through warden_create_workspace(); UPDATE per column below: never the
     # deletion mark (warden_mark_workspace_deleted() sets it, nothing clears it).
     "workspace": ("SELECT",),
@@ -57,8 +60,10 @@ _KEY_COLUMNS = (
     "revoked_at",
     "created_at",
 )
-# Never password_hash (read only via warden_login_lookup); never is_platform_admin for UPDATE
-# (granted by the installation with `warden platform-admin`).
+# Users: the runtime role reads only its own row (the policy on `app_user` keys it by
+# `app.current_user_id`), never password_hash (login reads it through warden_login_lookup), and
+# updates nothing: a password changes through warden_change_password (compare-and-swap on the
+# current hash), other users are reached only through the narrow functions below.
 RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     "app_user": {
         "SELECT": (
@@ -71,7 +76,6 @@ RUNTIME_COLUMN_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
             "created_at",
             "updated_at",
         ),
-        "UPDATE": ("email", "name", "attributes", "is_active", "password_hash", "updated_at"),
     },
     "api_key": {
         "SELECT": ("user_id", "bound_workspace_id", *_KEY_COLUMNS),
@@ -139,6 +143,15 @@ class DefinerFunction:
 
 DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     DefinerFunction("warden_login_lookup(text)", reads=("app_user",)),
+    # Other users, never in bulk: the members of the workspace in context (for a user who is
+    # one of them), an active user by exact email; the own password by compare-and-swap.
+    DefinerFunction("warden_member_users(uuid[])", reads=("app_user", "membership")),
+    DefinerFunction("warden_user_by_email(text)", reads=("app_user", "membership")),
+    DefinerFunction(
+        "warden_change_password(text, text)",
+        reads=("app_user",),
+        updates=(("app_user", ("password_hash", "updated_at")),),
+    ),
     # Registration: a new user with the columns' defaults (never a platform admin), and its
     # first security event.
     DefinerFunction(
@@ -316,6 +329,24 @@ DEFINER_FUNCTIONS: tuple[DefinerFunction, ...] = (
     ),
 )
 
+# Cross-workspace upkeep, executable only by the maintenance role (the worker's cron jobs,
+# WARDEN_MAINTENANCE_DATABASE_URL), never by the runtime role. Each is in DEFINER_FUNCTIONS.
+MAINTENANCE_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "warden_outbox_pending(integer, integer)",
+        "warden_outbox_mark_sent(uuid[])",
+        "warden_prune_tasks(integer, integer)",
+        "warden_expire_stuck_tasks(integer)",
+        "warden_expired_task_leases(integer, integer)",
+        "warden_prune_idempotency_keys()",
+        "warden_create_finding_partition(date)",
+        "warden_finding_default_rows()",
+        "warden_audit_seal(integer)",
+        "warden_audit_retention(integer, integer)",
+        "warden_deletions_due(integer)",
+    }
+)
+
 # Partitioned tables owned by the definer role (with every partition), so that a definer
 # function may create partitions at run time.
 DEFINER_OWNED_TABLES: tuple[str, ...] = ("finding",)
@@ -339,6 +370,7 @@ class Roles:
     runtime: str
     definer: str
     platform: str
+    maintenance: str | None = None  # None: the maintenance functions are nobody's to run
 
     @property
     def function_owners(self) -> tuple[str, ...]:
@@ -464,10 +496,11 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
 
         await conn.execute(text(SEQUENTIAL))
     database = (await conn.execute(text("SELECT current_database()"))).scalar_one()
-    await conn.execute(
-        text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(database)} TO {rt}")
-    )
-    await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {rt}, {df}, {pf}"))
+    mt = quote_ident(roles.maintenance) if roles.maintenance else None
+    logins = f"{rt}, {mt}" if mt else rt
+    # CONNECT only (no TEMPORARY: app.db.hardening revokes it from PUBLIC too).
+    await conn.execute(text(f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {logins}"))
+    await conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {logins}, {df}, {pf}"))
     await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     # Only for warden_create_finding_partition (new partitions of a table it owns).
     await conn.execute(text(f"GRANT CREATE ON SCHEMA public TO {df}"))
@@ -490,7 +523,7 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
     ).all()
     for table, is_partition in tables:
         t = quote_ident(table)
-        await conn.execute(text(f"REVOKE ALL ON {t} FROM {rt}, {df}, {pf}, PUBLIC"))
+        await conn.execute(text(f"REVOKE ALL ON {t} FROM {logins}, {df}, {pf}, PUBLIC"))
         if table in owned:
             # An owner's own privileges can be revoked too; the partition function needs them.
             await conn.execute(text(f"GRANT {', '.join(DML)} ON {t} TO {df}"))
@@ -511,8 +544,11 @@ async def apply_privileges(conn: AsyncConnection, roles: Roles) -> None:
             continue  # not yet: a migration to an earlier revision
         owner = pf if fn.platform else df
         await conn.execute(text(f"ALTER FUNCTION {fn.signature} OWNER TO {owner}"))
-        await conn.execute(text(f"REVOKE ALL ON FUNCTION {fn.signature} FROM PUBLIC"))
-        await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
+        await conn.execute(text(f"REVOKE ALL ON FUNCTION {fn.signature} FROM PUBLIC, {logins}"))
+        if fn.signature not in MAINTENANCE_FUNCTIONS:
+            await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {rt}"))
+        elif mt:
+            await conn.execute(text(f"GRANT EXECUTE ON FUNCTION {fn.signature} TO {mt}"))
         existing = {name for name, _ in tables}
         for table in (t for t in fn.reads if t in existing):  # an earlier revision has fewer
             await conn.execute(text(f"GRANT SELECT ON {quote_ident(table)} TO {owner}"))

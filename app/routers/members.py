@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.query import DistinctQuery, ListQuery, distinct
+from app.query import DistinctQuery, ListQuery
 from app.schemas.common import DistinctPage, Page
 from app.schemas.role import MemberUpdate
 from app.schemas.workspace import MemberCreate, MemberOut
@@ -42,7 +42,7 @@ async def distinct_members(
     ctx: Reader, query: Annotated[DistinctQuery, Depends(MEMBERS.distinct_query)]
 ) -> dict[str, Any]:
     """The distinct values of `field` among the members (filters apply)."""
-    return await distinct(ctx, query)
+    return await members.distinct_members(ctx, query)
 
 
 ROLE_UNKNOWN: dict[int | str, dict[str, Any]] = {

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -57,6 +57,8 @@ class Identity:
     groups: tuple[str, ...] = ()
     expires_at: int | None = None  # when the proof itself expires (an IdP token)
     needs_rehash: bool = False  # a password hash below the configured cost
+    # The stored hash that was verified (the rehash replaces exactly it); never shown.
+    password_hash: str | None = field(default=None, repr=False)
 
     @property
     def external(self) -> bool:
@@ -102,6 +104,7 @@ class PasswordProvider:
             self.name,
             user_id=row["user_id"],
             needs_rehash=hasher(self.settings).check_needs_rehash(stored),
+            password_hash=stored,
         )
 
 

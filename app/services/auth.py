@@ -208,13 +208,11 @@ async def login(
         identity = await providers.authenticate(tx, PasswordCredentials(email, password))
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
-        if identity.needs_rehash:
-            # Keep every stored hash at the configured cost (and login timing uniform).
-            await tx.session.execute(
-                update(User)
-                .where(User.id == user_id)
-                .values(password_hash=await hash_password(settings, password))
-            )
+        if identity.needs_rehash and identity.password_hash:
+            # Keep every stored hash at the configured cost (and login timing uniform); only
+            # the hash just verified is replaced (a concurrent change of password wins).
+            rehashed = await hash_password(settings, password)
+            await swap_password_hash(tx, identity.password_hash, rehashed)
         if await mfa.is_on(tx.session, user_id):
             await _event(tx, client, user_id, "login_password")
             challenge = MfaChallenge(
@@ -379,6 +377,15 @@ async def logout(ctx: UserContext) -> None:
     await _revoke_family(ctx.session, ctx.principal.user_id, ctx.principal.family_id)
 
 
+async def swap_password_hash(tx: Transaction, current_hash: str, new_hash: str) -> bool:
+    """Replace the password hash of the user in context, only if it is still `current_hash`
+    (the runtime role cannot write the column; `warden_change_password` compares and swaps)."""
+    rows = await tx.fetch(
+        "SELECT warden_change_password($1, $2) AS swapped", current_hash, new_hash
+    )
+    return bool(rows[0]["swapped"])
+
+
 async def change_password(
     ctx: UserContext,
     redis: Redis | None,
@@ -393,12 +400,11 @@ async def change_password(
     email = (await session.execute(select(User.email).where(User.id == user_id))).scalar_one()
     await _refuse_when_throttled(redis, settings, email, client.ip, "attempts")
     rows = await ctx.tx.fetch("SELECT password_hash FROM warden_login_lookup($1)", email)
-    if not await verify_password(settings, rows[0]["password_hash"] if rows else None, current):
+    stored = rows[0]["password_hash"] if rows else None
+    if not await verify_password(settings, stored, current):
         raise BadRequest("The current password is wrong")  # the attempt stays counted
-    await session.execute(
-        update(User)
-        .where(User.id == user_id)
-        .values(password_hash=await hash_password(settings, new))
-    )
+    assert stored is not None
+    if not await swap_password_hash(ctx.tx, stored, await hash_password(settings, new)):
+        raise Conflict("The password was changed meanwhile; try again")
     await _revoke(session, AuthSession.user_id == user_id)
     await throttle.succeeded(redis, settings, email, client.ip)

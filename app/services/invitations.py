@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import case, func, select, text
 
 from app.db.base import new_id
-from app.db.models import Invitation, Membership, User
+from app.db.models import Invitation, Membership
 from app.db.models.invitation import INVITATION_STATES
 from app.db.transaction import Transaction
 from app.errors import Conflict, NotFound
@@ -30,6 +30,7 @@ from app.security.permissions import ROLE_NAMES
 from app.security.principal import UserContext, WorkspaceContext
 from app.services import notifications
 from app.services.roles import ensure_caller_may_give, resolve_role, role_access
+from app.services.users import user_by_email
 
 
 def _state() -> Any:
@@ -125,16 +126,12 @@ async def create_invitation(
     already a member or already hold a pending invitation."""
     email = data.email.lower()
     builtin, custom_id, custom = await resolve_role(ctx, data.role)
-    user = (
-        await ctx.session.execute(
-            select(User.id, User.attributes).where(User.email == email, User.is_active)
-        )
-    ).one_or_none()
+    user = await user_by_email(ctx, email)
     target = await role_access(ctx, builtin, custom, user.attributes if user else {})
     label = custom.name if custom else data.role
     await ensure_caller_may_give(ctx, target, f"invite someone as '{label}'")
     if user is not None:
-        member = select(Membership.user_id).where(Membership.user_id == user.id)
+        member = select(Membership.user_id).where(Membership.user_id == user.user_id)
         if (await ctx.session.execute(member)).first() is not None:
             raise Conflict("This user is already a member")
     pending = select(Invitation.id).where(

@@ -9,29 +9,30 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import CustomRole, Membership, User
+from app.db.models import CustomRole, Membership
 from app.errors import Conflict, NotFound
-from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
+from app.query import DistinctQuery, Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import MemberUpdate
 from app.security.escalation import Access
 from app.security.permissions import ROLE_NAMES
 from app.security.principal import WorkspaceContext
 from app.services.roles import ensure_caller_may_give, resolve_role, role_access
+from app.services.users import MEMBER_USER, member_identities, member_user_params, user_by_email
 
 
 def _member_select() -> Any:
     return (
         select(
             Membership.user_id,
-            User.email,
-            User.name,
+            MEMBER_USER.c.email,
+            MEMBER_USER.c.name,
             Membership.role,
             Membership.custom_role_id,
             Membership.attributes,
             Membership.created_at,
         )
         .select_from(Membership)
-        .join(User, User.id == Membership.user_id)
+        .join(MEMBER_USER, MEMBER_USER.c.user_id == Membership.user_id)
     )
 
 
@@ -40,8 +41,8 @@ MEMBERS = Resource(
     base=_member_select,
     fields={
         "user_id": Field(Membership.user_id, Uuid()),
-        "email": Field(User.email, Text()),
-        "name": Field(User.name, Text()),
+        "email": Field(MEMBER_USER.c.email, Text()),
+        "name": Field(MEMBER_USER.c.name, Text()),
         "role": Field(Membership.role, Enum(ROLE_NAMES), nullable=True),
         "custom_role_id": Field(Membership.custom_role_id, Uuid(), nullable=True),
         "created_at": Field(Membership.created_at, Timestamp()),
@@ -52,16 +53,19 @@ MEMBERS = Resource(
 
 
 async def list_members(ctx: WorkspaceContext, query: ListQuery) -> list[dict[str, Any]]:
-    result = await ctx.session.execute(query.statement())
+    result = await ctx.session.execute(query.statement(), await member_user_params(ctx))
     return [dict(r) for r in result.mappings()]
 
 
+async def distinct_members(ctx: WorkspaceContext, query: DistinctQuery) -> dict[str, Any]:
+    """`app.query.distinct` for members: the statement joins the members' identity."""
+    result = await ctx.session.execute(query.statement(), await member_user_params(ctx))
+    return query.page(list(result.scalars()))
+
+
 async def get_member(ctx: WorkspaceContext, user_id: uuid.UUID) -> dict[str, Any]:
-    row = (
-        (await ctx.session.execute(_member_select().where(Membership.user_id == user_id)))
-        .mappings()
-        .one_or_none()
-    )
+    stmt = _member_select().where(Membership.user_id == user_id)
+    row = (await ctx.session.execute(stmt, await member_user_params(ctx))).mappings().one_or_none()
     if row is None:
         raise NotFound("Member not found")
     return dict(row)
@@ -70,22 +74,30 @@ async def get_member(ctx: WorkspaceContext, user_id: uuid.UUID) -> dict[str, Any
 async def add_member(ctx: WorkspaceContext, email: str, role: str) -> dict[str, Any]:
     session = ctx.session
     builtin, custom_id, custom = await resolve_role(ctx, role)
-    user = (
-        await session.execute(
-            select(User.id, User.attributes).where(User.email == email.lower(), User.is_active)
-        )
-    ).one_or_none()
+    user = await user_by_email(ctx, email)
     target = await role_access(ctx, builtin, custom, user.attributes if user else {})
     await ensure_caller_may_give(ctx, target, f"give the role '{custom.name if custom else role}'")
     if user is None:
         raise NotFound("No user with this email; they must register first")
-    session.add(Membership(user_id=user.id, role=builtin, custom_role_id=custom_id))
+    member = Membership(user_id=user.user_id, role=builtin, custom_role_id=custom_id)
+    session.add(member)
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError:
         raise Conflict("This user is already a member") from None
-    return await get_member(ctx, user.id)
+    await session.refresh(member)
+    # From what this transaction knows (on Citus a definer function's own connection would not
+    # see the new membership yet).
+    return {
+        "user_id": member.user_id,
+        "email": email.lower(),
+        "name": user.name,
+        "role": member.role,
+        "custom_role_id": member.custom_role_id,
+        "attributes": member.attributes,
+        "created_at": member.created_at,
+    }
 
 
 async def _lock(ctx: WorkspaceContext, user_id: uuid.UUID) -> Membership:
@@ -128,8 +140,8 @@ async def _owners_besides(ctx: WorkspaceContext, user_id: uuid.UUID) -> int:
 
 
 async def _user_attributes(ctx: WorkspaceContext, member: Membership) -> dict[str, Any]:
-    stmt = select(User.attributes).where(User.id == member.user_id)
-    return dict((await ctx.session.execute(stmt)).scalar_one_or_none() or {})
+    rows = await member_identities(ctx, [member.user_id])
+    return dict(rows[0].attributes or {}) if rows else {}
 
 
 async def _member_access(

@@ -6,7 +6,10 @@ marks it done; the sweeper re-sends). The arq job id is the outbox id, so sendin
 once; the worker also skips a row that is already done.
 
 Services call `add_job` (flush only, never commit); it asks the transaction to hand the job
-to the database's `Relay` once it has committed (requests and jobs alike).
+to the database's `Relay` once it has committed (requests and jobs alike). The relay runs as the
+runtime role and marks its rows sent in their own workspace's context, under the outbox's
+policy. The sweeps across workspaces (`sweep`, `take_over_expired`) run only as the maintenance
+role (the worker's cron jobs), through the definer functions only it may execute.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,7 @@ from redis.exceptions import RedisError
 
 from app.db.models import Outbox
 from app.db.session import Database
+from app.db.tenant import Visibility, apply_context
 from app.db.transaction import Transaction
 from app.jobs import JobKind
 from app.security.principal import WorkspaceContext
@@ -101,15 +105,42 @@ async def send(arq: Any, queue: str, jobs: Sequence[Pending]) -> list[uuid.UUID]
     return sent
 
 
-async def mark_sent(db: Database, ids: Sequence[uuid.UUID]) -> None:
-    if not ids:
-        return
+Mark = Callable[[Database, Sequence[Pending]], Awaitable[None]]
+
+MARK_SENT_SQL = (
+    "UPDATE outbox SET sent_at = now(), send_count = send_count + 1 "
+    "WHERE workspace_id = $1 AND id = ANY ($2::uuid[]) AND done_at IS NULL"
+)
+
+
+async def mark_sent_in_context(db: Database, jobs: Sequence[Pending]) -> None:
+    """The runtime role's way (the relay): each workspace's rows in that workspace's context,
+    as the user who wrote them, under the outbox's policy."""
+    by_context: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]] = {}
+    for job in jobs:
+        by_context.setdefault((job.workspace_id, job.user_id), []).append(job.id)
+    for (workspace_id, user_id), ids in by_context.items():
+        async with db.transaction() as tx:
+            await apply_context(tx, workspace_id, user_id, Visibility(True))
+            await tx.execute(MARK_SENT_SQL, workspace_id, ids)
+
+
+async def mark_sent(db: Database, jobs: Sequence[Pending]) -> None:
+    """The maintenance role's way (the sweeps): rows of any workspace, by id."""
     async with db.transaction() as tx:
-        await tx.execute("SELECT warden_outbox_mark_sent($1::uuid[])", list(ids))
+        await tx.execute("SELECT warden_outbox_mark_sent($1::uuid[])", [job.id for job in jobs])
 
 
-async def deliver(db: Database, arq: Any, queue: str, jobs: Sequence[Pending]) -> int:
-    """Send and record; on a Redis or database failure log and leave the rest to the sweeper."""
+async def deliver(
+    db: Database,
+    arq: Any,
+    queue: str,
+    jobs: Sequence[Pending],
+    *,
+    mark: Mark = mark_sent_in_context,
+) -> int:
+    """Send and record (`mark`: in context for the relay, the definer function for the
+    sweeps); on a Redis or database failure log and leave the rest to the sweeper."""
     if not jobs:
         return 0
     sent: list[uuid.UUID] = []
@@ -121,7 +152,9 @@ async def deliver(db: Database, arq: Any, queue: str, jobs: Sequence[Pending]) -
     except Exception:  # noqa: BLE001 - the data is committed; the sweeper delivers later
         log.exception("job delivery failed; deferred to the sweeper")
     try:
-        await mark_sent(db, sent)
+        if sent:
+            accepted = set(sent)
+            await mark(db, [job for job in jobs if job.id in accepted])
     except Exception as exc:  # noqa: BLE001 - a missed mark only means a harmless re-send
         log_failure(log, f"could not mark {len(sent)} outbox rows sent", exc)
     return len(sent)
@@ -129,7 +162,7 @@ async def deliver(db: Database, arq: Any, queue: str, jobs: Sequence[Pending]) -
 
 async def pending(db: Database, redeliver_after: int, limit: int = 500) -> list[Pending]:
     """Rows of every workspace not yet sent, or sent long ago and still not done (through
-    the narrow definer function; no context, no bypass)."""
+    the narrow definer function; no context, no bypass). `db`: the maintenance role's."""
     async with db.transaction() as tx:
         rows = await tx.fetch(
             "SELECT id, workspace_id, user_id, job FROM warden_outbox_pending($1, $2)",
@@ -146,7 +179,7 @@ async def sweep(db: Database, arq: Any, queue: str, redeliver_after: int) -> int
         jobs = await pending(db, redeliver_after)
         if not jobs:
             break
-        sent = await deliver(db, arq, queue, jobs)
+        sent = await deliver(db, arq, queue, jobs, mark=mark_sent)
         total += sent
         if sent < len(jobs):
             break
@@ -171,4 +204,4 @@ async def take_over_expired(db: Database, arq: Any, queue: str) -> int:
     jobs = await expired_leases(db)
     if jobs:
         log.warning("%d running tasks lost their worker; delivering them again", len(jobs))
-    return await deliver(db, arq, queue, jobs)
+    return await deliver(db, arq, queue, jobs, mark=mark_sent)

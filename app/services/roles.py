@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import CustomRole, Membership, ProviderGroup, RoleProviderGroup, User
+from app.db.models import CustomRole, Membership, ProviderGroup, RoleProviderGroup
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.query import Enum, Field, ListQuery, Resource, Text, Timestamp, Uuid
 from app.schemas.role import CustomRoleCreate, CustomRoleUpdate
 from app.security.escalation import Access, ensure_within
 from app.security.permissions import BUILTIN_ROLES, RoleSpec, UnknownPermission, validate_keys
 from app.security.principal import WorkspaceContext
+from app.services.users import member_identities
 
 ASSIGNABLE_BASES = tuple(r for r in BUILTIN_ROLES if r != "platform_admin")
 
@@ -176,13 +177,21 @@ async def create_role(ctx: WorkspaceContext, data: CustomRoleCreate) -> dict[str
 async def _holders(ctx: WorkspaceContext, role_id: uuid.UUID) -> list[dict[str, Any]]:
     """Members holding the role, with their effective attributes (the user's, overlaid by the
     membership's)."""
-    rows = await ctx.session.execute(
-        select(Membership.user_id, Membership.attributes, User.attributes.label("user_attributes"))
-        .join(User, User.id == Membership.user_id)
-        .where(Membership.custom_role_id == role_id)
-    )
+    rows = (
+        await ctx.session.execute(
+            select(Membership.user_id, Membership.attributes).where(
+                Membership.custom_role_id == role_id
+            )
+        )
+    ).all()
+    users = {
+        u.user_id: u.attributes for u in await member_identities(ctx, [r.user_id for r in rows])
+    }
     return [
-        {"user_id": r.user_id, "attributes": {**(r.user_attributes or {}), **(r.attributes or {})}}
+        {
+            "user_id": r.user_id,
+            "attributes": {**(users.get(r.user_id) or {}), **(r.attributes or {})},
+        }
         for r in rows
     ]
 

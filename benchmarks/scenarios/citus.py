@@ -58,7 +58,10 @@ async def cluster_side(ctx: Context, url: str) -> AsyncIterator[Context]:
     from benchmarks.run import server_env, settings_from
 
     name = f"warden_bench_{secrets.token_hex(4)}"
-    roles = {k: f"warden_bench_{k}_{secrets.token_hex(4)}" for k in ("app", "definer", "platform")}
+    roles = {
+        k: f"warden_bench_{k}_{secrets.token_hex(4)}"
+        for k in ("app", "definer", "platform", "maintenance")
+    }
     password = secrets.token_hex(12)
     admin = (await cluster.create_database(asyncpg_dsn(url), name))[0]
     runtime = sqlalchemy_url(
@@ -75,10 +78,22 @@ async def cluster_side(ctx: Context, url: str) -> AsyncIterator[Context]:
         definer_role=roles["definer"],
         platform_role=roles["platform"],
         bypass_role=roles["app"],
+        maintenance_url=sqlalchemy_url(
+            make_url(admin)
+            .set(username=roles["maintenance"], password=password)
+            .render_as_string(hide_password=False)
+        ),
+        maintenance_role=roles["maintenance"],
     )
     try:
         ctx.log(f"  migrating {name} on the cluster (every table distributed)")
-        await migrate(db.admin_url, db.runtime_url, db.definer_role, db.platform_role)
+        await migrate(
+            db.admin_url,
+            db.runtime_url,
+            db.definer_role,
+            db.platform_role,
+            maintenance_url=db.maintenance_url,
+        )
         assert ctx.settings is not None
         env = server_env(db, str(ctx.settings.redis_url))
         settings = settings_from(env)

@@ -23,11 +23,13 @@ async def _calls(api, ws, n: int) -> None:
         await api.provider(ws.owner, ws.slug, alias=f"p{i}")
 
 
-async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, admin_engine):
+async def test_records_are_sealed_after_commit_and_verify(
+    api, client, app, ws, admin_engine, maintenance_db
+):
     await _calls(api, ws, 3)
     before = await verify(client, ws)
     assert before["unsealed"] >= 3 and before["sealed"] == 0 and before["ok"]
-    assert await seal_pending(app.state.db) >= 3
+    assert await seal_pending(maintenance_db) >= 3
     rows = await records(admin_engine, ws.id)
     sealed = [r for r in rows if r["seq"] is not None]
     assert [r["seq"] for r in sealed] == list(range(1, len(sealed) + 1))
@@ -77,11 +79,11 @@ async def test_records_are_sealed_after_commit_and_verify(api, client, app, ws, 
     ],
 )
 async def test_tampering_as_the_owner_is_reported(
-    tamper, reason, api, client, app, ws, admin_engine
+    tamper, reason, api, client, app, ws, admin_engine, maintenance_db
 ):
     """The owner role can change anything; verification still names the first broken link."""
     await _calls(api, ws, 4)
-    await seal_pending(app.state.db)
+    await seal_pending(maintenance_db)
     rows = [r for r in await records(admin_engine, ws.id) if r["seq"] is not None]
     target = rows[2]
     async with admin_engine.begin() as conn:
@@ -122,12 +124,14 @@ async def _rehash(conn, workspace_id, record_id) -> None:
     )
 
 
-async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app, ws, admin_engine):
+async def test_tampering_in_one_workspace_does_not_mark_another(
+    api, client, app, ws, admin_engine, maintenance_db
+):
     other_owner = await api.user("other")
     other_slug = await api.workspace(other_owner)
     await api.provider(other_owner, other_slug)
     await _calls(api, ws, 2)
-    await seal_pending(app.state.db)
+    await seal_pending(maintenance_db)
     async with admin_engine.begin() as conn:
         await conn.execute(
             text("UPDATE audit_record SET status = 418 WHERE workspace_id = :w"), {"w": ws.id}
@@ -137,10 +141,12 @@ async def test_tampering_in_one_workspace_does_not_mark_another(api, client, app
     assert r.json()["ok"] is True and r.json()["sealed"] >= 1
 
 
-async def test_sealers_and_requests_run_concurrently(api, client, app, ws, admin_engine):
+async def test_sealers_and_requests_run_concurrently(
+    api, client, app, ws, admin_engine, maintenance_db
+):
     """Requests of one workspace never wait for the chain: many run at once while two sealers
     work; afterwards the chain is complete, gapless and verifies."""
-    maker = app.state.db
+    maker = maintenance_db
 
     async def create(i: int) -> int:
         r = await client.post(
@@ -166,13 +172,13 @@ async def test_sealers_and_requests_run_concurrently(api, client, app, ws, admin
 
 
 async def test_a_busy_chain_neither_blocks_requests_nor_other_sealers(
-    api, client, app, ws, runtime_engine
+    api, client, app, ws, maintenance_engine, maintenance_db
 ):
     """While one sealer holds a workspace's chain (its transaction still open), a request on
     that workspace commits at once and a second sealer skips the workspace instead of
     waiting."""
     await _calls(api, ws, 2)
-    async with runtime_engine.connect() as conn:
+    async with maintenance_engine.connect() as conn:
         trans = await conn.begin()
         held = (await conn.execute(text("SELECT sum(sealed) FROM warden_audit_seal(100)"))).scalar()
         assert held >= 2
@@ -185,12 +191,12 @@ async def test_a_busy_chain_neither_blocks_requests_nor_other_sealers(
             timeout=5,
         )
         assert r.status_code == 201
-        sealed = await asyncio.wait_for(seal_pending(app.state.db), timeout=5)
+        sealed = await asyncio.wait_for(seal_pending(maintenance_db), timeout=5)
         pending = (await verify(client, ws))["unsealed"]
         assert pending >= 1  # our workspace was skipped (other workspaces may have been sealed)
         await trans.commit()
     assert sealed >= 0
-    await seal_pending(app.state.db)
+    await seal_pending(maintenance_db)
     result = await verify(client, ws)
     assert result["ok"] and result["unsealed"] == 0
 

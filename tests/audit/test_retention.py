@@ -25,9 +25,9 @@ async def _set_days(client, ws, days) -> None:
 
 
 async def test_expired_prefix_is_cut_in_batches_and_the_chain_still_verifies(
-    api, client, app, ws, admin_engine
+    api, client, app, ws, admin_engine, maintenance_db
 ):
-    maker = app.state.db
+    maker = maintenance_db
     for i in range(6):
         await api.provider(ws.owner, ws.slug, alias=f"p{i}")
     old = [r["id"] for r in await records(admin_engine, ws.id)][:4]
@@ -55,8 +55,10 @@ async def test_expired_prefix_is_cut_in_batches_and_the_chain_still_verifies(
     assert all(w != ws.id for w, _ in again.cuts)
 
 
-async def test_a_chain_cut_entirely_continues_from_the_cut(api, client, app, ws, admin_engine):
-    maker = app.state.db
+async def test_a_chain_cut_entirely_continues_from_the_cut(
+    api, client, app, ws, admin_engine, maintenance_db
+):
+    maker = maintenance_db
     await api.provider(ws.owner, ws.slug)
     await _set_days(client, ws, 1)
     await seal_pending(maker)
@@ -88,8 +90,10 @@ async def _backdate_sealed(admin_engine, ws) -> None:
         await conn.execute(text("SELECT * FROM warden_audit_seal(1000)"))
 
 
-async def test_unsealed_and_unexpired_records_stay(api, client, app, ws, admin_engine):
-    maker = app.state.db
+async def test_unsealed_and_unexpired_records_stay(
+    api, client, app, ws, admin_engine, maintenance_db
+):
+    maker = maintenance_db
     await api.provider(ws.owner, ws.slug)
     await _set_days(client, ws, 30)
     ids = [r["id"] for r in await records(admin_engine, ws.id)]
@@ -102,7 +106,7 @@ async def test_unsealed_and_unexpired_records_stay(api, client, app, ws, admin_e
     assert {r["id"] for r in await records(admin_engine, ws.id)} >= set(ids)
 
 
-async def test_personal_logs_expire(api, client, app, admin_engine):
+async def test_personal_logs_expire(api, client, app, admin_engine, maintenance_db):
     user = await api.user("old")
     r = await client.get("/ws/nowhere/api/v1/providers", headers=user.headers)
     assert r.status_code == 404
@@ -125,7 +129,7 @@ async def test_personal_logs_expire(api, client, app, admin_engine):
             {"u": me["id"]},
         )
     # asking for 1 day keeps 30: the runtime role cannot wipe recent evidence
-    await apply_retention(app.state.db, personal_days=1)
+    await apply_retention(maintenance_db, personal_days=1)
     events = (await client.get("/api/v1/me/events", headers=user.headers)).json()["data"]
     assert [e["action"] for e in events] == ["me"]  # the old register/login/me are gone
     denials = (await client.get("/api/v1/me/denials", headers=user.headers)).json()["data"]

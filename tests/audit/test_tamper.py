@@ -19,6 +19,7 @@ from app.cli import main
 from app.services.audit_chain import seal_pending
 from tests.audit.conftest import records, verify
 from tests.helpers import run_jobs
+from workers.settings import maintenance_database
 
 VERIFY_LOCK = 74112
 
@@ -29,8 +30,13 @@ async def _calls(api, ws, n: int) -> None:
 
 
 async def _seal(app) -> int:
+    """What the worker's cron does: seal as the maintenance role, sign and publish the heads."""
     state = app.state
-    return await seal_pending(state.db, settings=state.settings, redis=state.redis)
+    db = maintenance_database(state.settings)
+    try:
+        return await seal_pending(db, settings=state.settings, redis=state.redis)
+    finally:
+        await db.dispose()
 
 
 async def _user_id(api, user) -> str:

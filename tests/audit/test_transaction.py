@@ -36,7 +36,9 @@ async def test_a_failing_audit_write_undoes_the_call(api, client, ws, admin_engi
     assert listed.json()["data"] == []  # the provider was rolled back with its record
 
 
-async def test_replica_reads_record_on_the_primary(database, servers, api, ws, admin_engine):
+async def test_replica_reads_record_on_the_primary(
+    database, servers, api, ws, admin_engine, maintenance_db
+):
     settings = make_settings(database, servers, read_database_url=database["runtime_url"])
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -65,7 +67,7 @@ async def test_replica_reads_record_on_the_primary(database, servers, api, ws, a
                 json={"provider_type": "aws", "uid": aws_uid()},
             )
             assert w.status_code == 201  # writes still go to the primary
-        await seal_pending(app.state.db)
+        await seal_pending(maintenance_db)
     rows = [r for r in await records(admin_engine, ws.id) if r["request_id"] == "replica-read-1"]
     assert [(r["action"], r["resource_type"]) for r in rows] == [
         ("list", "provider"),

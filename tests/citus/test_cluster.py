@@ -208,14 +208,12 @@ async def test_function_owners_log_in_between_nodes_with_a_secret(database):
     assert all(s == seen[0] for s in seen), "every node holds the same secrets"
 
 
-async def test_partitions_made_at_run_time_are_distributed_with_their_policy(database):
+async def test_partitions_made_at_run_time_are_distributed_with_their_policy(
+    database, maintenance_db
+):
     """The cron's partition function on Citus: months ahead are created (in sequential mode),
     distributed with `finding`, and every shard carries the policy."""
-    engine = create_async_engine(database["runtime_url"])
-    try:
-        result = await ensure_partitions(engine, ahead=6)
-    finally:
-        await engine.dispose()
+    result = await ensure_partitions(maintenance_db, ahead=6)
     assert result["created"], result
     admin = create_async_engine(database["admin_url"])
     try:

@@ -8,11 +8,21 @@ from sqlalchemy import text
 
 from app.db.base import Base
 from app.db.catalog import rls_problems
+from app.db.hardening import FUNCTION_FLOORS
+from app.db.roles import DEFINER_FUNCTIONS, MAINTENANCE_FUNCTIONS
 
 
 async def test_migrated_database_conforms(admin_engine, database):
     async with admin_engine.connect() as conn:
-        assert await rls_problems(conn, database["runtime_role"]) == []
+        assert (
+            await rls_problems(conn, database["runtime_role"], database["maintenance_role"]) == []
+        )
+
+
+def test_the_maintenance_functions_are_definer_functions():
+    signatures = {fn.signature for fn in DEFINER_FUNCTIONS}
+    assert MAINTENANCE_FUNCTIONS <= signatures
+    assert set(FUNCTION_FLOORS) <= MAINTENANCE_FUNCTIONS
 
 
 async def test_every_model_table_exists_and_is_checked(admin_engine):
@@ -72,6 +82,24 @@ VIOLATIONS = {
         "CREATE FUNCTION rogue_fn() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
         "SECURITY DEFINER function rogue_fn does not pin search_path",
     ),
+    "definer function with pg_temp not last": (
+        "CREATE FUNCTION rogue_fn() RETURNS int LANGUAGE sql SECURITY DEFINER "
+        "SET search_path = pg_temp, public AS 'SELECT 1'",
+        "SECURITY DEFINER function rogue_fn does not put pg_temp last",
+    ),
+    "definer function without pg_temp": (
+        "CREATE FUNCTION rogue_fn() RETURNS int LANGUAGE sql SECURITY DEFINER "
+        "SET search_path = public AS 'SELECT 1'",
+        "SECURITY DEFINER function rogue_fn does not put pg_temp last",
+    ),
+    "users without forced rls": (
+        "ALTER TABLE app_user NO FORCE ROW LEVEL SECURITY",
+        "app_user: row level security is not forced",
+    ),
+    "users readable by everyone": (
+        "ALTER POLICY tenant_isolation ON app_user USING (true)",
+        "app_user: policy qual is",
+    ),
 }
 # What Citus itself refuses on a distributed table, before any check could see it.
 REFUSED_BY_CITUS = {
@@ -125,6 +153,77 @@ async def test_check_catches_role_attributes(attribute, expected, admin_engine, 
             await conn.execute(text(f'ALTER ROLE "{role}" {attribute}'))
             problems = await rls_problems(conn, role)
             assert f"runtime role {role} {expected}" in problems
+        finally:
+            await trans.rollback()
+
+
+# Privileges beyond tables: {rt} the runtime role, {mt} the maintenance role, {db} the database.
+LOGIN_VIOLATIONS = {
+    "runtime may run upkeep": (
+        "GRANT EXECUTE ON FUNCTION warden_prune_idempotency_keys() TO {rt}",
+        "runtime role {rt_name} may execute maintenance function warden_prune_idempotency_keys()",
+    ),
+    "public may run upkeep": (
+        "GRANT EXECUTE ON FUNCTION warden_audit_seal(integer) TO PUBLIC",
+        "PUBLIC may execute maintenance function warden_audit_seal(integer)",
+    ),
+    "maintenance may not run upkeep": (
+        "REVOKE EXECUTE ON FUNCTION warden_audit_seal(integer) FROM {mt}",
+        "maintenance role {mt_name} may not execute warden_audit_seal(integer)",
+    ),
+    "maintenance reads a table": (
+        "GRANT SELECT ON provider TO {mt}",
+        "maintenance role {mt_name} has privileges on provider",
+    ),
+    "maintenance runs a request function": (
+        "GRANT EXECUTE ON FUNCTION warden_schema_version() TO {mt}",
+        "maintenance role {mt_name} may execute warden_schema_version()",
+    ),
+    "maintenance bypasses rls": (
+        "ALTER ROLE {mt} BYPASSRLS",
+        "maintenance role {mt_name} has bypassrls",
+    ),
+    "runtime temporary tables": (
+        "GRANT TEMPORARY ON DATABASE {db} TO {rt}",
+        "runtime role {rt_name} may create temporary tables",
+    ),
+    "public temporary tables": (
+        "GRANT TEMPORARY ON DATABASE {db} TO PUBLIC",
+        "PUBLIC may create temporary tables",
+    ),
+    "large objects": (
+        "GRANT EXECUTE ON FUNCTION lo_create(oid) TO PUBLIC",
+        "PUBLIC may execute large-object function lo_create(oid)",
+    ),
+    "no statement timeout": (
+        "ALTER ROLE {rt} IN DATABASE {db} RESET statement_timeout",
+        "runtime role {rt_name} has no statement_timeout in this database",
+    ),
+    "no idle timeout": (
+        "ALTER ROLE {rt} IN DATABASE {db} SET idle_in_transaction_session_timeout = 0",
+        "runtime role {rt_name} has no idle_in_transaction_session_timeout in this database",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(LOGIN_VIOLATIONS))
+async def test_check_catches_login_privileges(name, admin_engine, database):
+    names = {
+        "rt_name": database["runtime_role"],
+        "mt_name": database["maintenance_role"],
+        "rt": f'"{database["runtime_role"]}"',
+        "mt": f'"{database["maintenance_role"]}"',
+        "db": f'"{database["name"]}"',
+    }
+    ddl, expected = (part.format(**names) for part in LOGIN_VIOLATIONS[name])
+    async with admin_engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            await conn.execute(text(ddl))
+            problems = await rls_problems(
+                conn, database["runtime_role"], database["maintenance_role"]
+            )
+            assert expected in problems, problems
         finally:
             await trans.rollback()
 

@@ -127,13 +127,16 @@ def test_meta_test_catches_an_unscoped_route(app):
 def test_only_known_modules_set_the_tenant_context():
     """`apply_context` / the SET LOCAL string are used only by the one workspace-context
     function, the session dependencies (user context only), the auth service (after credentials
-    are verified, user context only) and the worker wrapper (its bookkeeping); a workspace is
-    entered (`enter_workspace`) only by the request dependency and the job wrapper."""
+    are verified, user context only), the worker wrapper (its bookkeeping) and the outbox relay
+    (marking the rows a committed transaction wrote as sent, in that transaction's workspace and
+    user context); a workspace is entered (`enter_workspace`) only by the request dependency
+    and the job wrapper."""
     allowed = {
         "app/db/tenant.py",
         "app/security/principal.py",
         "app/security/deps.py",
         "app/services/auth.py",
+        "app/services/outbox.py",
         "workers/context.py",
         # `warden audit verify`: an operator's check of each workspace's chain, with no user.
         "app/audit_cli.py",

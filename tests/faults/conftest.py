@@ -46,15 +46,22 @@ async def fault_database(fault_pg: ThrowawayPostgres) -> AsyncIterator[dict[str,
     await root.dispose()
     base = f"127.0.0.1:{fault_pg.port}/{name}"
     runtime, password = unique("warden_app"), secrets.token_hex(12)
+    maintenance = unique("warden_maintenance")
     values = {
         "admin_url": f"postgresql+asyncpg://postgres@{base}",
         "runtime_url": f"postgresql+asyncpg://{runtime}:{password}@{base}",
         "runtime_role": runtime,
+        "maintenance_url": f"postgresql+asyncpg://{maintenance}:{secrets.token_hex(12)}@{base}",
+        "maintenance_role": maintenance,
         "definer_role": unique("warden_definer"),
         "platform_role": unique("warden_platform"),
         "name": name,
     }
     await migrate(
-        values["admin_url"], values["runtime_url"], values["definer_role"], values["platform_role"]
+        values["admin_url"],
+        values["runtime_url"],
+        values["definer_role"],
+        values["platform_role"],
+        maintenance_url=values["maintenance_url"],
     )
     yield values

@@ -25,14 +25,14 @@ AUDIT_TYPES = {
 
 
 @pytest.fixture(scope="module")
-async def trail(client, app):
+async def trail(client, app, maintenance_db):
     """A workspace whose audit log has 200/201/204 answers, sealed and unsealed records."""
     api = Api(client)
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     providers = [await api.provider(owner, slug, alias=f"p{i}") for i in range(3)]
     await client.get(f"/ws/{slug}/api/v1/providers/{providers[0]['id']}", headers=owner.headers)
-    await seal_pending(app.state.db)
+    await seal_pending(maintenance_db)
     await client.delete(f"/ws/{slug}/api/v1/providers/{providers[1]['id']}", headers=owner.headers)
     await client.get(f"/ws/{slug}/api/v1/providers", headers=owner.headers)
     records = await fetch_all(client, f"/ws/{slug}/api/v1/audit", owner.headers)

@@ -250,7 +250,7 @@ async def test_a_retry_that_waits_too_long_gets_409(database, servers, admin_eng
         assert len(await api.all(owner, slug, "providers")) == 1
 
 
-async def test_an_expired_key_is_free_again_and_pruned(api, client, admin_engine, app):
+async def test_an_expired_key_is_free_again_and_pruned(api, client, admin_engine, maintenance_db):
     owner = await api.user("idem")
     slug = await api.workspace(owner)
     url = f"/ws/{slug}/api/v1/provider-groups"
@@ -269,7 +269,7 @@ async def test_an_expired_key_is_free_again_and_pruned(api, client, admin_engine
                 "UPDATE idempotency_key SET expires_at = now() - interval '1 second' WHERE key = 'old'"
             )
         )
-    assert await maintenance.prune_idempotency_keys(app.state.db) >= 1
+    assert await maintenance.prune_idempotency_keys(maintenance_db) >= 1
     assert await _count(admin_engine, "SELECT count(*) FROM idempotency_key WHERE key = 'old'") == 0
 
 

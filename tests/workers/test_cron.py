@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.catalog import rls_problems
 from app.db.partitions import add_months, month_bounds, partition_name
@@ -28,9 +29,13 @@ async def _partitions(admin_engine) -> dict[str, str]:
         return dict(rows.all())
 
 
-async def test_partitions_are_created_ahead_under_the_policy(settings, db, admin_engine, database):
+async def test_partitions_are_created_ahead_under_the_policy(
+    settings, maintenance_db, admin_engine, database
+):
     settings = settings.model_copy(update={"finding_partitions_ahead": 5})
-    result = await cron.maintain_partitions({"settings": settings, "db": db})
+    result = await cron.maintain_partitions(
+        {"settings": settings, "maintenance_db": maintenance_db}
+    )
     assert result["default_partition_rows"] == 0
     parts = await _partitions(admin_engine)
     first = datetime.now(UTC).date().replace(day=1)
@@ -41,10 +46,12 @@ async def test_partitions_are_created_ahead_under_the_policy(settings, db, admin
         # The SQL function's bounds are the Python ones (random bits zeroed).
         assert parts[name] == f"FOR VALUES FROM ('{low}') TO ('{high}')"
     assert parts["finding_default"] == "DEFAULT"
-    again = await cron.maintain_partitions({"settings": settings, "db": db})
+    again = await cron.maintain_partitions({"settings": settings, "maintenance_db": maintenance_db})
     assert again["created"] == []
     async with admin_engine.connect() as conn:
-        assert await rls_problems(conn, database["runtime_role"]) == []
+        assert (
+            await rls_problems(conn, database["runtime_role"], database["maintenance_role"]) == []
+        )
         rows = (
             await conn.execute(
                 text(
@@ -63,7 +70,7 @@ async def test_partitions_are_created_ahead_under_the_policy(settings, db, admin
 
 
 async def test_default_partition_is_watched_and_emptied(
-    api, client, settings, db, admin_engine, runtime_engine
+    api, client, settings, maintenance_db, admin_engine, runtime_engine
 ):
     """A finding with no monthly partition lands in the default one; creating its month's
     partition moves it there, still readable through the parent."""
@@ -105,15 +112,16 @@ async def test_default_partition_is_watched_and_emptied(
             ),
             {**row._asdict(), "id": stray},
         )
-    watched = await cron.maintain_partitions({"settings": settings, "db": db})
+    watched = await cron.maintain_partitions(
+        {"settings": settings, "maintenance_db": maintenance_db}
+    )
     assert watched["default_partition_rows"] == 1
-    async with runtime_engine.connect() as conn:
-        name = (
-            await conn.execute(text("SELECT warden_create_finding_partition(:m)"), {"m": far})
-        ).scalar_one()
-        await conn.commit()
+    async with maintenance_db.transaction() as tx:
+        name = (await tx.fetch("SELECT warden_create_finding_partition($1) AS n", far))[0]["n"]
     assert name == partition_name(far)
-    watched = await cron.maintain_partitions({"settings": settings, "db": db})
+    watched = await cron.maintain_partitions(
+        {"settings": settings, "maintenance_db": maintenance_db}
+    )
     assert watched["default_partition_rows"] == 0
     async with admin_engine.connect() as conn:
         where = (
@@ -128,7 +136,7 @@ async def test_default_partition_is_watched_and_emptied(
     assert r.status_code == 202
 
 
-async def test_task_retention_and_stuck_tasks(api, client, settings, db, admin_engine):
+async def test_task_retention_and_stuck_tasks(api, client, settings, maintenance_db, admin_engine):
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
@@ -152,7 +160,7 @@ async def test_task_retention_and_stuck_tasks(api, client, settings, db, admin_e
             ),
             {"t": stuck_id},
         )
-    result = await cron.task_retention({"settings": settings, "db": db})
+    result = await cron.task_retention({"settings": settings, "maintenance_db": maintenance_db})
     assert result["pruned"] >= 1 and result["expired"] >= 1
     gone = await client.get(old.headers["content-location"], headers=owner.headers)
     assert gone.status_code == 404
@@ -178,15 +186,27 @@ async def test_task_retention_and_stuck_tasks(api, client, settings, db, admin_e
     assert failed_again == failed
 
 
-async def test_partition_function_refuses_months_far_out(runtime_engine):
-    """The runtime role may call it, but not to litter the catalog with partitions."""
-    for month in (date(2091, 1, 1), date(1990, 1, 1)):
-        async with runtime_engine.connect() as conn:
-            with pytest.raises(DBAPIError, match="out of range"):
-                await conn.execute(text("SELECT warden_create_finding_partition(:m)"), {"m": month})
+async def test_partition_function_refuses_months_far_out(database, runtime_engine):
+    """The maintenance role may call it, but not to litter the catalog with partitions; the
+    runtime role may not call it at all."""
+    engine = create_async_engine(database["maintenance_url"])
+    try:
+        for month in (date(2091, 1, 1), date(1990, 1, 1)):
+            async with engine.connect() as conn:
+                with pytest.raises(DBAPIError, match="out of range"):
+                    await conn.execute(
+                        text("SELECT warden_create_finding_partition(:m)"), {"m": month}
+                    )
+    finally:
+        await engine.dispose()
+    async with runtime_engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await conn.execute(
+                text("SELECT warden_create_finding_partition(:m)"), {"m": date.today()}
+            )
 
 
-async def test_audit_crons_seal_the_chain_and_apply_retention(api, client, db):
+async def test_audit_crons_seal_the_chain_and_apply_retention(api, client, maintenance_db):
     """The worker's audit crons: records committed unsealed are linked by the sealer, and the
     chain then verifies; retention runs without error alongside."""
     owner = await api.user("sealer")
@@ -195,9 +215,9 @@ async def test_audit_crons_seal_the_chain_and_apply_retention(api, client, db):
         await api.provider(owner, slug)
     before = (await client.get(f"/ws/{slug}/api/v1/audit/verify", headers=owner.headers)).json()
     assert before["unsealed"] > 0
-    assert await cron.seal_audit({"db": db}) >= before["unsealed"]
+    assert await cron.seal_audit({"maintenance_db": maintenance_db}) >= before["unsealed"]
     after = (await client.get(f"/ws/{slug}/api/v1/audit/verify", headers=owner.headers)).json()
     # The verify call itself left one more unsealed record after the sealer ran.
     assert after["ok"] is True and after["unsealed"] <= 1, after
-    result = await cron.audit_retention({"db": db})
+    result = await cron.audit_retention({"maintenance_db": maintenance_db})
     assert result["removed"] >= 0 and isinstance(result["cuts"], list)

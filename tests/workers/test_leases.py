@@ -11,7 +11,10 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.jobs import IMPORT_SCAN
 from app.services import outbox
@@ -230,21 +233,21 @@ async def test_a_stopped_job_lets_go_of_its_task(api, settings, db, arq_pool, ad
 
 
 async def test_the_sweep_redelivers_the_job_of_an_expired_lease_redis_lost(
-    api, client, settings, db, arq_pool, admin_engine
+    api, client, settings, db, maintenance_db, arq_pool, admin_engine
 ):
     _, _, task = await _upload(api, client)
     outbox_id = await _outbox_id(admin_engine, task["id"])
     await arq_pool.zrem(settings.job_queue_name, str(outbox_id))  # a Redis that lost it
     await arq_pool.delete(f"arq:job:{outbox_id}")
     await _set_task(admin_engine, task["id"], DEAD, attempts=1)
-    assert outbox_id in {p.id for p in await outbox.expired_leases(db)}
-    ctx = {"db": db, "redis": arq_pool, "settings": settings}
+    assert outbox_id in {p.id for p in await outbox.expired_leases(maintenance_db)}
+    ctx = {"maintenance_db": maintenance_db, "redis": arq_pool, "settings": settings}
     assert await cron.take_over_expired_tasks(ctx) >= 1
     await run_jobs(settings)
     row = await _task(admin_engine, task["id"])
     assert (row.state, row.attempts) == ("succeeded", 2)
     assert await _findings(admin_engine, task["id"]) == 5
-    assert outbox_id not in {p.id for p in await outbox.expired_leases(db)}
+    assert outbox_id not in {p.id for p in await outbox.expired_leases(maintenance_db)}
 
 
 def test_arq_marks_a_job_in_progress_for_one_lease(settings):
@@ -276,10 +279,10 @@ async def _outbox_id(admin_engine, task_id) -> uuid.UUID:
         ).scalar_one()
 
 
-async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_engine):
+async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_engine, database):
     """PL/pgSQL definer functions with a search_path ending in pg_temp; the takeover sweep's
-    only reads (ids and a job name), the runtime role may call them but reaches the tables
-    only through them."""
+    only reads (ids and a job name); the maintenance role may call them but reaches no table,
+    the runtime role may not call them."""
     async with admin_engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -299,6 +302,14 @@ async def test_the_cross_workspace_functions_are_narrow(admin_engine, runtime_en
     sweep = found["warden_expired_task_leases"]
     assert sweep.provolatile in ("s", b"s")  # reads only (STABLE)
     assert sweep.result == "TABLE(id uuid, workspace_id uuid, user_id uuid, job text)"
+    maintenance = create_async_engine(database["maintenance_url"])
+    try:
+        async with maintenance.connect() as conn:
+            await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await conn.execute(text("SELECT count(*) FROM task"))
+    finally:
+        await maintenance.dispose()
     async with runtime_engine.connect() as conn:
-        await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))
-        assert (await conn.execute(text("SELECT count(*) FROM task"))).scalar_one() == 0
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await conn.execute(text("SELECT * FROM warden_expired_task_leases(0, 10)"))

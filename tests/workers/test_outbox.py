@@ -139,7 +139,7 @@ async def test_a_job_sent_twice_runs_once(api, client, settings, arq_pool, admin
 
 
 async def test_sweeper_redelivers_a_job_redis_lost(
-    api, client, settings, db, arq_pool, admin_engine
+    api, client, settings, maintenance_db, arq_pool, admin_engine
 ):
     owner = await api.user("owner")
     slug = await api.workspace(owner)
@@ -161,7 +161,9 @@ async def test_sweeper_redelivers_a_job_redis_lost(
     # Redis lost it (a restart without persistence).
     await arq_pool.zrem(settings.job_queue_name, str(outbox_id))
     await arq_pool.delete(f"arq:job:{outbox_id}")
-    sent = await cron.sweep_outbox({"settings": settings, "db": db, "redis": arq_pool})
+    sent = await cron.sweep_outbox(
+        {"settings": settings, "maintenance_db": maintenance_db, "redis": arq_pool}
+    )
     assert sent >= 1
     await run_jobs(settings)
     task = (await client.get(r.headers["content-location"], headers=owner.headers)).json()
@@ -174,12 +176,16 @@ async def test_sweeper_redelivers_a_job_redis_lost(
         ).one()
     assert row.send_count == 2 and row.done_at is not None
     # Done rows are never offered to the sweeper again.
-    assert outbox_id not in {p.id for p in await outbox.pending(db, 0)}
+    assert outbox_id not in {p.id for p in await outbox.pending(maintenance_db, 0)}
 
 
-async def test_app_startup_relays_leftovers(
-    api, client, database, servers, settings, arq_pool, admin_engine
-):
+async def test_worker_startup_relays_leftovers(api, client, settings, arq_pool, admin_engine):
+    """Jobs a process committed but never handed to Redis are sent by the worker as it starts
+    (as the maintenance role: the API's runtime role sees no outbox across workspaces)."""
+    import gc
+
+    from workers.settings import shutdown, startup
+
     owner = await api.user("owner")
     slug = await api.workspace(owner)
     provider = await api.provider(owner, slug)
@@ -195,13 +201,13 @@ async def test_app_startup_relays_leftovers(
         ).scalar_one()
     await arq_pool.zrem(settings.job_queue_name, str(outbox_id))
     await arq_pool.delete(f"arq:job:{outbox_id}")
-    async with serve(settings) as (app, _):
-        for _ in range(100):
-            if str(outbox_id).encode() in await _queue(arq_pool, settings):
-                break
-            await __import__("asyncio").sleep(0.02)
-        else:
-            raise AssertionError("startup relay did not send the job")
+    ctx = {"settings": settings, "redis": arq_pool}
+    await startup(ctx)
+    try:
+        assert str(outbox_id).encode() in await _queue(arq_pool, settings)
+    finally:
+        await shutdown(ctx)
+        gc.unfreeze()
     await run_jobs(settings)
     task = (await client.get(r.headers["content-location"], headers=owner.headers)).json()
     assert task["state"] == "succeeded"

@@ -24,11 +24,13 @@ from app.db.base import NO_PROVIDER, Base, Timestamps, WorkspaceScoped, new_id
 
 
 class User(Timestamps, Base):
-    """A person. Global (not workspace-scoped).
+    """A person. Global (not workspace-scoped), under a per-user policy: the runtime role sees
+    only the row of the user in context (`app.current_user_id`) and updates none.
 
-    The runtime role may update `password_hash` but has no SELECT on it: the ORM never loads it
-    (deferred + raiseload) and login reads it through the `warden_login_lookup` definer function.
-    Users are created only through `warden_register_user`.
+    The runtime role has no SELECT on `password_hash`: the ORM never loads it (deferred +
+    raiseload), login reads it through the `warden_login_lookup` definer function and a new one
+    is stored through `warden_change_password` (compare-and-swap). Users are created only
+    through `warden_register_user`; other users are reached through `app.services.users`.
     """
 
     __tablename__ = "app_user"
