@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         default=5, ge=1, description="password attempts per account and client address"
     )
     login_max_attempts_per_address: int = Field(
-        default=30, ge=1, description="failed password attempts per client address, any account"
+        default=100, ge=1, description="failed password attempts per client address, any account"
     )
     login_lockout_seconds: int = Field(default=900, ge=1, description="the window of both limits")
     denials_per_address_per_minute: int = Field(

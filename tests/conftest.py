@@ -123,6 +123,8 @@ def make_settings(database: dict[str, str], servers: Servers, **overrides: Any) 
         "job_queue_name": f"warden:test:{database['name']}",
         # ...and its own Redis keys (throttling, audit anchors): nothing carries over.
         "redis_key_prefix": f"warden:test:{database['name']}",
+        # Every test calls from one address: the denial budget per address is tested apart.
+        "denials_per_address_per_minute": 1_000_000,
         "worker_poll_delay": 0.05,
         # Small upload chunks: every import streams across several chunks.
         "upload_chunk_bytes": 4096,

@@ -24,6 +24,7 @@ def env_for(settings, **extra: str) -> dict[str, str]:
             "WARDEN_PLATFORM_ROLE": settings.platform_role,
             "WARDEN_REDIS_URL": settings.redis_url,
             "WARDEN_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            "WARDEN_DENIALS_PER_ADDRESS_PER_MINUTE": str(settings.denials_per_address_per_minute),
             "WARDEN_JWT_SECRET": settings.jwt_secret.get_secret_value(),
             "WARDEN_SIGNUP_ENABLED": "true",
             "WARDEN_ARGON2_TIME_COST": "1",

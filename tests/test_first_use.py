@@ -31,6 +31,7 @@ PRODUCTION = {
     "WARDEN_ENVIRONMENT": "production",
     "WARDEN_DATABASE_URL": "postgresql://warden@127.0.0.1:1/warden",
     "WARDEN_JWT_SECRET": "x" * 40,
+    "WARDEN_MAINTENANCE_DATABASE_URL": "postgresql://warden_maintenance@127.0.0.1:1/warden",
 }
 DEFAULT_SECRET_REFUSAL = (
     "refusing to start in production: WARDEN_JWT_SECRET is the built-in development secret"

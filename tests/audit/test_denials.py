@@ -7,7 +7,9 @@ import uuid
 from sqlalchemy import text
 
 from app.db.models.audit import NOBODY
-from tests.helpers import assert_problem, aws_uid
+from app.metrics import DENIALS_NOT_STORED
+from tests.conftest import make_settings
+from tests.helpers import assert_problem, aws_uid, serve
 
 
 async def _count(admin_engine, table: str, request_id: str) -> int:
@@ -162,3 +164,31 @@ async def test_unstorable_paths_are_still_recorded(api, client, ws, admin_engine
     )
     assert_problem(r, 404)  # an impossible slug is refused before the caller is looked up
     assert await _count(admin_engine, "audit_denial", rid) == 1
+
+
+async def test_denials_are_bounded_and_budgeted_per_address(
+    api, client, ws, database, servers, settings
+):
+    """A flood of refused calls cannot grow the log: ~1 KB of path is kept, and past the
+    per-address budget a denial is only counted."""
+    outsider = await api.user("flooder")
+    budgeted = make_settings(
+        database,
+        servers,
+        jwt_secret=settings.jwt_secret,
+        redis_key_prefix=f"{settings.redis_key_prefix}:{uuid.uuid4().hex[:8]}",
+        denials_per_address_per_minute=3,
+    )
+    long_id = "x" * 5000
+    before = DENIALS_NOT_STORED._value.get()
+    async with serve(budgeted, ip="10.9.0.1") as (_, flood):
+        for _ in range(6):
+            r = await flood.get(f"{ws.base}/providers/{long_id}", headers=outsider.headers)
+            assert_problem(r, 404)
+    async with serve(budgeted, ip="10.9.0.2") as (_, elsewhere):
+        r = await elsewhere.get(f"{ws.base}/providers", headers=outsider.headers)
+        assert_problem(r, 404)
+    stored = await _denials(client, outsider)
+    assert len(stored) == 4, stored  # three from the flooding address, one from elsewhere
+    assert all(len(d["path"]) <= 1024 for d in stored), [len(d["path"]) for d in stored]
+    assert DENIALS_NOT_STORED._value.get() - before == 3

@@ -217,7 +217,7 @@ async def test_mark_purge_unmark_cannot_erase_a_live_trail(
 
 
 async def test_a_deletion_keeps_the_trail_through_the_grace_period_then_finishes(
-    api, client, app, ws, settings, admin_engine, capsys, tmp_path, cli_env
+    api, client, app, ws, settings, admin_engine, capsys, tmp_path, cli_env, maintenance_db
 ):
     from workers.cron import finish_deletions
 
@@ -229,10 +229,11 @@ async def test_a_deletion_keeps_the_trail_through_the_grace_period_then_finishes
         assert r.status_code == 202, r.text
         await run_jobs(settings)
         assert len(await records(admin_engine, ws.id)) >= 2
-        assert await finish_deletions({"db": app.state.db, "settings": settings}) == {}
+        cron_ctx = {"db": app.state.db, "maintenance_db": maintenance_db, "settings": settings}
+        assert await finish_deletions(cron_ctx) == {}
     # Past the grace period (0 from here on), the cron finishes: the trail and the workspace
     # go, the chain's head stays.
-    done = await finish_deletions({"db": app.state.db, "settings": settings})
+    done = await finish_deletions(cron_ctx)
     assert str(ws.id) in done
     assert await records(admin_engine, ws.id) == []
     async with admin_engine.connect() as conn:

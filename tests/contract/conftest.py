@@ -115,7 +115,12 @@ async def live(
     settings = contract_settings
     tmp = tmp_path_factory.mktemp("live")
     metrics_port = free_port()
-    env = env_for(settings, WARDEN_WORKER_METRICS_PORT=str(metrics_port))
+    # The fuzzer's wrong passwords come from the address its own logins use.
+    env = env_for(
+        settings,
+        WARDEN_WORKER_METRICS_PORT=str(metrics_port),
+        WARDEN_LOGIN_MAX_ATTEMPTS_PER_ADDRESS="1000000",
+    )
     port = free_port()
     api = Proc("api", ["serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp)
     worker = Proc("worker", ["worker"], env, tmp)

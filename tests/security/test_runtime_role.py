@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.hardening import DatabaseLimits, apply_limits
 from app.db.roles import DEFINER_FUNCTIONS, MAINTENANCE_FUNCTIONS, Roles
-from app.security.passwords import hash_password
+from app.security.passwords import hash_password_sync
 from tests.helpers import Api, User, report_bytes, run_jobs, sample_report, upload_scan
 
 # The large-object functions that create, open or change one (every one is revoked).
@@ -148,7 +148,7 @@ async def test_user_functions_stay_narrow(attacker, people, settings):
     # A password changes only from the hash it has now.
     await _as(attacker, victim.id)
     swapped = await attacker.fetchval(
-        "SELECT warden_change_password($1, $2)", "guess", hash_password(settings, "owned")
+        "SELECT warden_change_password($1, $2)", "guess", hash_password_sync(settings, "owned")
     )
     assert swapped is False
 
