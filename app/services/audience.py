@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import and_, select
 
@@ -47,21 +48,27 @@ async def holders(ctx: WorkspaceContext, permissions: Iterable[str]) -> list[uui
     ]
 
 
+async def member_principal(ctx: WorkspaceContext, user_id: uuid.UUID) -> Any:
+    """Member `user_id` of the workspace in context, as a principal (None: not a member).
+    Read before the transaction writes: on Citus a definer function cannot read a shard the
+    request's own role has modified."""
+    row = (await ctx.tx.fetch(MEMBER_CONTEXT_SQL, user_id, ctx.workspace_id)) or [None]
+    if row[0] is None or row[0]["workspace_deleted"]:
+        return None
+    return principal_from_row(user_id, ctx.workspace_id, row[0])
+
+
 async def member_may_see(
     ctx: WorkspaceContext,
-    user_id: uuid.UUID,
+    member: Any,
     permission: str,
     entity: type[ScopedEntity],
     row_id: uuid.UUID,
 ) -> bool:
-    """Whether member `user_id` holds `permission` and would see row `row_id` of `entity`
-    (provider visibility and row grants included). Asked by a caller who sees that row: the
-    caller's own criteria apply too, so the answer is the member's view of it."""
-    row = (await ctx.tx.fetch(MEMBER_CONTEXT_SQL, user_id, ctx.workspace_id)) or [None]
-    if row[0] is None or row[0]["workspace_deleted"]:
-        return False
-    member = principal_from_row(user_id, ctx.workspace_id, row[0])
-    if not member.can(permission):
+    """Whether `member` (from `member_principal`) holds `permission` and would see row `row_id`
+    of `entity` (provider visibility and row grants included). Asked by a caller who sees that
+    row: the caller's own criteria apply too, so the answer is the member's view of it."""
+    if member is None or not member.can(permission):
         return False
     info = {
         "workspace_id": ctx.workspace_id,

@@ -114,8 +114,8 @@ async def get_incident(ctx: WorkspaceContext, incident_id: uuid.UUID) -> dict[st
     return await incident_out(ctx, await _get(ctx, incident_id))
 
 
-async def _check_assignee(ctx: WorkspaceContext, incident: Incident, user_id: uuid.UUID) -> None:
-    if not await audience.member_may_see(ctx, user_id, "incident.read", Incident, incident.id):
+async def _check_assignee(ctx: WorkspaceContext, incident: Incident, member: Any) -> None:
+    if not await audience.member_may_see(ctx, member, "incident.read", Incident, incident.id):
         raise BadRequest(
             "The assignee must be a member of this workspace who may read this incident"
         )
@@ -134,12 +134,15 @@ def _event(incident: Incident, before: str | None, ctx: WorkspaceContext) -> Inc
 
 async def create_incident(ctx: WorkspaceContext, data: IncidentCreate) -> dict[str, Any]:
     await check_provider(ctx, data.provider_id)
+    assignee = None
+    if data.assignee_id is not None:
+        assignee = await audience.member_principal(ctx, data.assignee_id)
     values = data.model_dump(exclude={"assignee_id"})
     incident = Incident(**values, status="open", created_by=ctx.user_id)
     ctx.session.add(incident)
     await ctx.session.flush()  # the assignee check asks whether they would see this row
     if data.assignee_id is not None:
-        await _check_assignee(ctx, incident, data.assignee_id)
+        await _check_assignee(ctx, incident, assignee)
         incident.assignee_id = data.assignee_id
     ctx.session.add(_event(incident, None, ctx))
     await ctx.session.flush()
@@ -173,8 +176,10 @@ def _move(incident: Incident, status: str, resolution: str | None) -> None:
 async def update_incident(
     ctx: WorkspaceContext, incident_id: uuid.UUID, data: IncidentUpdate
 ) -> dict[str, Any]:
-    incident = await _get(ctx, incident_id, lock=True)
     values = data.model_dump(exclude_unset=True)
+    wanted = values.get("assignee_id")
+    member = await audience.member_principal(ctx, wanted) if wanted is not None else None
+    incident = await _get(ctx, incident_id, lock=True)
     before, assignee = incident.status, incident.assignee_id
     if "resolution" in values:
         incident.resolution = values["resolution"]
@@ -184,7 +189,7 @@ async def update_incident(
         incident.severity = values["severity"]
     new_assignee = values.get("assignee_id", assignee)
     if new_assignee is not None and new_assignee != assignee:
-        await _check_assignee(ctx, incident, new_assignee)
+        await _check_assignee(ctx, incident, member)
     incident.assignee_id = new_assignee
     incident.updated_at = func.now()
     if incident.status != before:

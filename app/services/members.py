@@ -89,15 +89,7 @@ async def add_member(ctx: WorkspaceContext, email: str, role: str) -> dict[str, 
     await session.refresh(member)
     # From what this transaction knows (on Citus a definer function's own connection would not
     # see the new membership yet).
-    return {
-        "user_id": member.user_id,
-        "email": email.lower(),
-        "name": user.name,
-        "role": member.role,
-        "custom_role_id": member.custom_role_id,
-        "attributes": member.attributes,
-        "created_at": member.created_at,
-    }
+    return _member_out(member, email.lower(), user.name)
 
 
 async def _lock(ctx: WorkspaceContext, user_id: uuid.UUID) -> Membership:
@@ -139,9 +131,24 @@ async def _owners_besides(ctx: WorkspaceContext, user_id: uuid.UUID) -> int:
     return int((await ctx.session.execute(stmt)).scalar_one())
 
 
-async def _user_attributes(ctx: WorkspaceContext, member: Membership) -> dict[str, Any]:
-    rows = await member_identities(ctx, [member.user_id])
-    return dict(rows[0].attributes or {}) if rows else {}
+async def _identity(ctx: WorkspaceContext, user_id: uuid.UUID) -> Any:
+    """The member's user (email, name, attributes), read before this transaction locks or
+    writes: on Citus a definer function cannot read a shard the request's own role has
+    modified."""
+    rows = await member_identities(ctx, [user_id])
+    return rows[0] if rows else None
+
+
+def _member_out(member: Membership, email: str | None, name: str | None) -> dict[str, Any]:
+    return {
+        "user_id": member.user_id,
+        "email": email,
+        "name": name,
+        "role": member.role,
+        "custom_role_id": member.custom_role_id,
+        "attributes": member.attributes,
+        "created_at": member.created_at,
+    }
 
 
 async def _member_access(
@@ -162,8 +169,9 @@ async def update_member(
 ) -> dict[str, Any]:
     """Nobody changes a member whose access exceeds their own, or gives a member more than
     they hold (the caller included); the last owner keeps the role."""
+    identity = await _identity(ctx, user_id)
     member = await _lock(ctx, user_id)
-    own = await _user_attributes(ctx, member)
+    own = dict(identity.attributes or {}) if identity else {}
     attributes = {**own, **(member.attributes or {})}
     before = await _member_access(ctx, member.role, member.custom_role_id, attributes)
     await ensure_caller_may_give(ctx, before, "change this member")
@@ -181,12 +189,14 @@ async def update_member(
         member.attributes = data.attributes
     member.updated_at = func.now()
     await ctx.session.flush()
-    return await get_member(ctx, user_id)
+    await ctx.session.refresh(member)
+    return _member_out(member, *((identity.email, identity.name) if identity else (None, None)))
 
 
 async def remove_member(ctx: WorkspaceContext, user_id: uuid.UUID) -> None:
+    identity = await _identity(ctx, user_id)
     member = await _lock(ctx, user_id)
-    attributes = {**await _user_attributes(ctx, member), **(member.attributes or {})}
+    attributes = {**(identity.attributes or {} if identity else {}), **(member.attributes or {})}
     current = await _member_access(ctx, member.role, member.custom_role_id, attributes)
     await ensure_caller_may_give(ctx, current, "remove this member")
     if member.role == "owner" and not await _owners_besides(ctx, user_id):

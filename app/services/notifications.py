@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db.models import ChangeRequest, Incident, Notification, Workspace
@@ -156,14 +156,19 @@ async def deliver(
 # Reading (the recipient, outside any workspace)
 
 
-def _visible(user_id: uuid.UUID) -> Any:
-    """The user's notifications about workspaces they are a member of (and invitations)."""
-    mine = func.warden_user_workspaces().table_valued("id")
+_MY_WORKSPACES = text("SELECT id FROM warden_user_workspaces()")
+
+
+async def _visible(ctx: UserContext) -> Any:
+    """The user's notifications about workspaces they are a member of (and invitations). The
+    workspaces are read first, on their own: on Citus the definer function cannot run inside
+    a statement over the (distributed) notifications."""
+    mine = list((await ctx.session.execute(_MY_WORKSPACES)).scalars())
     return (
-        Notification.user_id == user_id,
+        Notification.user_id == ctx.principal.user_id,
         or_(
             Notification.kind.in_(OUTSIDER_KINDS),
-            Notification.about_workspace_id.in_(select(mine.c.id)),
+            Notification.about_workspace_id.in_(mine),
         ),
     )
 
@@ -186,14 +191,14 @@ def notification_out(n: Notification) -> dict[str, Any]:
 
 
 async def list_notifications(ctx: UserContext, query: ListQuery) -> list[dict[str, Any]]:
-    stmt = query.statement(select(Notification).where(*_visible(ctx.principal.user_id)))
+    stmt = query.statement(select(Notification).where(*await _visible(ctx)))
     return [notification_out(n) for n in (await ctx.session.execute(stmt)).scalars()]
 
 
 async def mark_read(ctx: UserContext, notification_id: uuid.UUID) -> dict[str, Any]:
     stmt = (
         update(Notification)
-        .where(Notification.id == notification_id, *_visible(ctx.principal.user_id))
+        .where(Notification.id == notification_id, *await _visible(ctx))
         # The clock as a value: Citus refuses a non-immutable function inside COALESCE.
         .values(read_at=func.coalesce(Notification.read_at, datetime.now(UTC)))
         .returning(Notification)
@@ -208,7 +213,7 @@ async def mark_read(ctx: UserContext, notification_id: uuid.UUID) -> dict[str, A
 async def mark_all_read(ctx: UserContext) -> int:
     stmt = (
         update(Notification)
-        .where(Notification.read_at.is_(None), *_visible(ctx.principal.user_id))
+        .where(Notification.read_at.is_(None), *await _visible(ctx))
         .values(read_at=func.now())
         .execution_options(synchronize_session=False)
     )

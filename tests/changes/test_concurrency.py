@@ -20,8 +20,14 @@ async def _all_at_once(
 ) -> list[httpx.Response]:
     async with admin_engine.connect() as conn:
         await conn.begin()
-        await conn.execute(
-            text("SELECT 1 FROM change_request WHERE id = :c FOR UPDATE"), {"c": change_id}
+        ws = (
+            await conn.execute(
+                text("SELECT workspace_id FROM change_request WHERE id = :c"), {"c": change_id}
+            )
+        ).scalar_one()
+        await conn.execute(  # by the distribution column too: on Citus a lock names its shard
+            text("SELECT 1 FROM change_request WHERE workspace_id = :w AND id = :c FOR UPDATE"),
+            {"w": ws, "c": change_id},
         )
         tasks = [asyncio.ensure_future(c) for c in calls]
         await asyncio.sleep(0.5)  # every request is now waiting for the lock

@@ -49,9 +49,11 @@ async def _task(admin_engine, task_id) -> Any:
         return (
             await conn.execute(
                 text(
-                    "SELECT state, attempts, error, result, lease_id, lease_expires_at, leased_by, "
-                    "(SELECT done_at FROM outbox o WHERE o.task_id = t.id) AS done_at "
-                    "FROM task t WHERE id = :t"
+                    # (joined on the workspace too: the tables are distributed by it on Citus)
+                    "SELECT t.state, t.attempts, t.error, t.result, t.lease_id, "
+                    "t.lease_expires_at, t.leased_by, o.done_at FROM task t "
+                    "LEFT JOIN outbox o ON o.workspace_id = t.workspace_id AND o.task_id = t.id "
+                    "WHERE t.id = :t"
                 ),
                 {"t": task_id},
             )
