@@ -31,6 +31,7 @@ KEY_METRICS: tuple[tuple[str, tuple[str, ...], str, float], ...] = (
     ("concurrency p99 ms", ("concurrency", "p99_ms"), "lower", 0.30),
     ("concurrency errors", ("concurrency", "errors"), "lower", 0.0),
     ("cross-workspace rows", ("concurrency", "bad_rows"), "lower", 0.0),
+    ("login spam: tenant p50 spam/rest", ("login_spam", "p50_ratio"), "lower", 0.5),
 )
 
 

@@ -271,6 +271,17 @@ def _citus(ax: Any, r: Result) -> None:
     ax.legend(fontsize=8)
 
 
+def _login_spam(ax: Any, r: Result) -> None:
+    m = r.metrics
+    x = range(2)
+    ax.bar([i - 0.2 for i in x], [m["p50_rest_ms"], m["p50_spam_ms"]], 0.4, label="p50")
+    ax.bar([i + 0.2 for i in x], [m["p95_rest_ms"], m["p95_spam_ms"]], 0.4, label="p95")
+    ax.set_xticks(list(x), ["at rest", f"{m['logins_hashed_per_s']:.1f} logins hashed/s"])
+    ax.set_ylabel("ms")
+    ax.set_title(f"Tenant latency under login spam: p50 {m['p50_ratio']:.2f}x")
+    ax.legend(fontsize=8)
+
+
 # The chart's panels, row by row: the scenario each draws, and how.
 PANELS: tuple[tuple[str, Callable[[Any, Result], None]], ...] = (
     ("throughput", _throughput),
@@ -279,6 +290,7 @@ PANELS: tuple[tuple[str, Callable[[Any, Result], None]], ...] = (
     ("concurrency", _concurrency),
     ("scale", _scale),
     ("ingest", _ingest),
+    ("login_spam", _login_spam),
     ("citus", _citus),
 )
 

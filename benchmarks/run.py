@@ -43,6 +43,8 @@ FULL = {
     "concurrency_duration": 60.0,
     "scale_duration": 10.0,
     "ingest_findings": 100_000,
+    "spam_clients": 30,
+    "spam_duration": 10.0,
 }
 QUICK = {
     "workspaces": 20,
@@ -57,6 +59,8 @@ QUICK = {
     "concurrency_duration": 2.0,
     "scale_duration": 1.0,
     "ingest_findings": 300,
+    "spam_clients": 10,
+    "spam_duration": 1.0,
 }
 
 
@@ -86,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scale-duration", type=float, help="scale: seconds per list per size (10)")
     p.add_argument("--ingest-findings", type=int, help="ingest: findings in the report (100000)")
+    p.add_argument(
+        "--spam-clients", type=int, help="login_spam: concurrent spam logins (default 30)"
+    )
+    p.add_argument(
+        "--spam-duration", type=float, help="login_spam: seconds per side per round (default 10)"
+    )
     p.add_argument(
         "--client",
         choices=("auto", "wrk", "python"),
@@ -275,6 +285,8 @@ def _recorded_options(opts: argparse.Namespace, use_wrk: bool) -> dict[str, Any]
         "scale_sizes",
         "scale_duration",
         "ingest_findings",
+        "spam_clients",
+        "spam_duration",
     )
     out: dict[str, Any] = {k: getattr(opts, k) for k in keys}
     out["client"] = "wrk" if use_wrk else "python"

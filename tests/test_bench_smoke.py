@@ -47,6 +47,10 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path, monkeypatch):
         "0.5",
         "--ingest-findings",
         "200",
+        "--spam-clients",
+        "6",
+        "--spam-duration",
+        "0.5",
     ]
     assert run.main(argv) == 0
     for name in ("latest.md", "latest.json", "latest.png"):
@@ -54,7 +58,15 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path, monkeypatch):
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "latest.json").read_text())
     results = {r["key"]: r for r in report["results"]}
-    assert set(results) == {"throughput", "rls", "scale", "ingest", "concurrency", "citus"}
+    assert set(results) == {
+        "throughput",
+        "rls",
+        "scale",
+        "ingest",
+        "concurrency",
+        "login_spam",
+        "citus",
+    }
     assert results["citus"]["skipped"]  # no cluster given (--citus-url)
     assert not results["scale"]["skipped"] and not results["ingest"]["skipped"]
     scale = results["scale"]
@@ -71,6 +83,11 @@ def test_bench_quick_run_writes_the_report(servers, tmp_path, monkeypatch):
     concurrency = results["concurrency"]["metrics"]
     assert concurrency["errors"] == 0, concurrency["error_samples"]
     assert concurrency["checked_rows"] > 0 and concurrency["bad_rows"] == 0
+    spam = results["login_spam"]["metrics"]
+    assert spam["errors"] == 0, spam["error_samples"]
+    # Every spam login was answered after a real password check (none refused by a limit).
+    assert set(spam["spam_answers"]) == {"401"} and spam["logins_hashed_per_s"] > 0, spam
+    assert spam["p50_rest_ms"] > 0 and spam["p50_spam_ms"] > 0 and spam["p50_ratio"] > 0
     assert set(results["rls"]["metrics"]["queries"]) == {
         "scoped list",
         "get by id",

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from app.config import Settings
-from app.db.transaction import Transaction
 from app.errors import ServiceUnavailable, Unauthorized
 from app.security.providers import Credentials, Identity, TokenCredentials
 from app.security.tokens import UnknownSigningKey, peek, verify_external
+
+if TYPE_CHECKING:
+    from app.db.session import Database
 
 log = logging.getLogger("warden.oidc")
 
@@ -49,9 +51,7 @@ class OidcProvider:
         peeked = peek(token)
         return peeked is not None and peeked[1].get("iss") == self.issuer
 
-    async def authenticate(
-        self, tx: Transaction | None, credentials: Credentials
-    ) -> Identity | None:
+    async def authenticate(self, db: Database | None, credentials: Credentials) -> Identity | None:
         if not isinstance(credentials, TokenCredentials) or not self.recognises(credentials.token):
             return None
         claims = await self.verify(credentials.token)

@@ -15,15 +15,17 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
 from app.config import Settings
-from app.db.transaction import Transaction
 from app.errors import Unauthorized
 from app.security.passwords import hasher, verify_password
 from app.security.principal import UserPrincipal
+
+if TYPE_CHECKING:
+    from app.db.session import Database
 
 INVALID_LOGIN = "Invalid email or password"
 
@@ -68,33 +70,33 @@ class Identity:
 class AuthProvider(Protocol):
     name: str
 
-    async def authenticate(
-        self, tx: Transaction | None, credentials: Credentials
-    ) -> Identity | None:
+    async def authenticate(self, db: Database | None, credentials: Credentials) -> Identity | None:
         """The identity these credentials prove; None when they are not for this provider or
-        do not prove anything to it; `Unauthorized` for credentials it owns and refuses."""
+        do not prove anything to it; `Unauthorized` for credentials it owns and refuses. A
+        provider that reads the database takes a connection of `db` only for the read."""
 
 
 class PasswordProvider:
     """Email and password against the user table (argon2id; the same work for an unknown
-    email as for a wrong password)."""
+    email as for a wrong password). The hash is checked holding no database connection: it
+    takes tens of milliseconds in the hashing pool, behind every other login, and a burst of
+    logins must not drain the connection pool that every other request needs."""
 
     name = "password"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def authenticate(
-        self, tx: Transaction | None, credentials: Credentials
-    ) -> Identity | None:
-        if tx is None or not isinstance(credentials, PasswordCredentials):
+    async def authenticate(self, db: Database | None, credentials: Credentials) -> Identity | None:
+        if db is None or not isinstance(credentials, PasswordCredentials):
             return None
         lookup = credentials.email.strip().lower()
         row = None
         if "\x00" not in lookup:  # no stored email holds NUL, and the database refuses it
-            row = await tx.lookup(
-                "SELECT user_id, password_hash, is_active FROM warden_login_lookup($1)", lookup
-            )
+            async with db.transaction() as tx:  # one read; the connection is back before hashing
+                row = await tx.lookup(
+                    "SELECT user_id, password_hash, is_active FROM warden_login_lookup($1)", lookup
+                )
         stored: str | None = row["password_hash"] if row else None
         if not await verify_password(self.settings, stored, credentials.password):
             return None
@@ -114,9 +116,9 @@ class AuthProviders:
     def __init__(self, providers: list[Any]) -> None:
         self.providers: list[AuthProvider] = providers
 
-    async def authenticate(self, tx: Transaction | None, credentials: Credentials) -> Identity:
+    async def authenticate(self, db: Database | None, credentials: Credentials) -> Identity:
         for provider in self.providers:
-            identity = await provider.authenticate(tx, credentials)
+            identity = await provider.authenticate(db, credentials)
             if identity is not None:
                 return identity
         if isinstance(credentials, PasswordCredentials):

@@ -205,14 +205,17 @@ async def login(
     providers = providers or configured(settings)
     # A wrong password keeps its reserved attempt counted; a right one gives it back.
     await _refuse_when_throttled(redis, settings, email, client.ip, "logins")
+    # Hashing holds no database connection (see `PasswordProvider`): the check comes first.
+    identity = await providers.authenticate(db, PasswordCredentials(email, password))
+    rehashed = None
+    if identity.needs_rehash and identity.password_hash:
+        # Keep every stored hash at the configured cost (and login timing uniform); only the
+        # hash just verified is replaced (a concurrent change of password wins).
+        rehashed = await hash_password(settings, password)
     async with db.transaction() as tx:
-        identity = await providers.authenticate(tx, PasswordCredentials(email, password))
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
-        if identity.needs_rehash and identity.password_hash:
-            # Keep every stored hash at the configured cost (and login timing uniform); only
-            # the hash just verified is replaced (a concurrent change of password wins).
-            rehashed = await hash_password(settings, password)
+        if rehashed is not None and identity.password_hash:
             await swap_password_hash(tx, identity.password_hash, rehashed)
         if await mfa.is_on(tx.session, user_id):
             await _event(tx, client, user_id, "login_password")

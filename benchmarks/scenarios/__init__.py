@@ -4,7 +4,7 @@ ones asked for, in this order."""
 
 from __future__ import annotations
 
-from benchmarks.scenarios import citus, concurrency, ingest, rls, scale, throughput
+from benchmarks.scenarios import citus, concurrency, ingest, login_spam, rls, scale, throughput
 from benchmarks.scenarios.base import Context, Result, Scenario
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -13,6 +13,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     scale.SCENARIO,
     ingest.SCENARIO,
     concurrency.SCENARIO,
+    login_spam.SCENARIO,
     citus.SCENARIO,
 )
 
