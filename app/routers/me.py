@@ -101,7 +101,10 @@ async def has_permission(
     # The very path a request to that workspace takes: the same lookup, the same principal,
     # the same resolver.
     try:
-        principal = await load_principal(ctx.tx, ctx.principal, body.workspace)
+        # In a transaction of its own, as a request to that workspace begins (this one may have
+        # written its idempotency key: on Citus a definer function cannot read that shard then).
+        async with request.app.state.db.transaction() as lookup:
+            principal = await load_principal(lookup, ctx.principal, body.workspace)
     except Forbidden as refused:  # an API key bound to another workspace
         return {"allowed": False, "permission": permission, "reason": refused.detail}
     if principal is None:

@@ -241,7 +241,6 @@ async def _local_user(
         # Provisioning reads identities across shards, then writes the users (a reference
         # table): Citus allows that with one connection per node.
         await tx.begin_with(SEQUENTIAL)
-    # In the sign-in's transaction (it writes): a sign-in that fails later provisions nothing.
     rows = await tx.fetch(
         "SELECT user_id, outcome, is_active FROM warden_oidc_sign_in($1, $2, $3, $4, $5)",
         identity.issuer,
@@ -291,7 +290,12 @@ async def external_sign_in(
 ) -> tuple[uuid.UUID, uuid.UUID, Tokens]:
     """Sign in a person an external IdP vouched for: provision them on first sign-in (by issuer
     and subject), make their memberships follow their groups (each change audited in its
-    workspace), start a login (ending at `until` when given). (user id, family id, tokens)."""
+    workspace), start a login (ending at `until` when given). (user id, family id, tokens).
+
+    Two transactions: what the definer functions write (the person, their invitations' notices,
+    their memberships), then the login the runtime role writes — on Citus one transaction may
+    not touch a user's shards as two roles. A login that fails after the first leaves the
+    person provisioned and their memberships synced, as the next sign-in would."""
     async with db.transaction() as tx:
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
@@ -303,6 +307,8 @@ async def external_sign_in(
             (client.user_agent or "")[:400] or None,
             client.request_id,
         )
+    async with db.transaction() as tx:
+        await apply_context(tx, None, user_id)
         family_id = new_id()
         tokens = await _issue(tx.session, settings, user_id, family_id, client, until=until)
         await _event(tx, client, user_id, f"login_{identity.provider}")

@@ -82,6 +82,7 @@ DEAD = (
 async def test_a_task_whose_worker_died_is_taken_over_once(
     api, client, settings, admin_engine, caplog
 ):
+    await run_jobs(settings)  # the jobs earlier tests left queued are not counted below
     _, _, task = await _upload(api, client)
     await _set_task(admin_engine, task["id"], DEAD, attempts=1)
     caplog.set_level(logging.WARNING, "warden.jobs")
@@ -109,8 +110,9 @@ async def test_no_attempts_left_at_takeover_fails_the_task(api, client, settings
         scan = (
             await conn.execute(
                 text(
-                    "SELECT state, (SELECT count(*) FROM scan_upload u WHERE u.scan_id = s.id) "
-                    "FROM scan s WHERE task_id = :t"
+                    "SELECT s.state, count(u.scan_id) FROM scan s LEFT JOIN scan_upload u "
+                    "ON u.workspace_id = s.workspace_id AND u.scan_id = s.id "
+                    "WHERE s.task_id = :t GROUP BY s.workspace_id, s.id, s.state"
                 ),
                 {"t": task["id"]},
             )
