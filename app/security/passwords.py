@@ -3,15 +3,19 @@
 Hashing is deliberately slow (tens of milliseconds of CPU), so it never runs on the event loop:
 `hash_password` and `verify_password` run in a small thread pool of their own
 (`WARDEN_PASSWORD_HASH_THREADS`; argon2 releases the GIL), and a burst of logins waits for a
-slot there instead of stalling every other request of the process.
+slot there instead of stalling every other request of the process. A sign-in takes its
+`hashing_slot` before it checks out a database connection (registration hashes before it), so
+the logins waiting for a thread hold none: the pool stays free for everyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -45,6 +49,23 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 def pool_size(settings: Settings) -> int:
     """The configured number of hashing threads; by default one core is left to the loop."""
     return settings.password_hash_threads or max(1, (os.cpu_count() or 2) - 1)
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def hashing_slot(settings: Settings) -> AsyncIterator[None]:
+    """One of the hashing threads, for a sign-in: taken before its database connection, so
+    the sign-ins waiting for a thread hold no connection."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(pool_size(settings))
+    async with slots:
+        yield
 
 
 async def _off_loop(settings: Settings, fn: Callable[..., T], *args: Any) -> T:

@@ -24,7 +24,7 @@ from app.db.tenant import apply_context
 from app.db.transaction import Transaction
 from app.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from app.security import throttle
-from app.security.passwords import hash_password, verify_password
+from app.security.passwords import hash_password, hashing_slot, verify_password
 from app.security.principal import UserContext
 from app.security.providers import (
     AuthProviders,
@@ -110,6 +110,7 @@ async def register(
     the event's shard would not see a user another role's connection has just added."""
     user_id = new_id()
     event = _event_values(client, user_id, "register", status=201)
+    password_hash = await hash_password(settings, password)  # before holding a connection
     async with db.transaction() as tx:
         await apply_context(tx, None, user_id)
         try:
@@ -120,7 +121,7 @@ async def register(
                         "id": user_id,
                         "email": email.lower(),
                         "name": name,
-                        "hash": await hash_password(settings, password),
+                        "hash": password_hash,
                         "event": orjson.dumps(event, default=str).decode(),
                     },
                 )
@@ -204,7 +205,8 @@ async def login(
     providers = providers or configured(settings)
     # A wrong password keeps its reserved attempt counted; a right one gives it back.
     await _refuse_when_throttled(redis, settings, email, client.ip, "logins")
-    async with db.transaction() as tx:
+    # A hashing thread first, then a connection: logins queued for hashing hold none.
+    async with hashing_slot(settings), db.transaction() as tx:
         identity = await providers.authenticate(tx, PasswordCredentials(email, password))
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)

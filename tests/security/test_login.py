@@ -397,3 +397,48 @@ async def test_login_rehashes_passwords_stored_at_an_old_cost(
             )
         ).scalar_one()
     assert ",t=2," in stored, stored
+
+
+async def test_logins_waiting_to_hash_hold_no_database_connection(
+    database: Any, servers: Any
+) -> None:
+    """A burst of sign-ins (or sign-ups) waits for a hashing thread without holding a pooled
+    database connection: the pool stays free for everyone else's requests."""
+    settings = make_settings(
+        database,
+        servers,
+        password_hash_threads=1,
+        # Hashing dearer than a sign-up's writes, so that the writes seldom overlap.
+        argon2_time_cost=2,
+        argon2_memory_cost=65536,
+        db_pool_size=10,
+    )
+    async with serve(settings, "10.12.0.1") as (application, c):
+        pool = application.state.db.engine.pool
+
+        async def peak_during(calls: list[Any]) -> tuple[int, list[int]]:
+            peak = 0
+            done = asyncio.Event()
+
+            async def watch() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, pool.checkedout())
+                    await asyncio.sleep(0.001)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                answers = await asyncio.gather(*calls)
+            finally:
+                done.set()
+                await watcher
+            return peak, sorted(r.status_code for r in answers)
+
+        peak, codes = await peak_during([_login(c, _email("burst"), PASSWORD) for _ in range(6)])
+        assert codes == [401] * 6
+        assert peak <= 1, peak  # one login hashes at a time, and only it holds a connection
+        peak, codes = await peak_during(
+            [_register(c, _valid(email=_email("burst-new"))) for _ in range(6)]
+        )
+        assert codes == [201] * 6
+        assert peak <= 3, peak  # only the short writes after hashing hold one
