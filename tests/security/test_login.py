@@ -442,3 +442,17 @@ async def test_logins_waiting_to_hash_hold_no_database_connection(
         )
         assert codes == [201] * 6
         assert peak <= 3, peak  # only the short writes after hashing hold one
+
+
+async def test_one_ipv6_network_is_one_address(api: Api, app: Any, settings: Settings) -> None:
+    """Whoever holds an IPv6 /64 holds 2^64 addresses: the limits count the network, so moving
+    to the next address in it gets no new guesses."""
+    user = await api.user("v6")
+    for i in range(settings.login_max_failures):
+        async with client_for(app, f"2001:db8:12:3::{i + 1:x}") as c:
+            assert_problem(await _login(c, user.email, "not the password"), 401)
+    async with client_for(app, "2001:db8:12:3:ffff:1:2:3") as c:
+        assert_problem(await _login(c, user.email, PASSWORD), 429)
+    # Another network is another address.
+    async with client_for(app, "2001:db8:12:4::1") as c:
+        assert (await _login(c, user.email, PASSWORD)).status_code == 200
