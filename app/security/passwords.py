@@ -88,8 +88,11 @@ def hash_password_sync(settings: Settings, password: str) -> str:
 
 
 def _verify(settings: Settings, stored_hash: str | None, password: str) -> bool:
-    """Check `password`; with no stored hash (unknown user) do the same work against a dummy."""
+    """Check `password`; with no stored hash (unknown user) or one that is no argon2 hash (an
+    account made by single sign-on has none) do the same work against a dummy."""
     h = hasher(settings)
+    if stored_hash is not None and not stored_hash.startswith("$argon2"):
+        stored_hash = None
     target = stored_hash or _dummy_hash(settings.argon2_time_cost, settings.argon2_memory_cost)
     try:
         ok = h.verify(target, password)

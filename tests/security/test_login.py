@@ -102,6 +102,38 @@ async def test_unknown_email_takes_as_long_as_a_wrong_password(timing_app: Any) 
     assert 0.5 < ratio < 2.0, (ratio, known, unknown)
 
 
+async def test_an_account_without_a_password_takes_as_long_as_a_wrong_password(
+    timing_app: Any, runtime_engine: Any
+) -> None:
+    """An account made by single sign-on has no password (its stored hash is no argon2 hash):
+    trying one there costs a hash too, so timing does not tell such accounts apart."""
+    from sqlalchemy import text
+
+    sso = _email("sso")
+    async with runtime_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT * FROM warden_oidc_sign_in(:i, :s, :e, true, 'SSO')"),
+            {"i": "https://idp.example.com", "s": secrets.token_hex(8), "e": sso},
+        )
+    async with client_for(timing_app, "10.2.0.2") as c:
+
+        async def timed(email: str) -> float:
+            start = time.perf_counter()
+            r = await _login(c, email, "not the password")
+            elapsed = time.perf_counter() - start
+            assert r.status_code == 401, r.text
+            return elapsed
+
+        await timed(_email("warmup"))
+        unknown: list[float] = []
+        passwordless: list[float] = []
+        for _ in range(7):
+            unknown.append(await timed(_email("nobody")))
+            passwordless.append(await timed(sso))
+    ratio = statistics.median(passwordless) / statistics.median(unknown)
+    assert 0.5 < ratio < 2.0, (ratio, unknown, passwordless)
+
+
 # Throttling
 
 
