@@ -51,7 +51,8 @@ def pool_size(settings: Settings) -> int:
     return settings.password_hash_threads or max(1, (os.cpu_count() or 2) - 1)
 
 
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+# Per event loop, one semaphore per pool (keyed by its number of threads, as `_pool`).
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -60,10 +61,11 @@ _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 async def hashing_slot(settings: Settings) -> AsyncIterator[None]:
     """One of the hashing threads, for a sign-in: taken before its database connection, so
     the sign-ins waiting for a thread hold no connection."""
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
+    threads = pool_size(settings)
+    per_pool = _slots.setdefault(asyncio.get_running_loop(), {})
+    slots = per_pool.get(threads)
     if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(pool_size(settings))
+        slots = per_pool[threads] = asyncio.Semaphore(threads)
     async with slots:
         yield
 
