@@ -14,13 +14,15 @@ def secret_problems(settings: Settings) -> list[str]:
     """What makes the signing and keying secrets unfit outside development: the built-in
     development secret (anyone can forge tokens, cursors and key hashes with it) or a short one."""
     jwt = settings.jwt_secret.get_secret_value()
+    # It signs tokens (HS256), and keys everything else unless WARDEN_SECRET_KEY is set.
+    in_use = settings.jwt_algorithm == "HS256" or not settings.secret_key
     problems = []
-    if jwt == DEFAULT_JWT_SECRET and (settings.jwt_algorithm == "HS256" or not settings.secret_key):
+    if jwt == DEFAULT_JWT_SECRET and in_use:
         problems.append(
             "WARDEN_JWT_SECRET is the built-in development secret: set a random one of at least "
             f"{MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
         )
-    elif settings.jwt_algorithm == "HS256" and len(jwt.encode()) < MIN_SECRET_BYTES:
+    elif in_use and len(jwt.encode()) < MIN_SECRET_BYTES:
         problems.append(f"WARDEN_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
     key = settings.secret_key.get_secret_value() if settings.secret_key else None
     if key is not None and len(key.encode()) < MIN_SECRET_BYTES:

@@ -55,6 +55,15 @@ DEFAULT_SECRET_REFUSAL = (
             DEFAULT_SECRET_REFUSAL,
         ),
         (PRODUCTION | {"WARDEN_SECRET_KEY": "short"}, "WARDEN_SECRET_KEY is shorter than 32"),
+        (
+            PRODUCTION
+            | {
+                "WARDEN_JWT_SECRET": "short",  # signs no token, but keys everything else
+                "WARDEN_JWT_ALGORITHM": "RS256",
+                "WARDEN_JWT_PUBLIC_KEY": "k",
+            },
+            "WARDEN_JWT_SECRET is shorter than 32",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "worker"])

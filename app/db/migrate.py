@@ -85,7 +85,13 @@ async def migrate(
         await engine.dispose()
 
 
-PURGE_GRACE_FUNCTIONS = ("warden_purge_audit(uuid, integer)", "warden_deletions_due(integer)")
+# The functions that read the grace period: the purge and the deletions due wait for it, and
+# retention removes no record younger than it.
+PURGE_GRACE_FUNCTIONS = (
+    "warden_purge_audit(uuid, integer)",
+    "warden_deletions_due(integer)",
+    "warden_audit_retention(integer, integer)",
+)
 
 
 async def set_purge_grace(conn: AsyncConnection, hours: int) -> None:

@@ -3,7 +3,9 @@
 Hashing is deliberately slow (tens of milliseconds of CPU), so it never runs on the event loop:
 `hash_password` and `verify_password` run in a small thread pool of their own
 (`WARDEN_PASSWORD_HASH_THREADS`; argon2 releases the GIL), and a burst of logins waits for a
-slot there instead of stalling every other request of the process.
+slot there instead of stalling every other request of the process. A login checks the password
+after its lookup has given its database connection back, and registration hashes before it
+takes one, so the sign-ins waiting for a thread hold no connection.
 """
 
 from __future__ import annotations
@@ -67,8 +69,11 @@ def hash_password_sync(settings: Settings, password: str) -> str:
 
 
 def _verify(settings: Settings, stored_hash: str | None, password: str) -> bool:
-    """Check `password`; with no stored hash (unknown user) do the same work against a dummy."""
+    """Check `password`; with no stored hash (unknown user) or one that is no argon2 hash (an
+    account made by single sign-on has none) do the same work against a dummy."""
     h = hasher(settings)
+    if stored_hash is not None and not stored_hash.startswith("$argon2"):
+        stored_hash = None
     target = stored_hash or _dummy_hash(settings.argon2_time_cost, settings.argon2_memory_cost)
     try:
         ok = h.verify(target, password)

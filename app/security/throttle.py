@@ -7,7 +7,8 @@ first). An attempt is *reserved* before the password is checked, in one Lua scri
 both counters and increments them together, so thirty concurrent guesses for one account see
 counts 1..30 and only the first `max` are checked; a success releases its reservation. The
 client address is the peer's, or the forwarded one when the peer is a trusted proxy
-(`WARDEN_TRUSTED_PROXIES`). Second-factor codes use the per-account counter only.
+(`WARDEN_TRUSTED_PROXIES`); an IPv6 address counts as its /64 network (whoever has one address
+there has 2^64 of them). Second-factor codes use the per-account counter only.
 
 Keys carry `WARDEN_REDIS_KEY_PREFIX`. Fails open when Redis is unreachable (logged): throttling
 protects against guessing, and an outage of the cache must not lock every user out.
@@ -16,6 +17,7 @@ protects against guessing, and an outage of the cache must not lock every user o
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 from typing import Any
 
@@ -52,8 +54,25 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def _address(ip: str | None) -> str | None:
+    """The address a limit counts: an IPv6 address's /64 network (an IPv4 one mapped into
+    IPv6 is that IPv4 address); anything else as it is."""
+    if not ip:
+        return ip
+    try:
+        parsed = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
 def _keys(settings: Settings, account: str, ip: str | None, per_address: bool) -> list[str]:
     prefix = settings.redis_key_prefix
+    ip = _address(ip)
     who = f"{account.strip().lower()}|{ip or '-'}"
     keys = [f"{prefix}:login-fail:{_digest(who)}"]
     if per_address and ip:
@@ -106,9 +125,10 @@ async def within_rate(
 ) -> bool:
     """Whether one more `what` from this client address fits this minute's budget (fails open;
     no address, no budget)."""
-    if redis is None or not ip:
+    address = _address(ip)
+    if redis is None or not address:
         return True
-    key = f"{settings.redis_key_prefix}:{what}:{_digest(ip)}"
+    key = f"{settings.redis_key_prefix}:{what}:{_digest(address)}"
     try:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)

@@ -111,6 +111,7 @@ async def register(
     the event's shard would not see a user another role's connection has just added."""
     user_id = new_id()
     event = _event_values(client, user_id, "register", status=201)
+    password_hash = await hash_password(settings, password)  # before holding a connection
     async with db.transaction() as tx:
         await apply_context(tx, None, user_id)
         try:
@@ -121,7 +122,7 @@ async def register(
                         "id": user_id,
                         "email": email.lower(),
                         "name": name,
-                        "hash": await hash_password(settings, password),
+                        "hash": password_hash,
                         "event": orjson.dumps(event, default=str).decode(),
                     },
                 )

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from app.db.models.audit import NOBODY
 from app.metrics import DENIALS_NOT_STORED
 from tests.conftest import make_settings
-from tests.helpers import assert_problem, aws_uid, serve
+from tests.helpers import assert_problem, aws_uid, client_for, serve
 
 
 async def _count(admin_engine, table: str, request_id: str) -> int:
@@ -192,3 +192,23 @@ async def test_denials_are_bounded_and_budgeted_per_address(
     assert len(stored) == 4, stored  # three from the flooding address, one from elsewhere
     assert all(len(d["path"]) <= 1024 for d in stored), [len(d["path"]) for d in stored]
     assert DENIALS_NOT_STORED._value.get() - before == 3
+
+
+async def test_the_denial_budget_counts_an_ipv6_network_as_one_address(
+    api, client, ws, database, servers, settings
+):
+    """Each address of an IPv6 /64 is the same caller: moving along it gets no new budget."""
+    outsider = await api.user("v6-flooder")
+    budgeted = make_settings(
+        database,
+        servers,
+        jwt_secret=settings.jwt_secret,
+        redis_key_prefix=f"{settings.redis_key_prefix}:{uuid.uuid4().hex[:8]}",
+        denials_per_address_per_minute=3,
+    )
+    async with serve(budgeted) as (application, _):
+        for i in range(6):
+            async with client_for(application, f"2001:db8:9:1::{i + 1:x}") as flood:
+                r = await flood.get(f"{ws.base}/providers", headers=outsider.headers)
+                assert_problem(r, 404)
+    assert len(await _denials(client, outsider)) == 3

@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import text
 
 from app.cli import main
-from app.services.audit_chain import seal_pending
-from tests.audit.conftest import records, verify
+from app.db.migrate import PURGE_GRACE_FUNCTIONS
+from app.services.audit_chain import apply_retention, seal_pending
+from tests.audit.conftest import records, shift_created_at, verify
 from tests.helpers import run_jobs
 from workers.settings import maintenance_database
 
@@ -155,7 +156,7 @@ async def grace(admin_engine, hours: int) -> AsyncIterator[None]:
 
     async def set_to(value: int) -> None:
         async with admin_engine.begin() as conn:
-            for fn in ("warden_purge_audit(uuid, integer)", "warden_deletions_due(integer)"):
+            for fn in PURGE_GRACE_FUNCTIONS:
                 await conn.execute(
                     text(f"ALTER FUNCTION {fn} SET warden.audit_purge_grace = '{value} hours'")
                 )
@@ -214,6 +215,30 @@ async def test_mark_purge_unmark_cannot_erase_a_live_trail(
                 )
             ).scalar_one()
         assert marked == first
+
+
+async def test_a_short_retention_cuts_nothing_younger_than_the_grace_period(
+    api, app, ws, runtime_engine, admin_engine, maintenance_db
+):
+    """The runtime role may set the shortest retention (1 day) in any workspace; the retention
+    job still removes no record younger than the purge grace period, so this erases nothing
+    sooner than a deletion could."""
+    await _calls(api, ws, 3)
+    before = [r["id"] for r in await records(admin_engine, ws.id)]
+    async with admin_engine.begin() as conn:
+        await shift_created_at(conn, ws.id, before, -timedelta(days=2))
+    owner_id = await _user_id(api, ws.owner)
+    async with attacker(runtime_engine, ws.id, owner_id) as conn:
+        await conn.execute(
+            text("UPDATE workspace SET audit_retention_days = 1 WHERE id = :w"), {"w": ws.id}
+        )
+    await _seal(app)
+    async with grace(admin_engine, 72):
+        await apply_retention(maintenance_db)
+        assert set(before) <= {r["id"] for r in await records(admin_engine, ws.id)}
+    # Past the grace period (0 here), the workspace's own setting applies.
+    await apply_retention(maintenance_db)
+    assert not set(before) & {r["id"] for r in await records(admin_engine, ws.id)}
 
 
 async def test_a_deletion_keeps_the_trail_through_the_grace_period_then_finishes(

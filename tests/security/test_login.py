@@ -102,6 +102,38 @@ async def test_unknown_email_takes_as_long_as_a_wrong_password(timing_app: Any) 
     assert 0.5 < ratio < 2.0, (ratio, known, unknown)
 
 
+async def test_an_account_without_a_password_takes_as_long_as_a_wrong_password(
+    timing_app: Any, runtime_engine: Any
+) -> None:
+    """An account made by single sign-on has no password (its stored hash is no argon2 hash):
+    trying one there costs a hash too, so timing does not tell such accounts apart."""
+    from sqlalchemy import text
+
+    sso = _email("sso")
+    async with runtime_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT * FROM warden_oidc_sign_in(:i, :s, :e, true, 'SSO')"),
+            {"i": "https://idp.example.com", "s": secrets.token_hex(8), "e": sso},
+        )
+    async with client_for(timing_app, "10.2.0.2") as c:
+
+        async def timed(email: str) -> float:
+            start = time.perf_counter()
+            r = await _login(c, email, "not the password")
+            elapsed = time.perf_counter() - start
+            assert r.status_code == 401, r.text
+            return elapsed
+
+        await timed(_email("warmup"))
+        unknown: list[float] = []
+        passwordless: list[float] = []
+        for _ in range(7):
+            unknown.append(await timed(_email("nobody")))
+            passwordless.append(await timed(sso))
+    ratio = statistics.median(passwordless) / statistics.median(unknown)
+    assert 0.5 < ratio < 2.0, (ratio, unknown, passwordless)
+
+
 # Throttling
 
 
@@ -397,3 +429,62 @@ async def test_login_rehashes_passwords_stored_at_an_old_cost(
             )
         ).scalar_one()
     assert ",t=2," in stored, stored
+
+
+async def test_logins_waiting_to_hash_hold_no_database_connection(
+    database: Any, servers: Any
+) -> None:
+    """A burst of sign-ins (or sign-ups) waits for a hashing thread without holding a pooled
+    database connection: the pool stays free for everyone else's requests."""
+    settings = make_settings(
+        database,
+        servers,
+        password_hash_threads=1,
+        # Hashing dearer than a sign-up's writes, so that the writes seldom overlap.
+        argon2_time_cost=2,
+        argon2_memory_cost=65536,
+        db_pool_size=10,
+    )
+    async with serve(settings, "10.12.0.1") as (application, c):
+        pool = application.state.db.engine.pool
+
+        async def peak_during(calls: list[Any]) -> tuple[int, list[int]]:
+            peak = 0
+            done = asyncio.Event()
+
+            async def watch() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, pool.checkedout())
+                    await asyncio.sleep(0.001)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                answers = await asyncio.gather(*calls)
+            finally:
+                done.set()
+                await watcher
+            return peak, sorted(r.status_code for r in answers)
+
+        peak, codes = await peak_during([_login(c, _email("burst"), PASSWORD) for _ in range(6)])
+        assert codes == [401] * 6
+        assert peak <= 1, peak  # one login hashes at a time, and only it holds a connection
+        peak, codes = await peak_during(
+            [_register(c, _valid(email=_email("burst-new"))) for _ in range(6)]
+        )
+        assert codes == [201] * 6
+        assert peak <= 3, peak  # only the short writes after hashing hold one
+
+
+async def test_one_ipv6_network_is_one_address(api: Api, app: Any, settings: Settings) -> None:
+    """Whoever holds an IPv6 /64 holds 2^64 addresses: the limits count the network, so moving
+    to the next address in it gets no new guesses."""
+    user = await api.user("v6")
+    for i in range(settings.login_max_failures):
+        async with client_for(app, f"2001:db8:12:3::{i + 1:x}") as c:
+            assert_problem(await _login(c, user.email, "not the password"), 401)
+    async with client_for(app, "2001:db8:12:3:ffff:1:2:3") as c:
+        assert_problem(await _login(c, user.email, PASSWORD), 429)
+    # Another network is another address.
+    async with client_for(app, "2001:db8:12:4::1") as c:
+        assert (await _login(c, user.email, PASSWORD)).status_code == 200
