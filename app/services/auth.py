@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.audit import add_user_event
 from app.db.base import new_id
-from app.db.citus import SEQUENTIAL
 from app.db.models import AuthSession, User
 from app.db.session import Database
 from app.db.tenant import apply_context
@@ -238,10 +237,6 @@ async def _local_user(
     if identity.user_id is not None:
         return identity.user_id
     assert identity.issuer and identity.subject and identity.email
-    if tx.on_citus:
-        # Provisioning reads identities across shards, then writes the users (a reference
-        # table): Citus allows that with one connection per node.
-        await tx.begin_with(SEQUENTIAL)
     rows = await tx.fetch(
         "SELECT user_id, outcome, is_active FROM warden_oidc_sign_in($1, $2, $3, $4, $5)",
         identity.issuer,
