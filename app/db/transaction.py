@@ -109,6 +109,11 @@ class Transaction:
             raise RuntimeError("lookup runs before the transaction opens")
         return await self.driver.fetchrow(sql, *args)
 
+    @property
+    def on_citus(self) -> bool:
+        """Whether this transaction's connection is to a Citus coordinator."""
+        return bool(self._pooled.info.get(CITUS))
+
     async def begin_with(self, statements: str) -> None:
         """Run `statements` (simple-query SQL, no parameters) in the transaction, opening it in
         the same round trip if nothing did yet."""

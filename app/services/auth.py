@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.audit import add_user_event
 from app.db.base import new_id
+from app.db.citus import SEQUENTIAL
 from app.db.models import AuthSession, User
 from app.db.session import Database
 from app.db.tenant import apply_context
@@ -293,6 +294,10 @@ async def external_sign_in(
     not touch a user's shards as two roles. A login that fails after the first leaves the
     person provisioned and their memberships synced, as the next sign-in would."""
     async with db.transaction() as tx:
+        if tx.on_citus:
+            # It writes the users (a reference table), then reads tables that refer to them
+            # across shards: Citus allows that over one connection per node only.
+            await tx.begin_with(SEQUENTIAL)
         user_id = await _local_user(tx, settings, identity, client)
         await apply_context(tx, None, user_id)
         await notify_on_registration(tx)  # a person provisioned now hears of their invitations
