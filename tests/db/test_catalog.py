@@ -130,6 +130,37 @@ async def test_check_catches(name, admin_engine, database):
             await trans.rollback()
 
 
+async def test_check_covers_every_workspace_table(admin_engine, database):
+    """Generated from the catalog, not a list: every table with a `workspace_id` (those a
+    migration made with `create_table(..., scope=...)`, `audit_head` among them) fails the
+    check as soon as its row level security is no longer forced."""
+    async with admin_engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            tables = list(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT c.relname FROM pg_class c JOIN pg_attribute a "
+                            "ON a.attrelid = c.oid AND a.attname = 'workspace_id' "
+                            "WHERE c.relnamespace = 'public'::regnamespace "
+                            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                            "ORDER BY c.relname"
+                        )
+                    )
+                ).scalars()
+            )
+            assert {"audit_head", "audit_record", "audit_cut", "provider"} <= set(tables)
+            for table in tables:
+                await conn.execute(text("SAVEPOINT unforced"))
+                await conn.execute(text(f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY'))
+                problems = await rls_problems(conn, database["runtime_role"])
+                assert f"{table}: row level security is not forced" in problems, problems
+                await conn.execute(text("ROLLBACK TO SAVEPOINT unforced"))
+        finally:
+            await trans.rollback()
+
+
 @pytest.mark.parametrize("privilege", ["TRUNCATE", "REFERENCES", "TRIGGER"])
 async def test_check_catches_forbidden_privilege(privilege, admin_engine, database):
     role = database["runtime_role"]
